@@ -1,0 +1,301 @@
+"""The root command: global options, lazily loaded groups, and ``main()``.
+
+``main()`` (through ``BolticGroup.main``) is the one place an exception becomes an
+exit code and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import signal
+import sys
+import traceback
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from boltic_cli import __version__
+from boltic_cli._click import click
+from boltic_cli.context import OUTPUT_FORMATS, Context, Environment, GlobalOptions, Session
+from boltic_cli.errors import BolticError, ExitStatus
+
+# name -> (module under boltic_cli.commands, short help). Modules load only when used,
+# so `boltic --help` and completion import none of them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sources": ("sources", "Create, list, inspect and delete stream sources."),
+    "events": ("events", "Send, query and generate events."),
+    "destinations": ("destinations", "List and create stream destinations."),
+    "debug": ("debug", "Watch live traffic: status, tail, wait."),
+    "auth": ("auth", "Log in, log out, show how you are authenticated."),
+    "config": ("config", "Read and write settings and profiles."),
+    "api": ("api", "Make an authenticated API request, like `gh api`."),
+    "server": ("server", "Run the local Streams server."),
+    "dev": ("dev", "Run the local server, a dev source and a live tail in one go."),
+    "completion": ("completion", "Print a shell completion script."),
+}
+
+# Global options that work after the command too (design.md, CLI conventions).
+HOISTED_FLAGS = {"--json", "--debug", "-v", "--verbose", "--no-color"}
+HOISTED_OPTIONS = {"-o", "--output"}
+
+
+def hoist_output_options(args: list[str]) -> list[str]:
+    """Move global flags and ``-o/--output FMT`` to the front so they work after the command."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in HOISTED_FLAGS:
+            front.append(arg)
+        elif arg in HOISTED_OPTIONS and i + 1 < len(args):
+            front.extend(args[i : i + 2])
+            i += 1
+        elif arg.startswith("--output=") or (arg.startswith("-o") and len(arg) > 2):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class PipeClosed(BaseException):
+    """stdout was closed by the reader (``| head``)."""
+
+
+class Interrupted(BaseException):
+    exit_status = ExitStatus.INTERRUPTED
+
+
+class Terminated(BaseException):
+    exit_status = ExitStatus.TERMINATED
+
+
+class BolticGroup(TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"boltic_cli.commands.{COMMANDS[cmd_name][0]}")
+        command = typer.main.get_command(module.app)
+        command.name = cmd_name
+        if not command.help:
+            command.help = COMMANDS[cmd_name][1]
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_output_options(list(args)))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as e:
+            raise PipeClosed() from e
+        except KeyboardInterrupt as e:
+            raise Interrupted() from e
+
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:
+        env = extra.pop("obj", None)
+        session = Session(env if isinstance(env, Environment) else Environment())
+        extra.pop("standalone_mode", None)
+        argv = list(sys.argv[1:] if args is None else args)
+        code = run(
+            lambda: super(BolticGroup, self).main(
+                argv, prog_name or "boltic", standalone_mode=False, obj=session, **extra
+            ),
+            session,
+            argv,
+        )
+        sys.exit(code)
+
+
+def _raised_debug(argv: list[str]) -> bool:
+    return "--debug" in argv
+
+
+def _wants_json(session: Session, argv: list[str]) -> bool:
+    if session.context is not None:
+        try:
+            return session.context.is_json
+        except BolticError:
+            return False
+    hoisted = hoist_output_options(argv)
+    return "--json" in hoisted or any(
+        a in ("json", "ndjson", "-ojson", "-ondjson", "--output=json", "--output=ndjson")
+        for a in hoisted[:4]
+    )
+
+
+def _silence_stdout() -> None:
+    """After the reader went away: point fd 1 at /dev/null so the final flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _report(error: BolticError, session: Session, argv: list[str]) -> None:
+    stderr = session.env.stderr or sys.stderr
+    line = f"Error: {error.message}"
+    if error.details and error.details not in error.message:
+        line += f": {error.details}"
+    if error.hint:
+        line += f" ({error.hint})"
+    stderr.write(line + "\n")
+    if _wants_json(session, argv):
+        stderr.write(json.dumps(error.to_dict()) + "\n")
+    stderr.flush()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def run(invoke: Any, session: Session, argv: list[str]) -> int:
+    """Run ``invoke`` and turn whatever it raises into an exit code."""
+    from boltic_cli.errors import UsageError
+
+    debug = _raised_debug(argv)
+    previous = None
+    with contextlib.suppress(ValueError):  # ValueError: not the main thread
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        result = invoke()
+        return int(result) if isinstance(result, int) else 0
+    except PipeClosed:
+        _silence_stdout()
+        return ExitStatus.OK
+    except BrokenPipeError:
+        _silence_stdout()
+        return ExitStatus.OK
+    except BolticError as e:
+        if debug:
+            traceback.print_exc()
+        _report(e, session, argv)
+        return e.exit_status
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        (session.env.stderr or sys.stderr).write("Interrupted\n")
+        return ExitStatus.INTERRUPTED
+    except click.exceptions.NoArgsIsHelpError as e:
+        (session.env.stdout or sys.stdout).write(e.ctx.get_help() + "\n")
+        return ExitStatus.OK
+    except click.ClickException as e:
+        hint = ""
+        if isinstance(e, click.exceptions.UsageError) and e.ctx is not None:
+            hint = f" (see '{e.ctx.command_path} --help')"
+        _report(UsageError(e.format_message() + hint), session, argv)
+        return ExitStatus.USAGE
+    except (Interrupted, KeyboardInterrupt):
+        (session.env.stderr or sys.stderr).write("Interrupted\n")
+        return ExitStatus.INTERRUPTED
+    except Terminated:
+        (session.env.stderr or sys.stderr).write("Terminated\n")
+        return ExitStatus.TERMINATED
+    except Exception as e:
+        if debug:
+            traceback.print_exc()
+        stderr = session.env.stderr or sys.stderr
+        stderr.write(f"Error: unexpected {type(e).__name__}: {e} (run with --debug for details)\n")
+        return ExitStatus.ERROR
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        click.echo(f"boltic {__version__}")
+        raise typer.Exit()
+
+
+app = typer.Typer(
+    cls=BolticGroup,
+    name="boltic",
+    help="boltic: manage Boltic Streams sources and destinations, send and query events, "
+    "and watch live traffic.",
+    rich_markup_mode=None,
+    add_completion=True,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Profile to use.", envvar="BOLTIC_PROFILE")
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option("--api-url", help="API base URL, including /v1.", envvar="BOLTIC_API_URL"),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help=f"Output format: {'|'.join(OUTPUT_FORMATS)}. Default: table on a terminal, "
+            "plain when piped, or $BOLTIC_OUTPUT.",
+            metavar="FORMAT",
+        ),
+    ] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Same as -o json.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="One stderr line per HTTP call.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks and bodies.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="Never colour output.")] = False,
+    request_timeout: Annotated[
+        float | None,
+        typer.Option("--request-timeout", help="HTTP timeout in seconds.", metavar="SECONDS"),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version."
+        ),
+    ] = False,
+) -> None:
+    session = ctx.obj
+    if not isinstance(session, Session):
+        session = ctx.obj = Session(Environment())
+    if output is not None and output.lower() not in OUTPUT_FORMATS:
+        raise typer.BadParameter(
+            f"{output!r} is not one of {', '.join(OUTPUT_FORMATS)}", param_hint="'-o'"
+        )
+    options = GlobalOptions(
+        profile=profile,
+        api_url=api_url,
+        output="json" if json_ else output,
+        verbose=verbose,
+        debug=debug,
+        no_color=no_color,
+        request_timeout=request_timeout,
+    )
+    session.context = Context(env=session.env.resolved(), options=options)
+
+
+def get_cli() -> click.Command:
+    return typer.main.get_command(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    get_cli().main(argv, prog_name="boltic")

@@ -1,0 +1,189 @@
+"""What a command gets: the environment, global options, settings, output and a client.
+
+Tests replace the ``Environment`` (streams, env vars, tty facts, an HTTP transport
+bound to the in-process server, a clock) and pass it as ``obj`` to the root command.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from boltic_cli.client import BolticClient
+    from boltic_cli.output import Output
+    from boltic_cli.settings import Settings
+
+OUTPUT_FORMATS = ("table", "plain", "json", "ndjson", "yaml", "csv")
+JSON_FORMATS = ("json", "ndjson")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+@dataclass
+class Environment:
+    """What the process sees. ``None`` fields are read from the process when resolved."""
+
+    environ: Mapping[str, str] | None = None
+    stdin: TextIO | None = None
+    stdout: TextIO | None = None
+    stderr: TextIO | None = None
+    stdin_isatty: bool | None = None
+    stdout_isatty: bool | None = None
+    stderr_isatty: bool | None = None
+    # An httpx transport the client should use instead of the network (tests).
+    transport: Any = None
+    clock: Callable[[], datetime] = utcnow
+    sleep: Callable[[float], None] = time.sleep
+
+    def resolved(self) -> Environment:
+        """A copy with every unset field taken from the running process."""
+        stdin = self.stdin if self.stdin is not None else sys.stdin
+        stdout = self.stdout if self.stdout is not None else sys.stdout
+        stderr = self.stderr if self.stderr is not None else sys.stderr
+        return replace(
+            self,
+            environ=self.environ if self.environ is not None else os.environ,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            stdin_isatty=_isatty(stdin) if self.stdin_isatty is None else self.stdin_isatty,
+            stdout_isatty=_isatty(stdout) if self.stdout_isatty is None else self.stdout_isatty,
+            stderr_isatty=_isatty(stderr) if self.stderr_isatty is None else self.stderr_isatty,
+        )
+
+
+@dataclass
+class GlobalOptions:
+    profile: str | None = None
+    api_url: str | None = None
+    output: str | None = None
+    verbose: bool = False
+    debug: bool = False
+    no_color: bool = False
+    request_timeout: float | None = None
+
+
+@dataclass
+class Context:
+    """One command run: built by the root callback, read by every command."""
+
+    env: Environment
+    options: GlobalOptions = field(default_factory=GlobalOptions)
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        assert self.env.environ is not None
+        return self.env.environ
+
+    @cached_property
+    def settings(self) -> Settings:
+        from boltic_cli.settings import Settings
+
+        return Settings.load(
+            self.environ, profile=self.options.profile, api_url=self.options.api_url
+        )
+
+    @cached_property
+    def output_format(self) -> str:
+        fmt = self.options.output or self.environ.get("BOLTIC_OUTPUT")
+        if fmt:
+            fmt = fmt.lower()
+            if fmt not in OUTPUT_FORMATS:
+                from boltic_cli.errors import UsageError
+
+                raise UsageError(
+                    f"unknown output format {fmt!r} (choose from {', '.join(OUTPUT_FORMATS)})"
+                )
+            return fmt
+        return "table" if self.env.stdout_isatty else "plain"
+
+    @property
+    def is_json(self) -> bool:
+        return self.output_format in JSON_FORMATS
+
+    @cached_property
+    def color(self) -> bool:
+        """Colour on stdout: off when piped, with NO_COLOR or --no-color; FORCE_COLOR forces."""
+        if self.options.no_color or "NO_COLOR" in self.environ:
+            return False
+        if self.environ.get("FORCE_COLOR"):
+            return True
+        return bool(self.env.stdout_isatty)
+
+    @property
+    def width(self) -> int | None:
+        columns = self.environ.get("COLUMNS", "")
+        return int(columns) if columns.isdigit() else None
+
+    @cached_property
+    def output(self) -> Output:
+        from boltic_cli.output import Output
+
+        assert self.env.stdout is not None and self.env.stderr is not None
+        return Output(
+            format=self.output_format,
+            stdout=self.env.stdout,
+            stderr=self.env.stderr,
+            color=self.color,
+            stdout_isatty=bool(self.env.stdout_isatty),
+            stderr_isatty=bool(self.env.stderr_isatty),
+            width=self.width,
+            clock=self.env.clock,
+        )
+
+    def log(self, message: str) -> None:
+        """One informational line on stderr (never data)."""
+        assert self.env.stderr is not None
+        self.env.stderr.write(message + "\n")
+        self.env.stderr.flush()
+
+    def _log_http(self, method: str, url: str, status: int | None, ms: float) -> None:
+        self.log(f"{method} {url} {status if status is not None else 'ERR'} {ms:.0f}ms")
+
+    def make_client(
+        self, *, token: str | None = None, timeout: float | None = None
+    ) -> BolticClient:
+        """A client for the current profile; use it as a context manager."""
+        from boltic_cli.client import BolticClient
+
+        return BolticClient(
+            self.settings.api_url,
+            token if token is not None else self.settings.token(),
+            timeout=timeout if timeout is not None else self.options.request_timeout,
+            transport=self.env.transport,
+            on_response=self._log_http if (self.options.verbose or self.options.debug) else None,
+            sleep=self.env.sleep,
+        )
+
+
+@dataclass
+class Session:
+    """Carried as the root ``obj``: the environment in, the built ``Context`` out."""
+
+    env: Environment
+    context: Context | None = None
+
+
+def current() -> Context:
+    """The ``Context`` of the command being run."""
+    from boltic_cli._click import click
+
+    session = click.globals.get_current_context().find_root().obj
+    assert isinstance(session, Session) and session.context is not None
+    return session.context
