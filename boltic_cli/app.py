@@ -96,6 +96,20 @@ class BolticGroup(TyperGroup):
         with formatter.section("Commands"):
             formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
 
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        if incomplete and not incomplete[0].isalnum():
+            return super().shell_complete(ctx, incomplete)
+        # Command names from the static table: completing them imports no group.
+        from boltic_cli._click import click as _c
+
+        CompletionItem = _c.shell_completion.CompletionItem
+
+        return [
+            CompletionItem(name, help=short)
+            for name, (_, short) in COMMANDS.items()
+            if name.startswith(incomplete)
+        ]
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_output_options(list(args)))
 
@@ -119,7 +133,7 @@ class BolticGroup(TyperGroup):
             session,
             argv,
         )
-        sys.exit(code)
+        sys.exit(int(code))
 
 
 def _raised_debug(argv: list[str]) -> bool:

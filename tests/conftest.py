@@ -72,7 +72,7 @@ def run_cli(cli_env):
     """Run ``boltic ARGS`` in-process; ``transport`` routes HTTP to an app if given."""
     from typer.testing import CliRunner
 
-    from boltic_cli.app import get_cli
+    from boltic_cli.app import app
     from boltic_cli.context import Environment
 
     def run(
@@ -93,7 +93,7 @@ def run_cli(cli_env):
         )
         if sleep is not None:
             environment.sleep = sleep
-        result = CliRunner().invoke(get_cli(), list(args), input=input, obj=environment)
+        result = CliRunner().invoke(app, list(args), input=input, obj=environment)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
         return CliResult(result.exit_code, result.stdout, result.stderr)

@@ -1,0 +1,44 @@
+"""boltic completion SHELL: print a completion script."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from boltic_cli.commands import new_app
+
+app = new_app()
+
+COMPLETE_VAR = "_BOLTIC_COMPLETE"
+
+
+class Shell(str, Enum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+
+
+def completion_script(shell: str) -> str:
+    """The script that makes SHELL complete `boltic` (what completions/ holds)."""
+    from typer._completion_shared import get_completion_script
+
+    return get_completion_script(prog_name="boltic", complete_var=COMPLETE_VAR, shell=shell)
+
+
+@app.command()
+def completion(
+    shell: Annotated[Shell, typer.Argument(help="bash, zsh or fish.")],
+) -> None:
+    """Print the completion script for SHELL.
+
+    bash: boltic completion bash > ~/.local/share/bash-completion/completions/boltic
+    zsh:  boltic completion zsh > "${fpath[1]}/_boltic"
+    fish: boltic completion fish > ~/.config/fish/completions/boltic.fish
+    """
+    from boltic_cli.context import current
+
+    out = current().env.stdout
+    assert out is not None
+    out.write(completion_script(shell.value).rstrip("\n") + "\n")
