@@ -1,4 +1,4 @@
-"""The API contract the project is built to: ../shared/ when present, else the copy in tests/data."""
+"""The API contract: ../shared/ when present, else the copy in tests/data."""
 
 from __future__ import annotations
 
