@@ -1,0 +1,278 @@
+"""Realistic sample traffic: page views, signups, purchases from a stable pool of users.
+
+Used by ``events generate`` (demos and load) and ``boltic dev --demo``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from boltic_cli.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    BolticError,
+    NotFound,
+    PermissionDenied,
+)
+
+# Weights of the built-in event types: most traffic is browsing.
+TYPE_WEIGHTS = {
+    "page_view": 60,
+    "add_to_cart": 12,
+    "signup": 8,
+    "purchase": 8,
+    "login": 7,
+    "search": 5,
+}
+
+USER_AGENTS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.4.1 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.6367.82 Mobile Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36 Edg/124.0.2478.67",
+]
+
+PAGES = [
+    ("/", "Acme Outfitters - Gear for every trail"),
+    ("/products/trail-runner-2", "Trail Runner 2 | Acme Outfitters"),
+    ("/products/summit-jacket", "Summit Jacket | Acme Outfitters"),
+    ("/products/basecamp-tent", "Basecamp 4P Tent | Acme Outfitters"),
+    ("/collections/sale", "Sale | Acme Outfitters"),
+    ("/blog/packing-list", "The only packing list you need | Acme Journal"),
+    ("/cart", "Your cart | Acme Outfitters"),
+    ("/checkout", "Checkout | Acme Outfitters"),
+    ("/pricing", "Pricing | Acme Outfitters"),
+]
+SITE = "https://shop.acme-outfitters.example"
+REFERRERS = [
+    "",
+    "https://www.google.com/",
+    "https://duckduckgo.com/",
+    "https://t.co/",
+    "https://www.facebook.com/",
+    "https://news.ycombinator.com/",
+]
+PRODUCTS = [
+    ("sku_trail_runner_2", "Trail Runner 2", 129.0),
+    ("sku_summit_jacket", "Summit Jacket", 249.0),
+    ("sku_basecamp_tent", "Basecamp 4P Tent", 399.0),
+    ("sku_merino_socks", "Merino Socks (3 pack)", 29.5),
+    ("sku_headlamp", "Lumen 400 Headlamp", 44.99),
+]
+CURRENCIES = [("USD", 1.0), ("EUR", 0.92), ("GBP", 0.79), ("INR", 83.3), ("JPY", 155.0)]
+LOCALES = ["en-US", "en-GB", "de-DE", "fr-FR", "hi-IN", "ja-JP", "es-ES"]
+PLANS = ["free", "starter", "pro"]
+SEARCHES = ["rain jacket", "tent 2 person", "trail shoes size 10", "headlamp", "gift card"]
+KNOWN_USER_SHARE = 0.7  # the rest browse anonymously
+
+
+@dataclass(frozen=True)
+class SampleUser:
+    """A visitor: the same ids, browser and locale on every event they send."""
+
+    anonymous_id: str
+    user_id: str | None
+    user_agent: str
+    locale: str
+    email: str | None
+
+
+def make_users(rng: random.Random, count: int = 40) -> list[SampleUser]:
+    """A pool of visitors; ids come from ``rng`` so a seed reproduces them."""
+    users = []
+    for n in range(count):
+        anonymous_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        known = rng.random() < KNOWN_USER_SHARE
+        user_id = f"user_{rng.getrandbits(40):010x}" if known else None
+        users.append(
+            SampleUser(
+                anonymous_id=anonymous_id,
+                user_id=user_id,
+                user_agent=rng.choice(USER_AGENTS),
+                locale=rng.choice(LOCALES),
+                email=f"shopper{n}@example.com" if known else None,
+            )
+        )
+    return users
+
+
+def _page_context(rng: random.Random, path: str | None = None) -> dict[str, str]:
+    if path is None:
+        path, title = rng.choice(PAGES)
+    else:
+        title = dict(PAGES).get(path, "Acme Outfitters")
+    referrer = rng.choice(REFERRERS)
+    page = {"url": SITE + path, "title": title}
+    if referrer:
+        page["referrer"] = referrer
+    return page
+
+
+def _properties(rng: random.Random, event_type: str, page: dict[str, str]) -> dict[str, Any]:
+    if event_type == "page_view":
+        return {"path": page["url"].removeprefix(SITE), "title": page["title"]}
+    if event_type == "purchase":
+        currency, per_usd = rng.choice(CURRENCIES)
+        items = rng.sample(PRODUCTS, k=rng.randint(1, 3))
+        amount = sum(price for _, _, price in items) * per_usd
+        return {
+            "orderId": f"ord_{rng.getrandbits(48):012x}",
+            "amount": round(amount, 0 if currency == "JPY" else 2),
+            "currency": currency,
+            "items": [{"sku": sku, "name": name} for sku, name, _ in items],
+        }
+    if event_type == "add_to_cart":
+        sku, name, price = rng.choice(PRODUCTS)
+        return {"sku": sku, "name": name, "price": price, "quantity": rng.randint(1, 3)}
+    if event_type == "signup":
+        return {"plan": rng.choice(PLANS), "method": rng.choice(["email", "google", "github"])}
+    if event_type == "login":
+        return {"method": rng.choice(["password", "google", "magic_link"])}
+    if event_type == "search":
+        return {"query": rng.choice(SEARCHES), "results": rng.randint(0, 48)}
+    return {"sample": True}
+
+
+def _page_for(event_type: str) -> str | None:
+    return {"purchase": "/checkout", "add_to_cart": "/cart", "signup": "/pricing"}.get(event_type)
+
+
+def make_event(
+    rng: random.Random,
+    source_id: str,
+    users: list[SampleUser],
+    now: datetime,
+    *,
+    event_type: str | None = None,
+) -> dict[str, Any]:
+    """One EventInput wire dict from a random visitor of ``users`` at ``now``."""
+    from boltic_cli.models import format_time
+
+    user = rng.choice(users)
+    if event_type is None:
+        event_type = rng.choices(list(TYPE_WEIGHTS), weights=list(TYPE_WEIGHTS.values()))[0]
+    page = _page_context(rng, _page_for(event_type))
+    properties = _properties(rng, event_type, page)
+    event: dict[str, Any] = {
+        "sourceId": source_id,
+        "type": event_type,
+        "properties": properties,
+        "anonymousId": user.anonymous_id,
+        "timestamp": format_time(now),
+        "context": {"userAgent": user.user_agent, "locale": user.locale, "page": page},
+    }
+    if user.user_id is not None:
+        event["userId"] = user.user_id
+    return event
+
+
+# Errors that mean every further send fails the same way.
+FATAL_SEND_ERRORS = (AuthenticationFailed, PermissionDenied, NotFound, BadRequest)
+
+
+def run_generator(
+    client: Any,
+    source_id: str,
+    *,
+    rate: float | None,
+    count: int | None,
+    duration: float | None,
+    types: list[str] | None,
+    on_sent: Callable[[dict], None] | None = None,
+    stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Send sample events until ``count``, ``duration`` or ``stop``; return a summary.
+
+    ``rate`` is events per second (``None``: as fast as the server answers).
+    ``on_sent`` gets each accepted event's wire dict with ``eventId`` added.
+    Transient failures (network, 5xx) are counted and sending goes on; a
+    refused token, a missing source or a rejected body raises.
+    The summary: ``{"sent", "failed", "seconds", "rate"}``. When anything
+    (Ctrl-C included) ends it early, the summary so far is attached to the
+    exception as ``generator_summary`` so the caller can still print it.
+    """
+    rng = random.Random(seed)
+    users = make_users(rng)
+    started = clock()
+    sent = failed = 0
+    attempt = 0
+    try:
+        while not _done(attempt, count, started, duration, clock, stop):
+            if rate:
+                _wait_until(started + attempt / rate, clock, sleep, stop)
+                if _done(attempt, count, started, duration, clock, stop):
+                    break
+            event_type = rng.choice(types) if types else None
+            event = make_event(rng, source_id, users, datetime.now(UTC), event_type=event_type)
+            attempt += 1
+            try:
+                accepted = client.send_event(event)
+            except FATAL_SEND_ERRORS:
+                raise
+            except BolticError:
+                failed += 1
+                continue
+            sent += 1
+            if on_sent is not None:
+                on_sent({**event, "eventId": accepted.event_id})
+    except BaseException as e:
+        e.generator_summary = _summary(sent, failed, clock() - started)  # type: ignore[attr-defined]
+        raise
+    return _summary(sent, failed, clock() - started)
+
+
+def _summary(sent: int, failed: int, seconds: float) -> dict[str, Any]:
+    seconds = max(seconds, 0.0)
+    return {
+        "sent": sent,
+        "failed": failed,
+        "seconds": round(seconds, 3),
+        "rate": round(sent / seconds, 1) if seconds > 0 else float(sent),
+    }
+
+
+def _done(
+    attempt: int,
+    count: int | None,
+    started: float,
+    duration: float | None,
+    clock: Callable[[], float],
+    stop: threading.Event | None,
+) -> bool:
+    if count is not None and attempt >= count:
+        return True
+    if duration is not None and clock() - started >= duration:
+        return True
+    return stop is not None and stop.is_set()
+
+
+def _wait_until(
+    when: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    stop: threading.Event | None,
+) -> None:
+    delay = when - clock()
+    if delay <= 0:
+        return
+    if stop is not None and sleep is time.sleep:
+        stop.wait(delay)  # wakes at once when asked to stop
+    else:
+        sleep(delay)

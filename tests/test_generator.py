@@ -1,0 +1,174 @@
+"""Sample traffic: realistic events, stable users, pacing, and the summary."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import pytest
+
+from boltic_cli.errors import NotFound
+from boltic_cli.generator import make_event, make_users, run_generator
+from boltic_cli.models import EventInput
+
+from .conftest import ADMIN_TOKEN
+
+NOW = datetime(2026, 11, 26, 12, 0, 0, 123000, tzinfo=UTC)
+
+
+def sample(n: int = 500, seed: int = 7) -> list[dict]:
+    rng = random.Random(seed)
+    users = make_users(rng)
+    return [make_event(rng, "src_x", users, NOW) for _ in range(n)]
+
+
+def test_events_are_valid_event_input_wire_dicts():
+    for event in sample():
+        parsed = EventInput.model_validate(event)
+        assert parsed.to_wire() == event
+        assert event["sourceId"] == "src_x"
+        assert event["timestamp"] == "2026-11-26T12:00:00.123Z"
+
+
+def test_mix_of_page_views_signups_and_purchases():
+    events = sample()
+    by_type = defaultdict(list)
+    for event in events:
+        by_type[event["type"]].append(event)
+    assert {"page_view", "signup", "purchase"} <= set(by_type)
+    assert len(by_type["page_view"]) > len(events) / 3
+    for view in by_type["page_view"]:
+        page = view["context"]["page"]
+        assert page["url"].startswith("https://") and page["title"]
+        assert view["properties"]["path"] == page["url"].split(".example", 1)[1]
+    assert any("referrer" in v["context"]["page"] for v in by_type["page_view"])
+    for purchase in by_type["purchase"]:
+        props = purchase["properties"]
+        assert props["amount"] > 0 and props["currency"] in {"USD", "EUR", "GBP", "INR", "JPY"}
+        assert props["items"]
+    assert all(e["context"]["userAgent"].startswith("Mozilla/5.0 (") for e in events)
+
+
+def test_users_keep_their_ids_and_browser():
+    per_anonymous: dict[str, set] = defaultdict(set)
+    for event in sample(1000):
+        per_anonymous[event["anonymousId"]].add(
+            (event.get("userId"), event["context"]["userAgent"], event["context"]["locale"])
+        )
+    assert len(per_anonymous) > 5
+    assert all(len(v) == 1 for v in per_anonymous.values())
+    with_user = [v for v in per_anonymous.values() if next(iter(v))[0] is not None]
+    assert with_user and len(with_user) < len(per_anonymous)  # some browse anonymously
+
+
+def test_same_seed_same_traffic():
+    assert sample(50, seed=3) == sample(50, seed=3)
+    assert sample(50, seed=3) != sample(50, seed=4)
+
+
+def test_requested_type_is_used():
+    rng = random.Random(1)
+    event = make_event(rng, "src_x", make_users(rng), NOW, event_type="checkout_started")
+    assert event["type"] == "checkout_started"
+
+
+# -- run_generator against the real server ------------------------------------
+
+
+@pytest.fixture
+def client(api):
+    from boltic_cli.client import BolticClient
+
+    with BolticClient("http://testserver/v1", ADMIN_TOKEN, transport=api._transport) as c:
+        yield c
+
+
+@pytest.fixture
+def source_id(api) -> str:
+    return api.post("/streams/sources", json={"name": "gen", "type": "server"}).json()["id"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_count_sends_and_stores_that_many(api, client, source_id):
+    seen: list[dict] = []
+    summary = run_generator(
+        client,
+        source_id,
+        rate=None,
+        count=25,
+        duration=None,
+        types=None,
+        on_sent=seen.append,
+        seed=1,
+    )
+    assert summary["sent"] == 25 and summary["failed"] == 0
+    stored = api.get("/streams/events", params={"sourceId": source_id, "limit": 100}).json()
+    assert stored["summary"]["totalEvents"] == 25
+    assert {e["id"] for e in stored["data"]} == {s["eventId"] for s in seen}
+
+
+def test_rate_paces_sends_with_the_given_clock(client, source_id):
+    clock = Clock()
+    summary = run_generator(
+        client,
+        source_id,
+        rate=10,
+        count=None,
+        duration=2.0,
+        types=["signup"],
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert summary["sent"] == 20
+    assert summary["rate"] == pytest.approx(10, rel=0.1)
+    assert sum(clock.sleeps) == pytest.approx(2.0, abs=0.11)
+
+
+def test_types_restrict_what_is_sent(api, client, source_id):
+    run_generator(
+        client, source_id, rate=None, count=12, duration=None, types=["purchase", "signup"], seed=2
+    )
+    stored = api.get("/streams/events", params={"sourceId": source_id}).json()["data"]
+    assert {e["type"] for e in stored} <= {"purchase", "signup"}
+
+
+def test_stop_event_ends_it(client, source_id):
+    stop = threading.Event()
+    sent: list[dict] = []
+
+    def on_sent(event: dict) -> None:
+        sent.append(event)
+        if len(sent) == 3:
+            stop.set()
+
+    summary = run_generator(
+        client,
+        source_id,
+        rate=None,
+        count=None,
+        duration=None,
+        types=None,
+        on_sent=on_sent,
+        stop=stop,
+    )
+    assert summary["sent"] == 3
+
+
+def test_missing_source_raises_with_summary(client):
+    with pytest.raises(NotFound) as info:
+        run_generator(client, "src_missing", rate=None, count=5, duration=None, types=None)
+    assert info.value.generator_summary["sent"] == 0
