@@ -1,11 +1,182 @@
-"""boltic api: placeholder until written."""
+"""boltic api: a raw, authenticated request to the Streams API, like `gh api`."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 from boltic_cli.commands import new_app
+from boltic_cli.context import current
+from boltic_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from boltic_cli.context import Context
 
 app = new_app()
 
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+# Methods whose fields travel in the query string; the others send a JSON body.
+QUERY_METHODS = frozenset({"GET", "DELETE", "HEAD", "OPTIONS"})
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# json.dumps escapes C0 controls but lets DEL and C1 (e.g. the 8-bit CSI) through.
+_UNESCAPED_CONTROLS = re.compile(r"[\x7f-\x9f]")
+_TEXT_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
 
 @app.command()
-def api(method: str, path: str) -> None:
-    """Make an authenticated API request."""
-    raise NotImplementedError
+def api(
+    method: Annotated[str, typer.Argument(help=f"HTTP method: {', '.join(METHODS)}.")],
+    path: Annotated[str, typer.Argument(help="Path below the API URL, e.g. /streams/sources.")],
+    field: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-f",
+            "--field",
+            metavar="KEY=VALUE",
+            help="A field: key=value (string) or key:=<json> (typed). Repeatable. "
+            "Body fields for POST/PUT/PATCH, query parameters for GET/DELETE.",
+        ),
+    ] = None,
+    input_: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            metavar="FILE",
+            help="Send FILE (or - for stdin) as the body; fields then go to the query.",
+        ),
+    ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option("-H", "--header", metavar="'NAME: VALUE'", help="Extra header. Repeatable."),
+    ] = None,
+) -> None:
+    """Make an authenticated API request and print the answer.
+
+    PATH is relative to the profile's API URL (which includes /v1). The JSON
+    answer is printed pretty on a terminal and compact when piped. A status
+    of 400 or more prints the body and exits with the matching exit code.
+
+    Examples:
+
+      boltic api GET /streams/sources
+
+      boltic api POST /streams/sources -f name=web -f type=javascript
+
+      boltic api GET /streams/events -f limit:=5
+
+      echo '{"sourceId": "src_...", "type": "signup"}' | boltic api POST /streams/events --input -
+    """
+    ctx = current()
+    verb = _method(method)
+    fields = _parse_fields(field or [])
+    headers = _parse_headers(header or [])
+    params: Any = None
+    body: Any = None
+    content: bytes | None = None
+    if input_ is not None:
+        content = _read_input(ctx, input_)
+        params = _query_params(fields)
+        if not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = "application/json"
+    elif verb in QUERY_METHODS:
+        params = _query_params(fields)
+    elif fields:
+        body = fields
+    with ctx.make_client() as client:
+        response = client.request(
+            verb, path, params=params or None, json=body, content=content, headers=headers
+        )
+        _print_body(ctx, response)
+        if response.status_code >= 400:
+            client.raise_for_status(response)
+
+
+def _method(method: str) -> str:
+    verb = method.upper()
+    if verb not in METHODS:
+        raise UsageError(f"unknown HTTP method {method!r} (choose from {', '.join(METHODS)})")
+    return verb
+
+
+# TODO: switch to the shared parsers in boltic_cli/params.py once they land;
+# this is the same httpie syntax (key=value string, key:=<json> typed).
+def _parse_fields(items: list[str]) -> dict[str, Any]:
+    """``key=value`` -> string, ``key:=<json>`` -> parsed JSON; later keys win."""
+    fields: dict[str, Any] = {}
+    for item in items:
+        typed = re.match(r"^([^=:]+):=(.*)$", item, re.DOTALL)
+        if typed:
+            key, raw = typed.groups()
+            try:
+                fields[key] = json.loads(raw)
+            except ValueError as e:
+                raise UsageError(f"-f {key}:= needs valid JSON", details=str(e)) from None
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"bad field {item!r}: expected key=value or key:=<json>")
+        fields[key] = value
+    return fields
+
+
+def _query_params(fields: dict[str, Any]) -> list[tuple[str, str]]:
+    """Fields as query parameters: lists repeat the key, other JSON values are serialised."""
+    params: list[tuple[str, str]] = []
+    for key, value in fields.items():
+        for item in value if isinstance(value, list) else [value]:
+            params.append((key, item if isinstance(item, str) else json.dumps(item)))
+    return params
+
+
+def _parse_headers(items: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition(":")
+        name = name.strip()
+        if not sep or not HEADER_NAME.match(name) or "\n" in value or "\r" in value:
+            raise UsageError(f"bad header {item!r}: expected 'Name: value'")
+        headers[name] = value.strip()
+    return headers
+
+
+def _read_input(ctx: Context, source: str) -> bytes:
+    if source == "-":
+        stdin = ctx.env.stdin
+        assert stdin is not None
+        buffer = getattr(stdin, "buffer", None)
+        return buffer.read() if buffer is not None else stdin.read().encode()
+    try:
+        return Path(source).expanduser().read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read --input {source}: {e.strerror or e}") from None
+
+
+def _print_body(ctx: Context, response: httpx.Response) -> None:
+    if not response.content:
+        return
+    stdout = ctx.env.stdout
+    assert stdout is not None
+    text = _render(response, pretty=bool(ctx.env.stdout_isatty))
+    stdout.write(text if text.endswith("\n") else text + "\n")
+    stdout.flush()
+
+
+def _render(response: httpx.Response, *, pretty: bool) -> str:
+    """The body as it should be printed: JSON re-serialised, other text as is."""
+    try:
+        data = response.json()
+    except ValueError:
+        text = response.text
+        # Bodies can carry event data; a terminal must not run its escape sequences.
+        return _TEXT_CONTROLS.sub("\ufffd", text) if pretty else text
+    if pretty:
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+    else:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return _UNESCAPED_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

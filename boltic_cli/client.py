@@ -1,0 +1,453 @@
+"""The thin HTTP layer: one typed method per operationId of the Streams API.
+
+One ``httpx.Client`` per ``BolticClient`` (keep-alive across the calls of one
+command run). Every failure leaves as an exception from ``boltic_cli.errors``;
+the admin token never appears in a URL, a hook call or an error message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import errno
+import random
+import re
+import socket
+import ssl
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+import pydantic
+
+from boltic_cli import __version__
+from boltic_cli.errors import (
+    APIError,
+    BolticError,
+    ConfigError,
+    NetworkError,
+    RequestTimeout,
+    UnexpectedResponse,
+    UsageError,
+    error_for_status,
+)
+from boltic_cli.models import (
+    DebugResult,
+    DestinationList,
+    Error,
+    EventAccepted,
+    EventInput,
+    EventQueryResult,
+    SourceList,
+    StreamDestination,
+    StreamDestinationInput,
+    StreamSource,
+    StreamSourceInput,
+    WireModel,
+    format_time,
+)
+
+ResponseHook = Callable[[str, str, int | None, float], None]
+M = TypeVar("M", bound=WireModel)
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 8.0
+# A server asking for a longer pause than this is not coming back within one
+# command run; waiting would only make the user wait for the same error.
+MAX_RETRY_AFTER = 60.0
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+LOGIN_HINT = "run 'boltic auth login'"
+LOCAL_SERVER_HINT = "is `boltic server` running with another token?"
+REDACTED = "***"
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _clean(text: str, limit: int = 500) -> str:
+    """Server text bound for a terminal line: no control characters, bounded length."""
+    text = _CONTROL_CHARS.sub("?", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _full_jitter(attempt: int) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _connection_reason(exc: BaseException) -> str:
+    """Why a connection failed, in a few words, from the OS error under httpx's."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionRefusedError) or (
+            isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
+        ):
+            return "connection refused"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset"
+        if isinstance(cause, socket.gaierror):
+            return "host name not resolved"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS error ({cause.reason or cause.__class__.__name__})"
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "connection closed by the server"
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "reset" in text:
+        return "connection reset"
+    return str(exc) or exc.__class__.__name__
+
+
+def _body_json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+class BolticClient:
+    """The Streams API, one method per operation, returning ``boltic_cli.models``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        timeout: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+        retries: int = 3,
+        on_response: ResponseHook | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        user_agent: str | None = None,
+    ) -> None:
+        try:
+            url = httpx.URL(base_url.rstrip("/") + "/")
+        except httpx.InvalidURL as e:
+            raise ConfigError(f"invalid API URL {base_url!r}: {e}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigError(f"invalid API URL {base_url!r}: expected http(s)://host/...")
+        self.base_url = url
+        self._token = token or None
+        self._retries = max(1, retries)
+        self._on_response = on_response
+        self._sleep = sleep
+        headers = {
+            "User-Agent": user_agent or f"boltic-cli/{__version__}",
+            "Accept": "application/json",
+        }
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        read = timeout if timeout is not None else READ_TIMEOUT
+        self._http = httpx.Client(
+            base_url=url,
+            headers=headers,
+            timeout=httpx.Timeout(read, connect=min(CONNECT_TIMEOUT, read)),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __enter__(self) -> BolticClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # Operations (one per operationId)
+
+    def list_stream_sources(self) -> list[StreamSource]:
+        return self._call("GET", "/streams/sources", SourceList).data
+
+    def create_stream_source(self, body: StreamSourceInput | dict) -> StreamSource:
+        payload = self._wire(StreamSourceInput, body)
+        return self._call("POST", "/streams/sources", StreamSource, json=payload)
+
+    def get_stream_source(self, source_id: str) -> StreamSource:
+        return self._call("GET", f"/streams/sources/{self._segment(source_id)}", StreamSource)
+
+    def delete_stream_source(self, source_id: str) -> None:
+        self._call("DELETE", f"/streams/sources/{self._segment(source_id)}", None)
+
+    def debug_stream_source(self, source_id: str, *, limit: int | None = None) -> DebugResult:
+        path = f"/streams/sources/{self._segment(source_id)}/debug"
+        return self._call("GET", path, DebugResult, params=self._params(limit=limit))
+
+    def send_event(
+        self, body: EventInput | dict, *, idempotency_key: str | None = None
+    ) -> EventAccepted:
+        payload = self._wire(EventInput, body)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._call("POST", "/streams/events", EventAccepted, json=payload, headers=headers)
+
+    def query_events(
+        self,
+        *,
+        source_id: str | None = None,
+        event_type: str | None = None,
+        from_: datetime | None = None,
+        to: datetime | None = None,
+        limit: int | None = None,
+    ) -> EventQueryResult:
+        params = self._params(
+            sourceId=source_id,
+            eventType=event_type,
+            **{"from": format_time(from_) if from_ is not None else None},
+            to=format_time(to) if to is not None else None,
+            limit=limit,
+        )
+        return self._call("GET", "/streams/events", EventQueryResult, params=params)
+
+    def list_stream_destinations(self) -> list[StreamDestination]:
+        return self._call("GET", "/streams/destinations", DestinationList).data
+
+    def create_stream_destination(self, body: StreamDestinationInput | dict) -> StreamDestination:
+        payload = self._wire(StreamDestinationInput, body)
+        return self._call("POST", "/streams/destinations", StreamDestination, json=payload)
+
+    # The raw request, for `boltic api`
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """One API call with auth, retries, timeouts and the hook; any status is returned."""
+        method = method.upper()
+        request_headers = dict(headers or {})
+        if method == "POST" and not any(k.lower() == "idempotency-key" for k in request_headers):
+            # The key is what makes retrying a POST safe: the server answers a
+            # repeated key with the first answer instead of storing twice.
+            request_headers["Idempotency-Key"] = str(uuid.uuid4())
+        request = self._http.build_request(
+            method,
+            self._relative(path),
+            params=params,
+            json=json,
+            content=content,
+            headers=request_headers,
+        )
+        return self._send_with_retries(request)
+
+    def raise_for_status(self, response: httpx.Response) -> None:
+        """Raise the error-tree exception for a non-2xx answer (with the server's message)."""
+        if not response.is_success:
+            raise self._api_error(response)
+
+    # Internals
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        model: type[M] | None,
+        *,
+        params: Any = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        response = self.request(method, path, params=params, json=json, headers=headers)
+        self.raise_for_status(response)
+        if model is None:
+            return None
+        return self._parse(response, model)
+
+    def _parse(self, response: httpx.Response, model: type[M]) -> M:
+        where = f"{response.request.method} {self._redact(response.request.url)}"
+        try:
+            body = response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content type")
+            raise UnexpectedResponse(
+                f"{where} answered {response.status_code} with a body that is not JSON",
+                details=_clean(kind),
+                status=response.status_code,
+            ) from None
+        try:
+            return model.model_validate(body)
+        except pydantic.ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+                for err in e.errors()[:5]
+            )
+            raise UnexpectedResponse(
+                f"{where} answered {response.status_code} with JSON of the wrong shape",
+                details=_clean(problems),
+                status=response.status_code,
+            ) from None
+
+    def _api_error(self, response: httpx.Response) -> APIError:
+        status = response.status_code
+        body = _body_json(response)
+        message = details = None
+        if isinstance(body, dict):
+            try:
+                error = Error.model_validate(body)
+                message, details = error.message, error.details
+            except pydantic.ValidationError:
+                # Not the spec's Error (e.g. details as an object): take what reads as text.
+                message = body.get("message") if isinstance(body.get("message"), str) else None
+                raw = body.get("details")
+                details = None if raw is None else str(raw)
+        if not message:
+            message = f"HTTP {status} {response.reason_phrase}".rstrip()
+        error = error_for_status(status, _clean(message), _clean(details) if details else None)
+        if status == 401:
+            error.hint = self._unauthorized_hint()
+        elif status == 429:
+            error.hint = "rate limited; try again later"
+        return error
+
+    def _unauthorized_hint(self) -> str:
+        # The client does not know the profile; the local profile is the one on loopback.
+        if self.base_url.host in LOOPBACK_HOSTS:
+            return LOCAL_SERVER_HINT
+        return LOGIN_HINT
+
+    def _send_with_retries(self, request: httpx.Request) -> httpx.Response:
+        replayable = request.method in IDEMPOTENT_METHODS or "idempotency-key" in request.headers
+        attempt = 0
+        while True:
+            attempt += 1
+            last = attempt >= self._retries
+            try:
+                response = self._send_once(request)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+                # Nothing reached the server: any method may be tried again.
+                if last:
+                    raise self._transport_error(request, e) from None
+                self._sleep(_full_jitter(attempt - 1))
+                continue
+            except httpx.TimeoutException as e:
+                # A slow server gets no second chance: retrying would multiply the
+                # wait the user asked for with --request-timeout.
+                raise self._transport_error(request, e) from None
+            except httpx.TransportError as e:
+                if last or not replayable:
+                    raise self._transport_error(request, e) from None
+                self._sleep(_full_jitter(attempt - 1))
+                continue
+            if last or not replayable or response.status_code not in RETRY_STATUSES:
+                return response
+            delay = self._retry_delay(response, attempt)
+            if delay is None:
+                return response
+            response.close()
+            self._sleep(delay)
+
+    def _retry_delay(self, response: httpx.Response, attempt: int) -> float | None:
+        """How long to wait before the next try, or None when waiting is pointless."""
+        asked = parse_retry_after(response.headers.get("retry-after"))
+        if asked is None:
+            return _full_jitter(attempt - 1)
+        if asked > MAX_RETRY_AFTER:
+            return None
+        return asked
+
+    def _send_once(self, request: httpx.Request) -> httpx.Response:
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            response = self._http.send(request)
+            status = response.status_code
+            response.read()
+            return response
+        except httpx.DecodingError as e:
+            raise UnexpectedResponse(
+                f"{request.method} {self._redact(request.url)}: undecodable body",
+                details=_clean(str(e)),
+                status=status,
+            ) from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as e:
+            raise ConfigError(f"cannot request {self._redact(request.url)}: {e}") from None
+        finally:
+            if self._on_response is not None:
+                elapsed = (time.monotonic() - started) * 1000
+                self._on_response(request.method, self._redact(request.url), status, elapsed)
+
+    def _transport_error(self, request: httpx.Request, exc: httpx.TransportError) -> BolticError:
+        url = self._redact(request.url.copy_with(query=None))
+        if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+            return RequestTimeout(f"cannot reach {url}: connect timed out")
+        if isinstance(exc, httpx.TimeoutException):
+            seconds = self._http.timeout.read
+            return RequestTimeout(
+                f"{request.method} {url} timed out after {seconds:g} s",
+                hint="raise it with --request-timeout",
+            )
+        return NetworkError(f"cannot reach {url}: {self._scrub(_connection_reason(exc))}")
+
+    def _redact(self, url: httpx.URL) -> str:
+        """The URL as it may be shown: no user info, never the token."""
+        if url.userinfo:
+            url = url.copy_with(username=None, password=None)
+        return self._scrub(str(url))
+
+    def _scrub(self, text: str) -> str:
+        if self._token:
+            text = text.replace(self._token, REDACTED).replace(quote(self._token), REDACTED)
+        return text
+
+    def _relative(self, path: str) -> str:
+        """``path`` below the base URL; refuses anything that would leave its host."""
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path):
+            base = str(self.base_url)
+            if not path.startswith(base):
+                raise UsageError(f"{path!r} is not below the API URL {base}")
+            path = path[len(base) :]
+        # A leading "//" would make httpx read a host name; any number of slashes is fine.
+        return path.lstrip("/")
+
+    @staticmethod
+    def _segment(value: str) -> str:
+        # Ids go in one path segment; "../" or "/" in one must not change the route.
+        return quote(value, safe="")
+
+    @staticmethod
+    def _params(**values: Any) -> dict[str, Any]:
+        return {k: v for k, v in values.items() if v is not None}
+
+    @staticmethod
+    def _wire(model: type[WireModel], body: WireModel | dict) -> dict[str, Any]:
+        if isinstance(body, WireModel):
+            return body.to_wire()
+        try:
+            return model.model_validate(body).to_wire()
+        except pydantic.ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+            )
+            raise UsageError(f"invalid {model.__name__}", details=problems) from None
