@@ -31,8 +31,12 @@ _TEXT_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 @app.command()
 def api(
-    method: Annotated[str, typer.Argument(help=f"HTTP method: {', '.join(METHODS)}.")],
-    path: Annotated[str, typer.Argument(help="Path below the API URL, e.g. /streams/sources.")],
+    method: Annotated[
+        str, typer.Argument(metavar="METHOD", help=f"HTTP method: {', '.join(METHODS)}.")
+    ],
+    path: Annotated[
+        str, typer.Argument(metavar="PATH", help="Path below the API URL: /streams/sources.")
+    ],
     field: Annotated[
         list[str] | None,
         typer.Option(
@@ -62,15 +66,12 @@ def api(
     answer is printed pretty on a terminal and compact when piped. A status
     of 400 or more prints the body and exits with the matching exit code.
 
+    \b
     Examples:
-
       boltic api GET /streams/sources
-
       boltic api POST /streams/sources -f name=web -f type=javascript
-
       boltic api GET /streams/events -f limit:=5
-
-      echo '{"sourceId": "src_...", "type": "signup"}' | boltic api POST /streams/events --input -
+      boltic api POST /streams/events --input event.json
     """
     ctx = current()
     verb = _method(method)
