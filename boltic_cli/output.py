@@ -1,0 +1,459 @@
+"""Rendering results: table, plain, json, ndjson, yaml and csv.
+
+Data goes to stdout, everything else (info, warnings) to stderr. Every command
+imports this module, so Rich and PyYAML are imported only where they are used.
+
+Event data is written by strangers' browsers: every text cell of table, plain and
+csv output and every stderr message goes through ``sanitize``. JSON and YAML are
+safe by construction once the few characters their encoders leave raw (C1,
+bidirectional overrides, line separators, lone surrogates) are escaped too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import re
+import textwrap
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+FORMATS = ("table", "plain", "json", "ndjson", "yaml", "csv")
+MASK = "********"
+SECRET_KEY_PARTS = ("secret", "token", "password", "apikey", "authorization", "privatekey")
+
+# Characters a terminal may act on beyond printing them: C0, DEL, C1 (\x9b is a
+# one-byte CSI on some terminals), bidirectional controls that reorder what is shown,
+# line/paragraph separators, and lone surrogates (they cannot even be encoded).
+_BEYOND_C0 = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE_TEXT = re.compile(f"[\x00-\x1f{_BEYOND_C0}]")
+# json.dumps already escapes C0; these are what it leaves raw with ensure_ascii=False.
+_UNSAFE_IN_JSON = re.compile(f"[{_BEYOND_C0}]")
+_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _visible_escape(char: str) -> str:
+    code = ord(char)
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def sanitize(text: str) -> str:
+    """``text`` with control characters and escape sequences made visible and inert.
+
+    ``"\\x1b[31m"`` becomes the literal text ``\\x1b[31m``: the ESC that would start
+    the sequence is gone, so the rest is harmless. Tabs and newlines are escaped too,
+    which keeps one value on one line and in one tab-separated cell.
+    """
+    if not _UNSAFE_TEXT.search(text):
+        return text
+    return _UNSAFE_TEXT.sub(lambda m: _visible_escape(m.group()), text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def dumps_json(value: Any, *, indent: int | None = None) -> str:
+    """JSON that keeps non-ASCII text readable but can't drive a terminal."""
+    separators = (",", ":") if indent is None else None
+    text = json.dumps(value, ensure_ascii=False, indent=indent, separators=separators)
+    return _UNSAFE_IN_JSON.sub(_json_escape, text)
+
+
+def _is_secret_key(key: Any) -> bool:
+    if not isinstance(key, str):
+        return False
+    normalised = key.lower().replace("_", "").replace("-", "")
+    return any(part in normalised for part in SECRET_KEY_PARTS)
+
+
+def mask_secrets(value: Any) -> Any:
+    """A copy of ``value`` with values under secret-looking keys replaced by ``********``.
+
+    Empty values stay as they are: that a secret is unset is worth seeing.
+    """
+    if isinstance(value, dict):
+        return {
+            k: MASK if _is_secret_key(k) and v not in (None, "") else mask_secrets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+def format_age(when: datetime, now: datetime) -> str:
+    """How long ago ``when`` was, in its largest whole unit: ``12s ago``, ``3h ago``."""
+    seconds = int((_aware(now) - _aware(when)).total_seconds())
+    if abs(seconds) < 1:
+        return "just now"
+    amount = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if amount >= size:
+            text = f"{amount // size}{unit}"
+            break
+    return f"{text} ago" if seconds > 0 else f"in {text}"
+
+
+def format_local_time(when: datetime, now: datetime) -> str:
+    """``when`` in the machine's time zone with its age: ``2026-11-26 16:49:14 (12s ago)``."""
+    local = _aware(when).astimezone()
+    return f"{local:%Y-%m-%d %H:%M:%S} ({format_age(when, now)})"
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return _aware(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return _aware(datetime.fromisoformat(value))
+    return None
+
+
+def _rfc3339(value: datetime) -> str:
+    from boltic_cli.models import format_time
+
+    return format_time(value)
+
+
+def to_wire(data: Any) -> Any:
+    """Models as their wire dicts (``to_wire()``), lists element-wise, anything else as is."""
+    if hasattr(data, "to_wire"):
+        return data.to_wire()
+    if isinstance(data, dict | str | bytes | int | float | bool) or data is None:
+        return data
+    if isinstance(data, Iterable):
+        return [to_wire(item) for item in data]
+    return data
+
+
+def lookup(row: Any, path: str) -> Any:
+    """The value at a dotted ``path`` in nested dicts, or None when any step is missing."""
+    value = row
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    key: str | Callable[[dict], Any]  # dotted path into the wire dict, or a function of it
+    kind: str = "text"  # text | time | json | number | secret-json
+    max_width: int | None = None
+
+    def value(self, row: dict) -> Any:
+        return self.key(row) if callable(self.key) else lookup(row, self.key)
+
+    @property
+    def label(self) -> str:
+        """The name plain output puts before a single object's value: the wire path."""
+        return self.key if isinstance(self.key, str) else self.header
+
+
+def _guess_kind(key: str, sample: Any) -> str:
+    if isinstance(sample, str) and (key.endswith("At") or key == "timestamp"):
+        return "time"
+    if isinstance(sample, int | float) and not isinstance(sample, bool):
+        return "number"
+    if isinstance(sample, dict | list):
+        return "json"
+    return "text"
+
+
+def columns_for(rows: list[dict]) -> list[Column]:
+    """One column per wire field, in first-seen order (when a command gives none)."""
+    samples: dict[str, Any] = {}
+    for row in rows:
+        for key, value in row.items():
+            if samples.get(key) is None:
+                samples[key] = value
+    return [Column(key, key, _guess_kind(key, value)) for key, value in samples.items()]
+
+
+def _scalar_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return sanitize(value)
+    if isinstance(value, datetime):
+        return _rfc3339(value)
+    if isinstance(value, dict | list):
+        return dumps_json(value)
+    return sanitize(str(value))
+
+
+def _as_row(item: Any) -> dict:
+    return item if isinstance(item, dict) else {"value": item}
+
+
+class Output:
+    """Where a command's results go, in the format the user chose."""
+
+    def __init__(
+        self,
+        *,
+        format: str,
+        stdout: TextIO,
+        stderr: TextIO,
+        color: bool,
+        stdout_isatty: bool,
+        stderr_isatty: bool,
+        width: int | None,
+        clock: Callable[[], datetime],
+        stderr_color: bool | None = None,
+    ) -> None:
+        if format not in FORMATS:
+            from boltic_cli.errors import UsageError
+
+            raise UsageError(f"unknown output format {format!r}")
+        self.format = format
+        self.stdout = stdout
+        self.stderr = stderr
+        self.color = color
+        # Colour meant for a terminal on stdout would be garbage in a 2>log file.
+        self.stderr_color = color and stderr_isatty if stderr_color is None else stderr_color
+        self.stdout_isatty = stdout_isatty
+        self.stderr_isatty = stderr_isatty
+        self.width = width
+        self.clock = clock
+
+    @property
+    def is_json(self) -> bool:
+        return self.format in ("json", "ndjson")
+
+    @cached_property
+    def console(self) -> Console:
+        return self._make_console(self.stdout, self.color)
+
+    @cached_property
+    def err_console(self) -> Console:
+        return self._make_console(self.stderr, self.stderr_color)
+
+    def _make_console(self, file: TextIO, color: bool) -> Console:
+        from rich.console import Console
+
+        return Console(
+            file=file, force_terminal=color, no_color=not color, width=self.width, highlight=False
+        )
+
+    # data on stdout
+
+    def emit(self, data: Any, *, columns: list[Column] | None = None) -> None:
+        """Print a model, a dict, or a list of them."""
+        wire = to_wire(data)
+        if self.format == "json":
+            self._write(dumps_json(wire, indent=2) + "\n")
+        elif self.format == "ndjson":
+            for item in wire if isinstance(wire, list) else [wire]:
+                self.emit_record(item)
+        elif self.format == "yaml":
+            self._write(_dump_yaml(wire))
+        elif self.format == "csv":
+            self._write_csv(wire if isinstance(wire, list) else [wire])
+        elif isinstance(wire, list):
+            rows = [mask_secrets(_as_row(item)) for item in wire]
+            self._emit_rows(rows, columns or columns_for(rows))
+        elif isinstance(wire, dict):
+            row = mask_secrets(wire)
+            self._emit_fields(row, columns or columns_for([row]))
+        else:
+            self._write(_scalar_text(wire) + "\n")
+
+    def emit_stream(self, items: Iterable[Any], *, columns: list[Column] | None = None) -> int:
+        """Print items as they arrive (json, ndjson, plain); table, yaml and csv print at the end.
+
+        Returns how many items were printed.
+        """
+        if self.format == "json":
+            return self._stream_json(items)
+        if self.format in ("ndjson", "plain"):
+            count = 0
+            for item in items:
+                if self.format == "ndjson":
+                    self.emit_record(to_wire(item))
+                else:
+                    row = mask_secrets(_as_row(to_wire(item)))
+                    columns = columns or columns_for([row])
+                    self._write_plain_row(row, columns)
+                    self.stdout.flush()
+                count += 1
+            return count
+        collected = [to_wire(item) for item in items]
+        self.emit(collected, columns=columns)
+        return len(collected)
+
+    def emit_record(self, record: Any) -> None:
+        """One compact JSON line, flushed at once (ndjson)."""
+        self._write(dumps_json(to_wire(record)) + "\n")
+
+    def emit_ids(self, ids: Iterable[Any]) -> None:
+        """One id per line (``-q``)."""
+        for id_ in ids:
+            self.stdout.write(_scalar_text(id_) + "\n")
+        self.stdout.flush()
+
+    def _write(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    def _stream_json(self, items: Iterable[Any]) -> int:
+        # Written the way json.dumps(list, indent=2) lays it out, one item at a time;
+        # the array is closed even when the stream is cut short, so it stays parseable.
+        count = 0
+
+        def close() -> None:
+            self._write("\n]\n" if count else "]\n")
+
+        self._write("[")
+        try:
+            for item in items:
+                body = textwrap.indent(dumps_json(to_wire(item), indent=2), "  ")
+                self._write((",\n" if count else "\n") + body)
+                count += 1
+        except BaseException:
+            with contextlib.suppress(OSError, ValueError):
+                close()
+            raise
+        close()
+        return count
+
+    def _write_csv(self, items: list[Any]) -> None:
+        rows = [mask_secrets(_as_row(item)) for item in items]
+        fields = list(dict.fromkeys(key for row in rows for key in row))
+        writer = csv.writer(self.stdout, lineterminator="\n")
+        writer.writerow([sanitize(str(field)) for field in fields])
+        for row in rows:
+            writer.writerow([_scalar_text(row.get(field)) for field in fields])
+        self.stdout.flush()
+
+    def _write_plain_row(self, row: dict, columns: list[Column]) -> None:
+        cells = (self._plain_cell(column, row) for column in columns)
+        self.stdout.write("\t".join(cells) + "\n")
+
+    def _plain_cell(self, column: Column, row: dict) -> str:
+        value = column.value(row)
+        if column.kind == "time" and (when := _parse_time(value)) is not None:
+            return _rfc3339(when)
+        if column.kind == "secret-json":
+            value = mask_secrets(value)
+        return _scalar_text(value)
+
+    def _table_cell(self, column: Column, row: dict, now: datetime) -> str:
+        value = column.value(row)
+        if column.kind == "time" and (when := _parse_time(value)) is not None:
+            return format_local_time(when, now)
+        if column.kind == "secret-json":
+            value = mask_secrets(value)
+        return _scalar_text(value)
+
+    def _emit_rows(self, rows: list[dict], columns: list[Column]) -> None:
+        if self.format == "plain":
+            for row in rows:
+                self._write_plain_row(row, columns)
+            self.stdout.flush()
+            return
+        if not rows:
+            self.info("No results.")
+            return
+        from rich.text import Text
+
+        now = self.clock()
+        table = self._new_table(show_header=True)
+        for index, column in enumerate(columns):
+            table.add_column(
+                Text(column.header),
+                justify="right" if column.kind == "number" else "left",
+                max_width=column.max_width,
+                # The first column names the row (an id): a wrapped id can't be copied.
+                no_wrap=index == 0 or column.kind in ("time", "number"),
+                overflow="ellipsis" if column.max_width else "fold",
+            )
+        for row in rows:
+            table.add_row(*(Text(self._table_cell(column, row, now)) for column in columns))
+        self.console.print(table)
+
+    def _emit_fields(self, row: dict, columns: list[Column]) -> None:
+        if self.format == "plain":
+            for column in columns:
+                self.stdout.write(f"{sanitize(column.label)}\t{self._plain_cell(column, row)}\n")
+            self.stdout.flush()
+            return
+        from rich.text import Text
+
+        now = self.clock()
+        table = self._new_table(show_header=False)
+        table.add_column(style="bold")
+        table.add_column(overflow="fold")
+        for column in columns:
+            table.add_row(Text(column.header), Text(self._table_cell(column, row, now)))
+        self.console.print(table)
+
+    def _new_table(self, *, show_header: bool) -> Table:
+        from rich import box
+        from rich.table import Table
+
+        return Table(
+            box=box.ROUNDED if self.stdout_isatty else None,
+            show_header=show_header,
+            pad_edge=self.stdout_isatty,
+            header_style="bold",
+        )
+
+    # messages on stderr
+
+    def info(self, text: str) -> None:
+        self._message(text, None)
+
+    def warn(self, text: str) -> None:
+        self._message(f"Warning: {text}", "yellow")
+
+    def success(self, text: str) -> None:
+        self._message(text, "green")
+
+    def _message(self, text: str, style: str | None) -> None:
+        line = sanitize(text)
+        if self.stderr_color and style:
+            from rich.text import Text
+
+            self.err_console.print(Text(line, style=style), soft_wrap=True)
+        else:
+            self.stderr.write(line + "\n")
+            self.stderr.flush()
+
+
+def _dump_yaml(data: Any) -> str:
+    import yaml
+
+    # allow_unicode keeps "café" readable, but PyYAML would then write NEL, bidi
+    # controls and line separators raw; data holding any of them is escaped in full.
+    readable = not _has_unsafe_text(data)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=readable)
+
+
+def _has_unsafe_text(value: Any) -> bool:
+    if isinstance(value, str):
+        return _UNSAFE_IN_JSON.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_unsafe_text(k) or _has_unsafe_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_unsafe_text(v) for v in value)
+    return False
