@@ -188,11 +188,8 @@ class Settings:
     @property
     def values(self) -> dict[str, Any]:
         """The effective settings of the profile in use (env and flags applied)."""
-        return {
-            **self.config.profile_values(self.profile),
-            "profile": self.profile,
-            "api_url": self.api_url,
-        }
+        stored = self.config.profile_values(self.profile)
+        return {"profile": self.profile, **stored, "api_url": self.api_url}
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)

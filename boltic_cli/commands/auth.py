@@ -1,0 +1,187 @@
+"""boltic auth: log in, log out, show how you are authenticated."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from boltic_cli.commands import new_app
+from boltic_cli.context import Context, current
+from boltic_cli.errors import CredentialsError, UsageError
+
+if TYPE_CHECKING:
+    from boltic_cli.settings import ConfigFile, Settings
+
+app = new_app(help="Log in, log out, show how you are authenticated.")
+
+ProfileOption = Annotated[
+    str | None,
+    typer.Option("--profile", help="Profile to act on (default: the current one).", metavar="NAME"),
+]
+
+
+@app.command()
+def login(
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            help="Profile to log in to (default: the current one, or 'cloud').",
+            metavar="NAME",
+        ),
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            "--api-url",
+            help="API base URL including /v1 (default: https://api.boltic.io/v1).",
+            metavar="URL",
+        ),
+    ] = None,
+    with_token: Annotated[
+        bool, typer.Option("--with-token", help="Read the token from stdin.")
+    ] = False,
+    insecure_storage: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-storage",
+            help="Keep the token in a 0600 file in the config dir instead of the keyring.",
+        ),
+    ] = False,
+) -> None:
+    """Store an API token for a profile and make that profile current.
+
+    On a terminal the token is asked for without echo; in scripts pipe it in with
+    --with-token. The token is stored as given: nothing is sent to the server.
+    """
+    from boltic_cli.credentials import TokenStore
+    from boltic_cli.settings import ConfigFile, check_api_url, check_profile_name, config_file_path
+
+    ctx = current()
+    config = ConfigFile.load(config_file_path(ctx.environ))
+    name = check_profile_name(_login_profile(ctx, config, profile))
+    url = check_api_url(api_url or ctx.options.api_url or config.profile_values(name)["api_url"])
+    store = TokenStore(ctx.environ, config.path.parent)
+    # Fail on a missing keyring before asking for a token that could not be kept.
+    store.check_writable(name, insecure_storage)
+    token = _read_token(ctx, with_token)
+    store.set(name, token, insecure=insecure_storage)
+    config.set_value(name, "api_url", url)
+    config.use(name)
+    config.save()
+    ctx.output.success(
+        f"Logged in: profile {name} ({url}), token in {_describe(store.where(name))}"
+    )
+    if ctx.environ.get("BOLTIC_TOKEN", "").strip():
+        ctx.output.warn("BOLTIC_TOKEN is set and is used instead of the stored token")
+
+
+@app.command()
+def status(profile: ProfileOption = None) -> None:
+    """Show the profile in use, its API URL and where its token is kept (never the token).
+
+    Exits 4 when the profile has no token.
+    """
+    ctx = current()
+    settings = _settings_for(ctx, profile)
+    source = settings.token_source()
+    ctx.output.emit(
+        {
+            "profile": settings.profile,
+            "api_url": settings.api_url,
+            "credentials": source,
+            "logged_in": source != "none",
+        }
+    )
+    if source == "none":
+        raise _no_token_error(settings)
+
+
+@app.command()
+def logout(profile: ProfileOption = None) -> None:
+    """Forget the stored token of a profile (the current one by default).
+
+    The profile and its API URL stay. The local server's own token file is left alone.
+    """
+    ctx = current()
+    settings = _settings_for(ctx, profile)
+    if settings.token_store.delete(settings.profile):
+        ctx.output.success(f"Logged out of profile {settings.profile}")
+    else:
+        ctx.output.info(f"No token stored for profile {settings.profile}")
+    if ctx.environ.get("BOLTIC_TOKEN", "").strip():
+        ctx.output.warn("BOLTIC_TOKEN is still set and still used")
+
+
+@app.command()
+def token(profile: ProfileOption = None) -> None:
+    """Print the token of the profile in use, for scripts.
+
+    This is the one command that shows a token.
+    """
+    ctx = current()
+    settings = _settings_for(ctx, profile)
+    value = settings.token()
+    if not value:
+        raise _no_token_error(settings)
+    assert ctx.env.stdout is not None
+    ctx.env.stdout.write(value + "\n")
+    ctx.env.stdout.flush()
+
+
+def _login_profile(ctx: Context, config: ConfigFile, explicit: str | None) -> str:
+    """--profile, else the global choice, else the current profile unless it is `local`."""
+    from boltic_cli.settings import CLOUD_PROFILE, LOCAL_PROFILE
+
+    chosen = explicit or ctx.options.profile or ctx.environ.get("BOLTIC_PROFILE")
+    if chosen:
+        return chosen
+    if config.current_profile and config.current_profile != LOCAL_PROFILE:
+        return config.current_profile
+    return CLOUD_PROFILE
+
+
+def _read_token(ctx: Context, with_token: bool) -> str:
+    if with_token:
+        assert ctx.env.stdin is not None
+        text = ctx.env.stdin.read()
+    elif ctx.env.stdin_isatty:
+        text = typer.prompt("Token", hide_input=True, err=True)
+    else:
+        raise UsageError(
+            "no terminal to ask for the token: pipe it in with --with-token",
+            hint='e.g. echo "$TOKEN" | boltic auth login --with-token',
+        )
+    token = text.strip()
+    if not token:
+        raise UsageError("the token is empty")
+    if any(char.isspace() or not char.isprintable() for char in token):
+        raise UsageError("the token must be one line of printable characters without spaces")
+    return token
+
+
+def _settings_for(ctx: Context, profile: str | None) -> Settings:
+    if profile is None:
+        return ctx.settings
+    from boltic_cli.settings import Settings
+
+    return Settings.load(ctx.environ, profile=profile, api_url=ctx.options.api_url)
+
+
+def _describe(where: str | None) -> str:
+    if where == "keyring":
+        return "the system keyring"
+    return where or "nowhere"
+
+
+def _no_token_error(settings: Settings) -> CredentialsError:
+    from boltic_cli.settings import LOCAL_PROFILE
+
+    if settings.profile == LOCAL_PROFILE:
+        hint = (
+            f"start 'boltic server', which writes {settings.local_token_file}, or set BOLTIC_TOKEN"
+        )
+    else:
+        hint = f"run 'boltic auth login --profile {settings.profile}' or set BOLTIC_TOKEN"
+    return CredentialsError(f"no token for profile {settings.profile}", hint=hint)
