@@ -21,10 +21,14 @@ from boltic_cli.errors import (
     NetworkError,
     NotFound,
     PermissionDenied,
+    RateLimited,
     ServerError,
+    UnexpectedResponse,
 )
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from boltic_cli.models import DebugResult, Event
 
 MAX_LIMIT = 500  # the largest `limit` the debug endpoint allows (design.md)
@@ -35,7 +39,12 @@ MAX_BACKOFF = 10.0
 SOURCE_REFRESH_SECONDS = 10.0
 
 # Failures worth waiting out: the server may come back.
-TRANSIENT_ERRORS: tuple[type[BolticError], ...] = (NetworkError, ServerError)
+TRANSIENT_ERRORS: tuple[type[BolticError], ...] = (
+    NetworkError,
+    ServerError,
+    RateLimited,
+    UnexpectedResponse,
+)
 # Failures that no amount of waiting fixes.
 FATAL_ERRORS: tuple[type[BolticError], ...] = (AuthenticationFailed, PermissionDenied, NotFound)
 
@@ -182,8 +191,7 @@ class Tail:
             for state in list(self.states.values()):
                 if self.clock() < state.retry_at:
                     continue
-                for record in self._poll_source(state, batch):
-                    yield record
+                yield from self._poll_source(state, batch)
             batch.sort(key=lambda pair: arrival_order(pair[0]))
             for event, source_id in batch:
                 self.stats.shown += 1
@@ -351,3 +359,106 @@ def _wire_time(value: datetime | None) -> str | None:
     from boltic_cli.models import format_time
 
     return format_time(value)
+
+
+class TailView:
+    """How tail records read, as text: no I/O here, the commands print.
+
+    Everything that came from an event is sanitised: senders are strangers.
+    ``names`` maps source ids to names; with several sources each line says which.
+    """
+
+    def __init__(self, *, names: dict[str, str] | None = None, multi_source: bool = False):
+        self.names = names if names is not None else {}
+        self.multi_source = multi_source
+
+    def plain_line(self, record: TailRecord) -> str:
+        """One tab-separated line for a pipe: receivedAt, [source,] type, user, properties."""
+        from boltic_cli.output import sanitize
+
+        event = record.event
+        assert event is not None
+        cells = [_wire_time(event.received_at) or ""]
+        if self.multi_source:
+            cells.append(self._source_label(record.source_id))
+        cells += [event.type or "", _user(event), _properties_json(event)]
+        return "\t".join(sanitize(cell) for cell in cells)
+
+    def terminal_line(self, record: TailRecord) -> Text:
+        """The event as a styled line: local time, [source,] type, user, properties."""
+        from rich.text import Text
+
+        from boltic_cli.output import sanitize
+
+        event = record.event
+        assert event is not None
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(_local_time(event.received_at), style="dim")
+        if self.multi_source:
+            line.append("  ")
+            line.append(sanitize(self._source_label(record.source_id)), style="magenta")
+        line.append("  ")
+        line.append(sanitize(event.type or "?"), style="bold cyan")
+        user = _user(event)
+        if user:
+            line.append("  ")
+            line.append(sanitize(user), style="green")
+        line.append("  ")
+        line.append(sanitize(_properties_json(event)))
+        return line
+
+    def notice(self, record: TailRecord) -> str:
+        """A status record as one stderr sentence."""
+        source = self._source_label(record.source_id)
+        info = record.info
+        if record.kind == "gap":
+            return f"gap in {source}: {info.get('message', 'events were missed')}"
+        if record.kind == "reconnecting":
+            return (
+                f"reconnecting to {source} in {info.get('retryIn', 0):g}s "
+                f"(attempt {info.get('attempt', 1)}: {info.get('reason', 'connection lost')})"
+            )
+        return f"connected to {source}"
+
+    def status_line(self, stats: TailStats, *, elapsed: float, now: datetime) -> str:
+        """The terminal's live line: connected, last event age, shown count, rate."""
+        from boltic_cli.output import format_age
+
+        state = "connected" if stats.connected else "reconnecting"
+        last = format_age(stats.last_event_at, now) if stats.last_event_at else "none yet"
+        return (
+            f"{state} · last event {last} · {stats.shown} shown · "
+            f"{_rate(stats.shown, elapsed):.1f}/s"
+        )
+
+    def summary(self, stats: TailStats, *, elapsed: float) -> str:
+        """What the tail did, for stderr when it ends."""
+        gaps = f", {stats.gaps} gap{'s' if stats.gaps != 1 else ''}" if stats.gaps else ""
+        return (
+            f"{stats.shown} event{'s' if stats.shown != 1 else ''} shown in {elapsed:.1f}s "
+            f"({_rate(stats.shown, elapsed):.1f}/s{gaps})"
+        )
+
+    def _source_label(self, source_id: str) -> str:
+        return self.names.get(source_id) or source_id
+
+
+def _rate(count: int, elapsed: float) -> float:
+    return count / elapsed if elapsed > 0 else 0.0
+
+
+def _user(event: Event) -> str:
+    return event.user_id or event.anonymous_id or ""
+
+
+def _properties_json(event: Event) -> str:
+    from boltic_cli.output import dumps_json
+
+    return dumps_json(event.properties) if event.properties else ""
+
+
+def _local_time(value: datetime | None) -> str:
+    if value is None:
+        return "--:--:--.---"
+    local = value.astimezone()
+    return f"{local:%H:%M:%S}.{local.microsecond // 1000:03d}"

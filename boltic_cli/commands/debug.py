@@ -1,0 +1,369 @@
+"""boltic debug: is a source receiving events, watch them arrive, wait for one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from boltic_cli.commands import new_app
+from boltic_cli.context import Context, current
+
+if TYPE_CHECKING:
+    from boltic_cli.client import BolticClient
+    from boltic_cli.models import Event
+    from boltic_cli.tail import Tail, TailRecord, TailView
+
+app = new_app(help="Watch live traffic: status, tail, wait.")
+
+TypeOption = Annotated[
+    list[str] | None,
+    typer.Option("--type", "-t", help="Only events of this type (repeatable).", metavar="TYPE"),
+]
+WhereOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--where",
+        "-w",
+        help="Only events whose property KEY equals VALUE (dotted paths; repeatable).",
+        metavar="KEY=VALUE",
+    ),
+]
+IntervalOption = Annotated[
+    float,
+    typer.Option("--interval", min=0.05, help="Longest pause between polls when idle (seconds)."),
+]
+
+
+def event_columns() -> list[Any]:
+    from boltic_cli.output import Column
+
+    return [
+        Column("Received", "receivedAt", kind="time"),
+        Column("Type", "type", max_width=32),
+        Column("User", lambda e: e.get("userId") or e.get("anonymousId") or "", max_width=36),
+        Column("Properties", "properties", kind="json", max_width=60),
+        Column("Id", "id"),
+    ]
+
+
+# -- debug status ------------------------------------------------------------------
+
+
+@app.command("status")
+def status(
+    source: Annotated[str, typer.Argument(help="Source id or exact name.")],
+    last: Annotated[
+        int, typer.Option("--last", "-n", min=0, max=500, help="How many recent events to show.")
+    ] = 5,
+) -> None:
+    """Show whether SOURCE receives events: connected, last event, events today, recent events.
+
+    A source counts as connected when an event arrived in the last 5 minutes.
+    """
+    from boltic_cli.lookup import resolve_source
+
+    ctx = current()
+    with ctx.make_client() as client:
+        found = resolve_source(client, source)
+        assert found.id is not None
+        debug = client.debug_stream_source(found.id, limit=max(last, 1))
+    events = debug.data[:last]
+    report = {
+        "source": found.to_wire(),
+        "connected": bool(debug.connected),
+        "lastEventAt": debug.last_event_at,
+        "eventsToday": found.events_today,
+        "events": [e.to_wire() for e in events],
+    }
+    if ctx.is_json or ctx.output_format in ("yaml", "csv"):
+        ctx.output.emit({k: v for k, v in report.items() if v is not None})
+        return
+    ctx.output.emit(report, columns=status_columns())
+    if events:
+        ctx.output.emit(events, columns=event_columns())
+    else:
+        ctx.output.info("No events received yet.")
+
+
+def status_columns() -> list[Any]:
+    from boltic_cli.output import Column
+
+    return [
+        Column("Source", lambda r: f"{r['source'].get('name', '')} ({r['source'].get('id')})"),
+        Column("Status", "source.status"),
+        Column("Connected", lambda r: "yes" if r["connected"] else "no"),
+        Column("Last event", "lastEventAt", kind="time"),
+        Column("Events today", "eventsToday", kind="number"),
+    ]
+
+
+# -- debug tail --------------------------------------------------------------------
+
+
+@app.command("tail")
+def tail(
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(help="Source ids or exact names.", metavar="SOURCE...", show_default=False),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Tail every source.")] = False,
+    history: Annotated[
+        int, typer.Option("--history", min=0, max=500, help="Recent events to show first.")
+    ] = 10,
+    type_: TypeOption = None,
+    where: WhereOption = None,
+    max_events: Annotated[
+        int | None, typer.Option("--max-events", "-n", min=1, help="Stop after N events.")
+    ] = None,
+    duration: Annotated[
+        str | None, typer.Option("--duration", "-d", help="Stop after this long (90s, 5m).")
+    ] = None,
+    interval: IntervalOption = 1.0,
+    page_size: Annotated[int, typer.Option("--page-size", min=1, max=500, hidden=True)] = 500,
+) -> None:
+    """Follow events as they arrive: recent history first, then live, oldest to newest.
+
+    Several sources (or --all) are merged by arrival time. Missed events (more
+    than one page between two polls) are reported, never skipped silently.
+    Connection errors and server errors are retried with backoff. Stops on
+    Ctrl-C, --max-events or --duration. With -o ndjson every line has a "kind":
+    "event" (the event object), or "gap", "reconnecting", "connected".
+
+    Examples:
+
+      boltic debug tail web --type purchase
+
+      boltic debug tail --all -o ndjson | jq .type
+    """
+    from boltic_cli.errors import UsageError
+    from boltic_cli.tail import Tail, TailView
+
+    if all_ == bool(sources):
+        raise UsageError("name the sources to tail, or use --all (not both)")
+    ctx = current()
+    accept = event_filter(type_, where)
+    seconds = duration_seconds(duration, "--duration")
+    with ctx.make_client() as client:
+        names = source_names(client, sources or [])
+        if all_:
+            source_list: Any = all_source_ids(client, names)
+        else:
+            source_list = list(names)
+        engine = Tail(
+            client,
+            source_list,
+            history=history,
+            interval=interval,
+            page_size=page_size,
+            accept=accept,
+            duration=seconds,
+            clock=engine_clock(ctx),
+            sleep=ctx.env.sleep,
+        )
+        view = TailView(names=names, multi_source=all_ or len(names) > 1)
+        follow(ctx, engine, view, max_events=max_events)
+
+
+def follow(ctx: Context, engine: Tail, view: TailView, *, max_events: int | None) -> None:
+    """Print what the engine yields until it ends, N events were shown, or Ctrl-C."""
+    started = engine.clock()
+    try:
+        with printer_for(ctx, engine, view) as show:
+            for record in engine.records():
+                show(record)
+                if max_events and record.kind == "event" and engine.stats.shown >= max_events:
+                    break
+    finally:
+        # Also on Ctrl-C: say what was shown before the interrupt goes on up.
+        ctx.output.info(view.summary(engine.stats, elapsed=engine.clock() - started))
+
+
+@contextmanager
+def printer_for(
+    ctx: Context, engine: Tail, view: TailView
+) -> Iterator[Callable[[TailRecord], None]]:
+    """A function that shows one record the way the output format and terminal want."""
+    if ctx.is_json:
+        yield lambda record: ctx.output.emit_record(record.to_wire())
+    elif ctx.output_format == "table" and ctx.env.stdout_isatty:
+        with live_printer(ctx, engine, view) as show:
+            yield show
+    else:
+        yield lambda record: print_line(ctx, view, record)
+
+
+def print_line(ctx: Context, view: TailView, record: TailRecord) -> None:
+    if record.kind == "event":
+        out = ctx.env.stdout
+        assert out is not None
+        out.write(view.plain_line(record) + "\n")
+        out.flush()
+    elif record.kind == "gap":
+        ctx.output.warn(view.notice(record))
+    else:
+        ctx.output.info(view.notice(record))
+
+
+@contextmanager
+def live_printer(
+    ctx: Context, engine: Tail, view: TailView
+) -> Iterator[Callable[[TailRecord], None]]:
+    """Events scroll above a status line that keeps its place at the bottom."""
+    from rich.live import Live
+    from rich.text import Text
+
+    started = engine.clock()
+
+    def status_text() -> Text:
+        line = view.status_line(engine.stats, elapsed=engine.clock() - started, now=ctx.env.clock())
+        return Text(line, style="dim", no_wrap=True, overflow="ellipsis")
+
+    console = ctx.output.console
+    with Live(
+        status_text(),
+        console=console,
+        transient=True,
+        auto_refresh=False,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    ) as live:
+        sleep = engine.sleep
+
+        def refresh_then_sleep(seconds: float) -> None:
+            live.update(status_text(), refresh=True)
+            sleep(seconds)
+
+        engine.sleep = refresh_then_sleep
+
+        def show(record: TailRecord) -> None:
+            if record.kind == "event":
+                live.console.print(view.terminal_line(record))
+            else:
+                style = "yellow" if record.kind != "connected" else "green"
+                live.console.print(Text(view.notice(record), style=style))
+            live.update(status_text(), refresh=True)
+
+        try:
+            yield show
+        finally:
+            engine.sleep = sleep
+
+
+# -- debug wait --------------------------------------------------------------------
+
+
+@app.command("wait")
+def wait(
+    source: Annotated[str, typer.Argument(help="Source id or exact name.")],
+    type_: TypeOption = None,
+    where: WhereOption = None,
+    timeout: Annotated[
+        str, typer.Option("--timeout", help="Give up after this long (30s, 5m).")
+    ] = "60s",
+    interval: IntervalOption = 0.5,
+) -> None:
+    """Wait until a new event matching --type/--where arrives at SOURCE, and print it.
+
+    Events already there when the wait starts do not count. Exits 0 when one
+    arrives, 1 when --timeout runs out: an end-to-end check for CI.
+
+    Example:
+
+      boltic debug wait web --type signup --where plan=pro --timeout 2m
+    """
+    from boltic_cli.errors import WaitTimedOut
+    from boltic_cli.lookup import resolve_source_id
+    from boltic_cli.tail import Tail, TailView
+
+    ctx = current()
+    accept = event_filter(type_, where)
+    seconds = duration_seconds(timeout, "--timeout")
+    with ctx.make_client() as client:
+        source_id = resolve_source_id(client, source)
+        engine = Tail(
+            client,
+            [source_id],
+            history=0,
+            interval=interval,
+            accept=accept,
+            duration=seconds,
+            clock=engine_clock(ctx),
+            sleep=ctx.env.sleep,
+        )
+        found = first_event(ctx, engine, TailView(names={source_id: source}))
+    if found is None:
+        raise WaitTimedOut(f"no matching event arrived at {source} within {timeout}")
+    ctx.output.emit(found, columns=event_columns())
+
+
+def first_event(ctx: Context, engine: Tail, view: TailView) -> Event | None:
+    for record in engine.records():
+        if record.kind == "event":
+            return record.event
+        if record.kind != "connected":
+            ctx.output.info(view.notice(record))
+    return None
+
+
+# -- shared helpers -------------------------------------------------------------------
+
+
+def event_filter(types: list[str] | None, where: list[str] | None) -> Callable[[Event], bool]:
+    """The --type / --where test an event must pass (checked before any request)."""
+    from boltic_cli.params import parse_where
+
+    wanted = set(types or ())
+    conditions = parse_where(where or ())
+
+    def accept(event: Event) -> bool:
+        if wanted and event.type not in wanted:
+            return False
+        if not conditions:
+            return True
+        wire = event.to_wire()
+        return all(condition.matches(wire) for condition in conditions)
+
+    return accept
+
+
+def duration_seconds(text: str | None, option: str) -> float | None:
+    from boltic_cli.params import parse_duration
+
+    if text is None:
+        return None
+    return parse_duration(text, option=option).total_seconds()
+
+
+def engine_clock(ctx: Context) -> Callable[[], float]:
+    """Seconds from the environment's clock, so tests that move it move the tail."""
+    clock = ctx.env.clock
+    return lambda: clock().timestamp()
+
+
+def source_names(client: BolticClient, refs: list[str]) -> dict[str, str]:
+    """id -> name of the named sources (resolved before polling: a typo fails at once)."""
+    from boltic_cli.lookup import resolve_source
+
+    names: dict[str, str] = {}
+    for ref in refs:
+        found = resolve_source(client, ref)
+        assert found.id is not None
+        names[found.id] = found.name or found.id
+    return names
+
+
+def all_source_ids(client: BolticClient, names: dict[str, str]) -> Callable[[], list[str]]:
+    """For --all: the current source ids, re-read by the engine; keeps ``names`` current."""
+
+    def current_ids() -> list[str]:
+        ids = []
+        for found in client.list_stream_sources():
+            if found.id:
+                names[found.id] = found.name or found.id
+                ids.append(found.id)
+        return ids
+
+    return current_ids

@@ -1,0 +1,298 @@
+"""boltic dev: the local server, a `dev` source and a live tail of everything, in one go."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import shlex
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from boltic_cli.commands import new_app
+from boltic_cli.context import Context, current
+from boltic_cli.errors import BolticError, UsageError
+
+if TYPE_CHECKING:
+    from boltic_cli.client import BolticClient
+    from boltic_cli.models import StreamSource
+    from boltic_cli.tail import TailRecord, TailView
+
+app = new_app(no_args_is_help=False)
+
+DEV_SOURCE_NAME = "dev"
+DEFAULT_PORT = 8765
+HOST = "127.0.0.1"
+PROBE_TIMEOUT = 2.0
+
+
+@app.command()
+def dev(
+    port: Annotated[
+        int, typer.Option("--port", "-p", min=0, max=65535, help="Port to serve on (0: any).")
+    ] = DEFAULT_PORT,
+    db: Annotated[
+        Path | None,
+        typer.Option("--db", help="SQLite database file. Default: the user data dir's boltic.db."),
+    ] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Also send sample traffic.")] = False,
+    demo_rate: Annotated[
+        float, typer.Option("--demo-rate", min=0.1, help="Sample events per second.")
+    ] = 3.0,
+    duration: Annotated[
+        str | None, typer.Option("--duration", "-d", help="Stop after this long (90s, 5m).")
+    ] = None,
+    history: Annotated[
+        int, typer.Option("--history", min=0, max=500, help="Recent events to show first.")
+    ] = 10,
+) -> None:
+    """Run the local Streams server, make sure a `dev` source exists, and tail every source.
+
+    Uses a `boltic server` already answering on --port instead of starting one.
+    Prints the API URL, the dev source's write key and a curl command that
+    sends an event. Ctrl-C (or the end of --duration) stops everything; the
+    database is kept.
+
+    Example:
+
+      boltic dev --demo
+    """
+    from boltic_cli.paths import default_db_file
+
+    ctx = current()
+    seconds = duration_seconds(duration)
+    token = local_admin_token(ctx)
+    db_path = db or default_db_file(ctx.environ)
+    with contextlib.ExitStack() as running:
+        url = running.enter_context(local_server(ctx, port, db_path, token))
+        client = running.enter_context(dev_client(url, token))
+        source = ensure_dev_source(client)
+        print_banner(ctx, url, source)
+        running.enter_context(
+            demo_traffic(url, token, source, enabled=demo, rate=demo_rate, ctx=ctx)
+        )
+        tail_everything(ctx, client, history=history, duration=seconds)
+
+
+def duration_seconds(text: str | None) -> float | None:
+    from boltic_cli.params import parse_duration
+
+    return None if text is None else parse_duration(text, option="--duration").total_seconds()
+
+
+def local_admin_token(ctx: Context) -> str:
+    """The token every `boltic server` started without --token shares; made if missing."""
+    from boltic_cli.paths import local_token_file, write_private
+
+    path = local_token_file(ctx.environ)
+    with contextlib.suppress(FileNotFoundError):
+        token = path.read_text(encoding="utf-8").strip()
+        if token:
+            return token
+    token = secrets.token_urlsafe(32)
+    write_private(path, token + "\n")
+    return token
+
+
+# -- the server ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def local_server(ctx: Context, port: int, db_path: Path, token: str) -> Iterator[str]:
+    """The API URL of a boltic server on ``port``: one already running, or one started here."""
+    if port and boltic_server_answers(port):
+        ctx.output.info(f"Using the boltic server already running on port {port}.")
+        yield f"http://{HOST}:{port}/v1"
+        return
+    try:
+        from boltic_cli.server.runner import start_in_thread
+        from boltic_cli.server.settings import ServerSettings
+    except ImportError as e:
+        raise UsageError(
+            "the local server is not installed",
+            hint="pip install 'boltic-cli[server]'",
+            details=str(e),
+        ) from None
+    handle = start_in_thread(ServerSettings(db_path=db_path, admin_token=token), HOST, port)
+    try:
+        yield handle.url
+    finally:
+        handle.stop()
+
+
+def boltic_server_answers(port: int) -> bool:
+    """True when a boltic server answers on ``port``; False when nothing listens.
+
+    Anything else listening there is an error: starting our own would fail anyway.
+    """
+    import httpx
+
+    url = f"http://{HOST}:{port}/v1/health"
+    try:
+        response = httpx.get(url, timeout=PROBE_TIMEOUT)
+    except httpx.ConnectError:
+        return False
+    except httpx.HTTPError as e:
+        raise BolticError(
+            f"port {port} is in use by something that does not answer HTTP "
+            f"({type(e).__name__}); choose another with --port"
+        ) from None
+    if response.status_code == 200 and _looks_like_health(response):
+        return True
+    raise BolticError(
+        f"port {port} is in use by something that is not a boltic server "
+        f"(GET /v1/health answered {response.status_code}); choose another with --port"
+    )
+
+
+def _looks_like_health(response: Any) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict)
+
+
+@contextlib.contextmanager
+def dev_client(url: str, token: str) -> Iterator[BolticClient]:
+    from boltic_cli.client import BolticClient
+
+    with BolticClient(url, token) as client:
+        yield client
+
+
+def ensure_dev_source(client: BolticClient) -> StreamSource:
+    for source in client.list_stream_sources():
+        if source.name == DEV_SOURCE_NAME and source.id:
+            return source
+    return client.create_stream_source({"name": DEV_SOURCE_NAME, "type": "javascript"})
+
+
+# -- what the user sees ------------------------------------------------------------
+
+
+def curl_command(url: str, source: StreamSource) -> str:
+    body = json.dumps(
+        {"sourceId": source.id, "type": "hello", "properties": {"from": "curl"}},
+        separators=(",", ":"),
+    )
+    return " ".join(
+        [
+            "curl",
+            "-X",
+            "POST",
+            shlex.quote(f"{url}/streams/events"),
+            "-H",
+            shlex.quote(f"Authorization: Bearer {source.write_key}"),
+            "-H",
+            shlex.quote("Content-Type: application/json"),
+            "-d",
+            shlex.quote(body),
+        ]
+    )
+
+
+def print_banner(ctx: Context, url: str, source: StreamSource) -> None:
+    """Where to send events and how (stderr: stdout carries only events)."""
+    lines = [
+        f"boltic dev: Streams API at {url}",
+        f"  source     {source.name} ({source.id})",
+        f"  write key  {source.write_key}",
+        "  send an event:",
+        f"    {curl_command(url, source)}",
+        "Tailing every source; Ctrl-C to stop.",
+    ]
+    for line in lines:
+        ctx.output.info(line)
+
+
+@contextlib.contextmanager
+def demo_traffic(
+    url: str, token: str, source: StreamSource, *, enabled: bool, rate: float, ctx: Context
+) -> Iterator[None]:
+    """Sample events sent from a thread while the tail runs (its own client: one per thread)."""
+    if not enabled:
+        yield
+        return
+    from boltic_cli.generator import run_generator
+
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            with dev_client(url, token) as client:
+                assert source.id is not None
+                run_generator(
+                    client, source.id, rate=rate, count=None, duration=None, types=None, stop=stop
+                )
+        except BolticError as e:
+            failure.append(e)
+
+    thread = threading.Thread(target=send, name="boltic-dev-demo", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        if failure:
+            ctx.output.warn(f"demo traffic stopped: {failure[0]}")
+
+
+def tail_everything(
+    ctx: Context, client: BolticClient, *, history: int, duration: float | None
+) -> None:
+    from boltic_cli.tail import Tail, TailView
+
+    names: dict[str, str] = {}
+
+    def source_ids() -> list[str]:
+        ids = []
+        for source in client.list_stream_sources():
+            if source.id:
+                names[source.id] = source.name or source.id
+                ids.append(source.id)
+        return ids
+
+    clock = ctx.env.clock
+    engine = Tail(
+        client,
+        source_ids,
+        history=history,
+        duration=duration,
+        clock=lambda: clock().timestamp(),
+        sleep=ctx.env.sleep,
+    )
+    view = TailView(names=names, multi_source=True)
+    started = engine.clock()
+    show = record_printer(ctx, view)
+    try:
+        for record in engine.records():
+            show(record)
+    finally:
+        ctx.output.info(view.summary(engine.stats, elapsed=engine.clock() - started))
+
+
+def record_printer(ctx: Context, view: TailView) -> Callable[[TailRecord], None]:
+    if ctx.is_json:
+        return lambda record: ctx.output.emit_record(record.to_wire())
+    styled = ctx.output_format == "table" and bool(ctx.env.stdout_isatty)
+
+    def show(record: TailRecord) -> None:
+        if record.kind == "event" and styled:
+            ctx.output.console.print(view.terminal_line(record))
+        elif record.kind == "event":
+            assert ctx.env.stdout is not None
+            ctx.env.stdout.write(view.plain_line(record) + "\n")
+            ctx.env.stdout.flush()
+        elif record.kind == "gap":
+            ctx.output.warn(view.notice(record))
+        else:
+            ctx.output.info(view.notice(record))
+
+    return show
