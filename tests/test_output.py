@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -431,3 +433,14 @@ def test_time_column_accepts_datetimes_from_a_function(india_time):
     assert stripped_lines(render("table", [{}], columns=columns)[0])[1] == (
         "2026-11-26 17:28:30 (1m ago)"
     )
+
+
+def test_importing_output_loads_neither_rich_nor_yaml_nor_pydantic():
+    code = (
+        "import sys, boltic_cli.output, boltic_cli.params;"
+        "print(sorted(m for m in ('rich', 'yaml', 'pydantic', 'httpx') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,293 @@
+"""Parsers for option values shared by commands: fields, JSON objects, times, durations, filters.
+
+Pure functions: they read only the file or stdin they are handed, and every bad
+input is a one-line ``UsageError`` (exit 2) raised before any request is made.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from boltic_cli.errors import UsageError
+
+UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+_BARE_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?)(\.\d+)?(Z|[+-]\d{2}:\d{2})?", re.IGNORECASE
+)
+TIME_FORMS = "RFC 3339 (2026-11-26T11:19:14Z), a date (2026-11-26) or a duration (90s, 15m, 2h, 7d)"
+
+# Fields of the Event object itself; any other first path segment names a property.
+EVENT_FIELDS = frozenset(
+    {
+        "id",
+        "sourceId",
+        "type",
+        "properties",
+        "context",
+        "userId",
+        "anonymousId",
+        "timestamp",
+        "receivedAt",
+    }
+)
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; a server would refuse the body they end up in.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def _json_problem(error: ValueError) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} (line {error.lineno} column {error.colno})"
+    return str(error)
+
+
+# --- -p key=value / key:=json ------------------------------------------------------
+
+
+def parse_fields(items: Iterable[str]) -> dict[str, Any]:
+    """httpie-style fields as a dict: ``key=text``, ``key:=json``, ``a.b=c`` nests."""
+    result: dict[str, Any] = {}
+    for item in items:
+        path, value = _parse_field(item)
+        _set_path(result, path, value, item)
+    return result
+
+
+def _parse_field(item: str) -> tuple[list[str], Any]:
+    equals = item.find("=")
+    if equals < 0:
+        raise UsageError(f"invalid field {item!r}: expected key=value or key:=<json>")
+    typed = equals > 0 and item[equals - 1] == ":"
+    key = item[: equals - 1] if typed else item[:equals]
+    raw = item[equals + 1 :]
+    path = key.split(".")
+    if not key or not all(path):
+        raise UsageError(f"invalid field {item!r}: the key is empty")
+    if not typed:
+        return path, raw
+    try:
+        return path, _loads(raw)
+    except ValueError as e:
+        raise UsageError(f"invalid JSON in field {item!r}: {_json_problem(e)}") from None
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: Any, item: str) -> None:
+    for depth, part in enumerate(path[:-1]):
+        child = target.setdefault(part, {})
+        if not isinstance(child, dict):
+            prefix = ".".join(path[: depth + 1])
+            raise UsageError(f"invalid field {item!r}: {prefix} is already set to a non-object")
+        target = child
+    target[path[-1]] = value
+
+
+# --- --properties / --context / --config: JSON, @file or - -------------------------
+
+
+def load_json_object(arg: str, stdin: TextIO | None, *, option: str = "value") -> dict[str, Any]:
+    """A JSON object given inline, as ``@file``, or as ``-`` (read from ``stdin``)."""
+    if arg == "-":
+        source = "stdin"
+        if stdin is None:
+            raise UsageError(f"{option}: no stdin to read from")
+        text = stdin.read()
+    elif arg.startswith("@"):
+        source = arg[1:]
+        text = _read_file(source, option)
+    else:
+        source = "the argument"
+        text = arg
+    try:
+        value = _loads(text)
+    except ValueError as e:
+        raise UsageError(f"{option}: invalid JSON in {source}: {_json_problem(e)}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{option}: expected a JSON object in {source}, got {_json_kind(value)}")
+    return value
+
+
+def _read_file(name: str, option: str) -> str:
+    if not name:
+        raise UsageError(f"{option}: '@' needs a file name, e.g. @body.json")
+    path = Path(name).expanduser()
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{option}: {name} is not UTF-8 text") from None
+    except OSError as e:
+        raise UsageError(f"{option}: cannot read {name}: {e.strerror or e}") from None
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+# --- durations and times -----------------------------------------------------------
+
+
+def parse_duration(text: str, *, option: str = "duration") -> timedelta:
+    """``90s``, ``15m``, ``2h``, ``7d``, ``1w``, ``500ms``, combinations like ``1h30m``;
+    a bare number is seconds."""
+    cleaned = text.strip().lower()
+    if _BARE_SECONDS.fullmatch(cleaned):
+        seconds = float(cleaned)
+    elif _DURATION.fullmatch(cleaned):
+        seconds = _duration_seconds(cleaned)
+    else:
+        raise UsageError(
+            f"invalid {option} {text!r}: use a number with a unit, e.g. 90s, 15m, 2h, 7d, 1h30m"
+        )
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise UsageError(f"invalid {option} {text!r}: out of range") from None
+
+
+def _duration_seconds(text: str) -> float:
+    return sum(float(amount) * UNIT_SECONDS[unit] for amount, unit in _DURATION_PART.findall(text))
+
+
+def parse_time(
+    text: str, *, now: datetime, end_of_day: bool = False, option: str = "time"
+) -> datetime:
+    """An aware UTC datetime from RFC 3339 (any offset; none means UTC), a date, or a
+    duration back from ``now``.
+
+    A date is the start of that UTC day, or with ``end_of_day`` the start of the next
+    one: ``--to`` is exclusive, so that is the end of the day given.
+    """
+    cleaned = text.strip()
+    try:
+        if _DATE.fullmatch(cleaned):
+            return _parse_date(cleaned, end_of_day)
+        if match := _RFC3339.fullmatch(cleaned):
+            return _parse_rfc3339(match)
+        if _DURATION.fullmatch(cleaned.lower()):
+            return now.astimezone(UTC) - timedelta(seconds=_duration_seconds(cleaned.lower()))
+    except OverflowError:
+        raise UsageError(f"invalid {option} {text!r}: out of range") from None
+    except ValueError as e:
+        raise UsageError(f"invalid {option} {text!r}: {e}") from None
+    raise UsageError(f"invalid {option} {text!r}: use {TIME_FORMS}")
+
+
+def _parse_date(text: str, end_of_day: bool) -> datetime:
+    day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+    return day + timedelta(days=1) if end_of_day else day
+
+
+def _parse_rfc3339(match: re.Match[str]) -> datetime:
+    base, fraction, offset = match.groups()
+    # Python keeps microseconds; nanosecond digits some tools print are dropped.
+    micro = (fraction or "")[:7]
+    zone = "+00:00" if offset in (None, "z", "Z") else offset
+    value = datetime.fromisoformat(f"{base.replace(' ', 'T').upper()}{micro}{zone}")
+    return value.astimezone(UTC)
+
+
+# --- --where key=value -------------------------------------------------------------
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Where:
+    """One ``--where`` filter: the path in the event, the raw text and its JSON value."""
+
+    path: tuple[str, ...]
+    text: str
+    value: Any
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        actual = _resolve(event, self.path)
+        if actual is _MISSING:
+            return False
+        if _same_scalar(actual, self.value):
+            return True
+        # `code=10` should find a property sent as the string "10" as well.
+        return isinstance(actual, str) and actual == self.text
+
+
+def parse_where(items: Iterable[str]) -> list[Where]:
+    """``key=value`` filters; the value is a JSON scalar when it parses as one, else text.
+
+    The key is a dotted path into the event's properties (``plan.tier=pro``), unless
+    it starts with an Event field (``type``, ``userId``, ``context.ip``...); a property
+    with such a name is reached as ``properties.type``.
+    """
+    return [_parse_where_item(item) for item in items]
+
+
+def _parse_where_item(item: str) -> Where:
+    key, equals, text = item.partition("=")
+    path = tuple(key.split("."))
+    if not equals:
+        raise UsageError(f"invalid filter {item!r}: expected key=value")
+    if not key or not all(path):
+        raise UsageError(f"invalid filter {item!r}: the key is empty")
+    return Where(path=_event_path(path), text=text, value=_scalar_or_text(text))
+
+
+def _event_path(path: tuple[str, ...]) -> tuple[str, ...]:
+    if path[0] in EVENT_FIELDS:
+        return path
+    return ("properties", *path)
+
+
+def _scalar_or_text(text: str) -> Any:
+    try:
+        value = _loads(text)
+    except ValueError:
+        return text
+    return text if isinstance(value, dict | list) else value
+
+
+def _resolve(value: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+def _same_scalar(actual: Any, expected: Any) -> bool:
+    # In Python True == 1; in a filter `ok=true` must not match 1, nor `n=1` match true.
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return type(actual) is type(expected) and actual == expected
+    if isinstance(actual, int | float) and isinstance(expected, int | float):
+        return actual == expected
+    if isinstance(actual, dict | list):
+        return False
+    return type(actual) is type(expected) and actual == expected
+
+
+def matches(event: Mapping[str, Any], predicates: Iterable[Where]) -> bool:
+    """Whether the event (a wire dict) satisfies every filter."""
+    return all(predicate.matches(event) for predicate in predicates)
