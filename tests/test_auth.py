@@ -86,6 +86,25 @@ def test_login_with_token_stores_in_keyring(run_cli, memory_keyring, config_dir)
     assert not (config_dir / "credentials.toml").exists()
 
 
+def test_login_takes_global_api_url_flag_but_never_saves_env(
+    run_cli, memory_keyring, config_dir, monkeypatch
+):
+    flagged = run_cli(
+        "--api-url", "http://flag.example/v1", "auth", "login", "--with-token", input=TOKEN
+    )
+    assert flagged.exit_code == 0, flagged.stderr
+    assert read_toml(config_dir / "config.toml")["profiles"]["cloud"]["api_url"] == (
+        "http://flag.example/v1"
+    )
+    # Click reads the root option's envvar from the process environment.
+    monkeypatch.setenv("BOLTIC_API_URL", "http://env.example/v1")
+    env = {"BOLTIC_API_URL": "http://env.example/v1"}
+    other = run_cli("auth", "login", "--profile", "other", "--with-token", input=TOKEN, env=env)
+    assert other.exit_code == 0, other.stderr
+    saved = read_toml(config_dir / "config.toml")["profiles"]["other"]["api_url"]
+    assert saved == "https://api.boltic.io/v1"
+
+
 def test_login_profile_and_api_url(run_cli, memory_keyring, config_dir):
     result = run_cli(
         "auth",
@@ -178,7 +197,7 @@ def test_no_terminal_and_no_with_token_is_usage_error(run_cli, memory_keyring):
     assert memory_keyring.entries == {}
 
 
-@pytest.mark.parametrize("text", ["", "  \n", "two words", "line1\nline2"])
+@pytest.mark.parametrize("text", ["", "  \n", "two words", "line1\nline2", "tök", "tab\tbed"])
 def test_bad_token_text_is_usage_error(run_cli, memory_keyring, text):
     result = run_cli("auth", "login", "--with-token", input=text)
     assert result.exit_code == 2

@@ -61,7 +61,7 @@ def login(
     ctx = current()
     config = ConfigFile.load(config_file_path(ctx.environ))
     name = check_profile_name(_login_profile(ctx, config, profile))
-    url = check_api_url(api_url or ctx.options.api_url or config.profile_values(name)["api_url"])
+    url = check_api_url(api_url or _api_url_flag(ctx) or config.profile_values(name)["api_url"])
     store = TokenStore(ctx.environ, config.path.parent)
     # Fail on a missing keyring before asking for a token that could not be kept.
     store.check_writable(name, insecure_storage)
@@ -142,6 +142,16 @@ def _login_profile(ctx: Context, config: ConfigFile, explicit: str | None) -> st
     return CLOUD_PROFILE
 
 
+def _api_url_flag(ctx: Context) -> str | None:
+    """The global --api-url when typed; BOLTIC_API_URL is an override, never saved."""
+    from boltic_cli._click import click
+
+    root = click.globals.get_current_context().find_root()
+    if root.get_parameter_source("api_url") != click.core.ParameterSource.COMMANDLINE:
+        return None
+    return ctx.options.api_url
+
+
 def _read_token(ctx: Context, with_token: bool) -> str:
     if with_token:
         assert ctx.env.stdin is not None
@@ -156,8 +166,9 @@ def _read_token(ctx: Context, with_token: bool) -> str:
     token = text.strip()
     if not token:
         raise UsageError("the token is empty")
-    if any(char.isspace() or not char.isprintable() for char in token):
-        raise UsageError("the token must be one line of printable characters without spaces")
+    # It goes into an Authorization header: visible ASCII only.
+    if not all("!" <= char <= "~" for char in token):
+        raise UsageError("the token must be one line of printable ASCII without spaces")
     return token
 
 
