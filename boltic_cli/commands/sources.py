@@ -1,0 +1,164 @@
+"""boltic sources: create, list, inspect and delete stream sources."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from boltic_cli._click import click
+from boltic_cli.commands import new_app
+from boltic_cli.context import current
+from boltic_cli.errors import BolticError, UsageError
+
+if TYPE_CHECKING:
+    from boltic_cli.context import Context
+    from boltic_cli.models import StreamSource
+    from boltic_cli.output import Column
+
+app = new_app(help="Create, list, inspect and delete stream sources.")
+
+SOURCE_TYPES = ("javascript", "server", "mobile", "webhook")
+TEST_EVENT_TYPE = "test_event"
+
+
+def source_columns() -> list[Column]:
+    from boltic_cli.output import Column
+
+    return [
+        Column("ID", "id"),
+        Column("NAME", "name", max_width=40),
+        Column("TYPE", "type"),
+        Column("STATUS", "status"),
+        Column("EVENTS TODAY", "eventsToday", kind="number"),
+        Column("CREATED", "createdAt", kind="time"),
+    ]
+
+
+def _complete_source(ctx: click.Context, incomplete: str) -> list[tuple[str, str]]:
+    from boltic_cli.completers import complete_source
+
+    return complete_source(ctx, incomplete)
+
+
+SourceArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="SOURCE", help="Source id or exact name.", autocompletion=_complete_source
+    ),
+]
+
+
+@app.command("list")
+def list_(
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the ids.")] = False,
+) -> None:
+    """List stream sources."""
+    ctx = current()
+    with ctx.make_client() as client:
+        sources = client.list_stream_sources()
+    if quiet:
+        ctx.output.emit_ids(s.id for s in sources if s.id)
+    else:
+        ctx.output.emit(sources, columns=source_columns())
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Option("--name", help="A name people will recognise.")],
+    type_: Annotated[
+        str,
+        typer.Option(
+            "--type",
+            click_type=click.Choice(SOURCE_TYPES),
+            help="Where the events come from.",
+        ),
+    ],
+) -> None:
+    """Create a stream source and show its write key.
+
+    On a terminal it also prints a curl command that sends a test event with the
+    new write key; with -o json it prints the source object.
+    """
+    ctx = current()
+    with ctx.make_client() as client:
+        source = client.create_stream_source({"name": name, "type": type_})
+    if ctx.output.format == "table":
+        _show_created(ctx, source)
+    else:
+        ctx.output.emit(source, columns=source_columns())
+
+
+def _show_created(ctx: Context, source: StreamSource) -> None:
+    from boltic_cli.output import sanitize
+
+    ctx.output.success(f"Created source {sanitize(source.name or '')}")
+    lines = [f"ID:        {source.id}"]
+    if source.write_key:
+        lines += [
+            f"Write key: {source.write_key}",
+            "",
+            "Send a test event:",
+            "",
+            curl_for_test_event(ctx.settings.api_url, source),
+        ]
+    console = ctx.output.console
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def curl_for_test_event(api_url: str, source: StreamSource) -> str:
+    """A curl command that POSTs a test event to ``source`` with its write key."""
+    body = json.dumps(
+        {"sourceId": source.id, "type": TEST_EVENT_TYPE, "properties": {"sentWith": "curl"}},
+        separators=(",", ":"),
+    )
+    url = api_url.rstrip("/") + "/streams/events"
+    return " \\\n  ".join(
+        [
+            f"curl -X POST {shlex.quote(url)}",
+            f"-H {shlex.quote(f'Authorization: Bearer {source.write_key}')}",
+            "-H 'Content-Type: application/json'",
+            f"-d {shlex.quote(body)}",
+        ]
+    )
+
+
+@app.command("get")
+def get(source: SourceArg) -> None:
+    """Show one stream source."""
+    from boltic_cli.lookup import resolve_source
+
+    ctx = current()
+    with ctx.make_client() as client:
+        found = resolve_source(client, source)
+    ctx.output.emit(found, columns=source_columns())
+
+
+@app.command("delete")
+def delete(
+    source: SourceArg,
+    yes: Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a stream source and all its events; its write key stops working at once.
+
+    Asks for confirmation on a terminal; needs --yes otherwise.
+    """
+    from boltic_cli.lookup import resolve_source
+    from boltic_cli.output import sanitize
+
+    ctx = current()
+    if not yes and not ctx.env.stdin_isatty:
+        raise UsageError("deleting a source needs --yes when not run from a terminal")
+    with ctx.make_client() as client:
+        found = resolve_source(client, source)
+        label = f"{sanitize(found.name or '')} ({found.id})"
+        if not yes and not typer.confirm(
+            f"Delete source {label} and all its events?", default=False, err=True
+        ):
+            raise BolticError("nothing deleted")
+        assert found.id is not None
+        client.delete_stream_source(found.id)
+    ctx.output.success(f"Deleted source {label}")

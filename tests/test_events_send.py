@@ -1,0 +1,329 @@
+"""boltic events send: one event from flags, many from a file; the bulk sender engine."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from boltic_cli.sender import MAX_ITEM_CHARS, BulkSender, InputItem, read_items
+from tests.conftest import ADMIN_TOKEN
+
+
+@pytest.fixture
+def source(api) -> dict:
+    response = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
+    assert response.status_code == 201
+    return response.json()
+
+
+def stored_events(api, **params) -> dict:
+    response = api.get("/streams/events", params={"limit": 1000, **params})
+    assert response.status_code == 200
+    return response.json()
+
+
+# One event
+
+
+def test_send_one_event_with_every_option(cli, api, source, tmp_path):
+    context_file = tmp_path / "context.json"
+    context_file.write_text('{"locale": "de-DE", "page": {"url": "https://x.example/"}}')
+
+    result = cli(
+        "events",
+        "send",
+        "web",
+        "--type",
+        "purchase",
+        "--properties",
+        '{"currency": "EUR", "total": 1}',
+        "-p",
+        "total:=42.5",
+        "-p",
+        "sku=A-1",
+        "-p",
+        'tags:=["a", "b"]',
+        "--context",
+        f"@{context_file}",
+        "--user-id",
+        "u-7",
+        "--anonymous-id",
+        "anon-1",
+        "--timestamp",
+        "2026-03-01T10:00:00+02:00",
+    )
+
+    assert result.exit_code == 0, result.stderr
+    event_id = result.stdout.strip()
+    assert event_id.startswith("evt_")
+    (event,) = stored_events(api)["data"]
+    assert event["id"] == event_id
+    assert event["sourceId"] == source["id"]
+    assert event["type"] == "purchase"
+    expected = {"currency": "EUR", "total": 42.5, "sku": "A-1", "tags": ["a", "b"]}
+    assert event["properties"] == expected
+    assert event["context"]["locale"] == "de-DE"
+    assert event["context"]["page"] == {"url": "https://x.example/"}
+    assert event["userId"] == "u-7"
+    assert event["anonymousId"] == "anon-1"
+    assert event["timestamp"] == "2026-03-01T08:00:00.000Z"
+
+
+def test_send_json_prints_the_accepted_object(cli, api, source):
+    result = cli("events", "send", source["id"], "--type", "signup", "-o", "json")
+
+    assert result.exit_code == 0
+    accepted = result.json()
+    assert accepted["status"] == "accepted"
+    assert stored_events(api)["data"][0]["id"] == accepted["eventId"]
+
+
+def test_properties_from_stdin(cli, api, source):
+    result = cli("events", "send", "web", "--type", "x", "--properties", "-", input='{"a": [1]}')
+
+    assert result.exit_code == 0, result.stderr
+    assert stored_events(api)["data"][0]["properties"] == {"a": [1]}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-p", "novalue"],
+        ["-p", "n:=not-json"],
+        ["--properties", "[1, 2]"],
+        ["--timestamp", "yesterday-ish"],
+    ],
+)
+def test_bad_input_is_a_usage_error_and_sends_nothing(cli, api, source, args):
+    result = cli("events", "send", "web", "--type", "x", *args)
+
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr
+    assert stored_events(api)["summary"]["totalEvents"] == 0
+
+
+def test_send_needs_a_source_and_a_type(cli, source):
+    assert cli("events", "send", "--type", "x").exit_code == 2
+    assert cli("events", "send", "web").exit_code == 2
+
+
+def test_send_to_unknown_source_exits_3(cli, source):
+    result = cli("events", "send", "nope", "--type", "x")
+    assert result.exit_code == 3
+
+
+# Many events from a file
+
+
+def ndjson_lines(source_id: str, count: int) -> list[str]:
+    return [
+        json.dumps({"sourceId": source_id, "type": f"t{n % 5}", "properties": {"n": n}})
+        for n in range(count)
+    ]
+
+
+def test_file_of_2000_with_3_broken_lines(cli, api, source, tmp_path):
+    lines = ndjson_lines(source["id"], 2000)
+    lines[9] = '{"sourceId": "' + source["id"] + '", "type": '  # cut short: invalid JSON
+    lines[999] = json.dumps({"sourceId": source["id"], "properties": {}})  # no type
+    lines[1799] = "[1, 2, 3]"  # not an object
+    path = tmp_path / "events.ndjson"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    result = cli("events", "send", "--file", str(path), "--concurrency", "8")
+
+    assert result.exit_code == 1
+    reported = [int(n) for n in re.findall(r"^line (\d+): ", result.stderr, re.MULTILINE)]
+    assert sorted(reported) == [10, 1000, 1800]
+    assert "Sent 1,997 events" in result.stderr
+    assert "3 failed" in result.stderr
+    assert result.stdout == ""
+    query = cli("events", "query", "--source", "web", "-o", "json")
+    assert query.json()["summary"]["totalEvents"] == 1997
+    stored_n = {e["properties"]["n"] for e in stored_events(api, limit=1000)["data"]}
+    assert stored_n <= set(range(2000)) - {9, 999, 1799}
+
+
+def test_file_in_json_mode_reports_failures_as_json(cli, api, source, tmp_path):
+    lines = ndjson_lines(source["id"], 20)
+    lines[4] = "{broken"
+    lines[11] = json.dumps({"sourceId": "src_doesnotexist0000000000000", "type": "x"})
+    path = tmp_path / "events.ndjson"
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+    result = cli("events", "send", "--file", str(path), "-o", "json")
+
+    assert result.exit_code == 1
+    summary = result.json()
+    assert (summary["sent"], summary["failed"]) == (18, 2)
+    assert summary["seconds"] >= 0 and summary["rate"] >= 0
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    failures = {r["line"]: r["error"] for r in records if "line" in r}
+    assert set(failures) == {5, 12}
+    assert failures[5]["message"].startswith("invalid JSON")
+    assert failures[12]["code"] in (404, 422)
+    assert records[-1]["error"]["exitCode"] == 1
+    assert stored_events(api)["summary"]["totalEvents"] == 18
+
+
+def test_json_array_from_stdin_with_source_filling_missing_source_id(cli, api, source):
+    other = api.post("/streams/sources", json={"name": "other", "type": "server"}).json()
+    items = [
+        {"type": "a"},
+        {"type": "b", "sourceId": other["id"]},
+        {"type": "c", "properties": {"nested": {"x": [1, 2]}}},
+    ]
+    text = "[\n" + ",\n".join(json.dumps(item, indent=2) for item in items) + "\n]\n"
+
+    result = cli("events", "send", "web", "--file", "-", "-o", "json", input=text)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["sent"] == 3
+    by_type = {e["type"]: e["sourceId"] for e in stored_events(api)["data"]}
+    assert by_type == {"a": source["id"], "b": other["id"], "c": source["id"]}
+
+
+def test_file_without_source_and_without_source_id_fails_those_lines(cli, api, source):
+    text = (
+        json.dumps({"type": "orphan"}) + "\n" + json.dumps({"type": "ok", "sourceId": source["id"]})
+    )
+
+    result = cli("events", "send", "--file", "-", input=text)
+
+    assert result.exit_code == 1
+    assert re.search(r"^line 1: .*sourceId", result.stderr, re.MULTILINE)
+    assert stored_events(api)["summary"]["totalEvents"] == 1
+
+
+def test_file_mode_rejects_single_event_options(cli, source):
+    result = cli("events", "send", "web", "--file", "-", "--type", "x", input="")
+    assert result.exit_code == 2
+    assert "--type" in result.stderr
+
+
+def test_missing_file_is_a_usage_error(cli, source, tmp_path):
+    result = cli("events", "send", "web", "--file", str(tmp_path / "absent.ndjson"))
+    assert result.exit_code == 2
+    assert "absent.ndjson" in result.stderr
+
+
+def test_empty_file_sends_nothing(cli, source):
+    result = cli("events", "send", "web", "--file", "-", "-o", "json", input="\n\n")
+    assert result.exit_code == 0
+    assert result.json()["sent"] == 0
+
+
+def test_wrong_token_stops_the_run_with_exit_4(cli, source, tmp_path):
+    path = tmp_path / "events.ndjson"
+    path.write_text("\n".join(ndjson_lines(source["id"], 200)), encoding="utf-8")
+
+    result = cli("events", "send", "--file", str(path), env={"BOLTIC_TOKEN": "wrong"})
+
+    assert result.exit_code == 4
+    assert "Sent 0 events" in result.stderr
+
+
+# Reading input
+
+
+def items_of(text: str, chunk_chars: int = 7) -> list[InputItem]:
+    return list(read_items(io.StringIO(text), chunk_chars=chunk_chars))
+
+
+@pytest.mark.parametrize("chunk_chars", [1, 3, 7, 64, 65536])
+def test_ndjson_line_numbers_survive_any_chunking(chunk_chars):
+    text = '{"a": 1}\n\n  \n{"b": "x\\ny"}\nnot json\n[1]\r\n{"c": 3}'
+
+    items = items_of(text, chunk_chars)
+
+    assert [(i.line, i.body) for i in items if i.body] == [
+        (1, {"a": 1}),
+        (4, {"b": "x\ny"}),
+        (7, {"c": 3}),
+    ]
+    assert [(i.line, i.error.split(":")[0]) for i in items if i.error] == [
+        (5, "invalid JSON"),
+        (6, "expected a JSON object, got an array"),
+    ]
+
+
+@pytest.mark.parametrize("chunk_chars", [1, 2, 5, 64, 65536])
+def test_json_array_items_report_the_line_they_start_on(chunk_chars):
+    text = '\ufeff  [\n {"a": 1},\n {"b": [1,\n 2]}, 12345,\n {"c": oops},\n {"d": 4}\n]\n'
+
+    items = items_of(text, chunk_chars)
+
+    assert [(i.line, i.body, i.error and i.error.split(":")[0]) for i in items] == [
+        (2, {"a": 1}, None),
+        (3, {"b": [1, 2]}, None),
+        (4, None, "expected a JSON object, got a number"),
+        (5, None, "invalid JSON"),
+        (6, {"d": 4}, None),
+    ]
+
+
+def test_unclosed_json_array_is_reported():
+    items = items_of('[{"a": 1}, {"b": 2}', 4)
+    assert [i.body for i in items[:2]] == [{"a": 1}, {"b": 2}]
+    assert items[2].error is not None and "not closed" in items[2].error
+
+
+def test_a_line_longer_than_the_cap_is_one_failure_and_reading_goes_on():
+    text = '{"a": 1}\n' + "x" * (MAX_ITEM_CHARS + 10) + '\n{"b": 2}\n'
+
+    items = items_of(text, 64 * 1024)
+
+    assert [(i.line, i.body) for i in items if i.body] == [(1, {"a": 1}), (3, {"b": 2})]
+    assert [i.line for i in items if i.error] == [2]
+
+
+# The engine
+
+
+def make_client(api):
+    from boltic_cli.client import BolticClient
+
+    return BolticClient("http://testserver/v1", ADMIN_TOKEN, transport=api._transport)
+
+
+def test_sender_counts_and_progress_callbacks(api, source):
+    items = [InputItem(n + 1, body={"type": "x"}) for n in range(60)]
+    items.append(InputItem(61, error="invalid JSON: boom"))
+    progress: list[int] = []
+
+    with make_client(api) as client:
+        sender = BulkSender(
+            client,
+            concurrency=4,
+            default_source_id=source["id"],
+            on_sent=lambda s: progress.append(s.sent),
+        )
+        summary = sender.run(items)
+
+    assert (summary.sent, summary.failed) == (60, 1)
+    assert [f.line for f in summary.failures] == [61]
+    assert sorted(progress) == list(range(1, 61))
+    assert stored_events(api)["summary"]["totalEvents"] == 60
+
+
+def test_sender_interrupted_stops_feeding_and_keeps_the_figures(api, source):
+    def items() -> Iterator[InputItem]:
+        for n in range(1, 1000):
+            if n == 25:
+                raise KeyboardInterrupt
+            yield InputItem(n, body={"type": "x", "sourceId": source["id"]})
+
+    with make_client(api) as client:
+        sender = BulkSender(client, concurrency=3)
+        with pytest.raises(KeyboardInterrupt):
+            sender.run(items())
+        summary = sender.summary()
+
+    assert summary.interrupted
+    assert summary.to_dict()["interrupted"] is True
+    assert summary.sent + summary.failed <= 24
+    assert stored_events(api)["summary"]["totalEvents"] == summary.sent

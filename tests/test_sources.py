@@ -1,0 +1,211 @@
+"""boltic sources: create, list, get, delete, and source id-or-name resolution."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+
+def create_source(api, name: str, type_: str = "server") -> dict:
+    response = api.post("/streams/sources", json={"name": name, "type": type_})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def stored_sources(api) -> list[dict]:
+    response = api.get("/streams/sources")
+    assert response.status_code == 200
+    return response.json()["data"]
+
+
+def test_create_json_prints_the_object_the_server_holds(cli, api):
+    result = cli("sources", "create", "--name", "web", "--type", "javascript", "-o", "json")
+
+    assert result.exit_code == 0, result.stderr
+    created = result.json()
+    assert created["name"] == "web"
+    assert created["type"] == "javascript"
+    assert created["status"] == "active"
+    assert created["writeKey"].startswith("wk_")
+    assert [s["id"] for s in stored_sources(api)] == [created["id"]]
+
+
+def test_create_rejects_a_type_outside_the_spec_enum_before_any_request(cli, api):
+    result = cli("sources", "create", "--name", "web", "--type", "desktop")
+
+    assert result.exit_code == 2
+    assert "desktop" in result.stderr
+    for choice in ("javascript", "server", "mobile", "webhook"):
+        assert choice in result.stderr
+    assert stored_sources(api) == []
+
+
+def test_create_on_a_terminal_prints_a_curl_command_that_works(cli, api):
+    result = cli("sources", "create", "--name", "shop", "--type", "server", tty=True)
+
+    assert result.exit_code == 0, result.stderr
+    source = stored_sources(api)[0]
+    assert f"ID:        {source['id']}" in result.stdout
+    assert f"Write key: {source['writeKey']}" in result.stdout
+    # The admin token must not leak into a command meant to be pasted and shared.
+    assert "test-admin-token" not in result.stdout + result.stderr
+
+    curl = result.stdout[result.stdout.index("curl ") :].replace("\\\n", " ")
+    words = shlex.split(curl)
+    assert words[:4] == ["curl", "-X", "POST", "http://testserver/v1/streams/events"]
+    headers = dict(words[i + 1].split(": ", 1) for i, w in enumerate(words) if w == "-H")
+    body = json.loads(words[words.index("-d") + 1])
+    assert headers["Authorization"] == f"Bearer {source['writeKey']}"
+    assert body["sourceId"] == source["id"]
+
+    sent = api.post("/streams/events", json=body, headers=headers)
+    assert sent.status_code == 202, sent.text
+    events = api.get("/streams/events", params={"sourceId": source["id"]}).json()
+    assert events["summary"]["totalEvents"] == 1
+
+
+def test_list_json_ids_and_plain(cli, api):
+    first = create_source(api, "alpha", "server")
+    second = create_source(api, "beta", "mobile")
+    api.post("/streams/events", json={"sourceId": second["id"], "type": "open"})
+
+    listed = cli("sources", "list", "-o", "json")
+    assert listed.exit_code == 0
+    by_id = {s["id"]: s for s in listed.json()}
+    assert set(by_id) == {first["id"], second["id"]}
+    assert by_id[second["id"]]["eventsToday"] == 1
+    assert by_id[first["id"]]["writeKey"] == first["writeKey"]
+
+    quiet = cli("sources", "list", "-q")
+    assert quiet.exit_code == 0
+    assert sorted(quiet.stdout.split()) == sorted([first["id"], second["id"]])
+
+    plain = cli("sources", "list")
+    rows = [line.split("\t") for line in plain.stdout.splitlines()]
+    assert sorted(row[:5] for row in rows) == sorted(
+        [
+            [first["id"], "alpha", "server", "active", "0"],
+            [second["id"], "beta", "mobile", "active", "1"],
+        ]
+    )
+    assert {row[5] for row in rows} == {first["createdAt"], second["createdAt"]}
+
+
+def test_list_table_at_fixed_width(cli, api):
+    source = create_source(api, "checkout-service", "server")
+
+    result = cli("sources", "list", "-o", "table")
+
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 120 for line in lines)
+    assert lines[0].split() == ["ID", "NAME", "TYPE", "STATUS", "EVENTS", "TODAY", "CREATED"]
+    assert lines[1].split()[:5] == [source["id"], "checkout-service", "server", "active", "0"]
+
+
+def test_list_with_no_sources(cli):
+    assert cli("sources", "list", "-o", "json").json() == []
+    table = cli("sources", "list", "-o", "table")
+    assert table.exit_code == 0
+    assert "No results." in table.stderr
+
+
+def test_get_by_id_and_by_exact_name(cli, api):
+    source = create_source(api, "billing")
+    create_source(api, "billing-v2")
+
+    by_id = cli("sources", "get", source["id"], "-o", "json")
+    by_name = cli("sources", "get", "billing", "-o", "json")
+
+    assert by_id.exit_code == by_name.exit_code == 0
+    assert by_id.json()["id"] == by_name.json()["id"] == source["id"]
+
+
+def test_get_plain_shows_fields(cli, api):
+    source = create_source(api, "api-backend")
+
+    result = cli("sources", "get", "api-backend")
+
+    fields = dict(line.split("\t", 1) for line in result.stdout.splitlines())
+    assert fields["id"] == source["id"]
+    assert fields["name"] == "api-backend"
+    assert fields["eventsToday"] == "0"
+
+
+def test_ambiguous_name_is_a_usage_error_listing_the_matches(cli, api):
+    first = create_source(api, "twin", "server")
+    second = create_source(api, "twin", "mobile")
+
+    result = cli("sources", "get", "twin")
+
+    assert result.exit_code == 2
+    assert first["id"] in result.stderr and second["id"] in result.stderr
+    assert "use an id" in result.stderr
+
+
+def test_unknown_source_is_not_found(cli, api):
+    create_source(api, "known")
+
+    by_name = cli("sources", "get", "unknown", "-o", "json")
+    by_id = cli("sources", "get", "src_00000000000000000000000000")
+
+    assert by_name.exit_code == by_id.exit_code == 3
+    error = json.loads(by_name.stderr.strip().splitlines()[-1])["error"]
+    assert error["exitCode"] == 3
+    assert "unknown" in error["message"]
+
+
+def test_a_source_named_like_an_id_is_found_by_name(cli, api):
+    source = create_source(api, "src_not_really_an_id")
+
+    result = cli("sources", "get", "src_not_really_an_id", "-o", "json")
+
+    assert result.exit_code == 0
+    assert result.json()["id"] == source["id"]
+
+
+def test_delete_off_a_terminal_needs_yes(cli, api):
+    source = create_source(api, "keep-me")
+
+    result = cli("sources", "delete", "keep-me")
+
+    assert result.exit_code == 2
+    assert "--yes" in result.stderr
+    assert api.get(f"/streams/sources/{source['id']}").status_code == 200
+
+
+def test_delete_with_yes_removes_source_events_and_write_key(cli, api):
+    source = create_source(api, "old")
+    api.post("/streams/events", json={"sourceId": source["id"], "type": "x"})
+
+    result = cli("sources", "delete", "old", "--yes")
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert "Deleted source old" in result.stderr
+    assert api.get(f"/streams/sources/{source['id']}").status_code == 404
+    assert api.get("/streams/events").json()["summary"]["totalEvents"] == 0
+    with_key = api.post(
+        "/streams/events",
+        json={"sourceId": source["id"], "type": "x"},
+        headers={"Authorization": f"Bearer {source['writeKey']}"},
+    )
+    assert with_key.status_code == 401
+
+
+@pytest.mark.parametrize(("answer", "exit_code", "status"), [("y\n", 0, 404), ("n\n", 1, 200)])
+def test_delete_on_a_terminal_asks(cli, api, answer, exit_code, status):
+    source = create_source(api, "asked")
+
+    result = cli("sources", "delete", source["id"], tty=True, input=answer)
+
+    assert result.exit_code == exit_code
+    assert "Delete source asked" in result.stderr
+    assert api.get(f"/streams/sources/{source['id']}").status_code == status
+
+
+def test_delete_unknown_source_exits_3(cli):
+    result = cli("sources", "delete", "ghost", "--yes")
+    assert result.exit_code == 3
