@@ -126,6 +126,14 @@ class Context:
             return True
         return bool(self.env.stdout_isatty)
 
+    @cached_property
+    def stderr_color(self) -> bool:
+        if self.options.no_color or "NO_COLOR" in self.environ:
+            return False
+        if self.environ.get("FORCE_COLOR"):
+            return True
+        return bool(self.env.stderr_isatty)
+
     @property
     def width(self) -> int | None:
         columns = self.environ.get("COLUMNS", "")
@@ -145,6 +153,7 @@ class Context:
             stderr_isatty=bool(self.env.stderr_isatty),
             width=self.width,
             clock=self.env.clock,
+            stderr_color=self.stderr_color,
         )
 
     def log(self, message: str) -> None:
