@@ -1,0 +1,92 @@
+"""boltic server: run the local Streams server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from boltic_cli.commands import new_app
+from boltic_cli.context import current
+
+app = new_app(no_args_is_help=False)
+
+# Test- and benchmark-only knobs, deliberately not options.
+COMMIT_DELAY_ENV = "BOLTIC_SERVER_COMMIT_DELAY"
+BENCH_NOOP_ENV = "BOLTIC_SERVER_BENCH_NOOP"
+
+
+@app.command()
+def server(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option("--port", help="Port to listen on (0 picks a free one).", min=0, max=65535),
+    ] = 8765,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db", help="SQLite database file. Default: boltic.db in the data dir.", dir_okay=False
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="BOLTIC_SERVER_TOKEN",
+            show_envvar=True,
+            help="Admin token. Default: the local token file (created on first start).",
+        ),
+    ] = None,
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            "--retention",
+            help="Delete events received longer ago than this "
+            "(e.g. 7d, 12h). Default: keep everything.",
+            metavar="DURATION",
+        ),
+    ] = None,
+) -> None:
+    """Run the local Streams server.
+
+    Prints the API URL (http://HOST:PORT/v1) as one line on stdout; the database
+    path, where the admin token is kept, and logs go to stderr. Stops cleanly on
+    Ctrl-C or SIGTERM after finishing in-flight requests.
+    """
+    from boltic_cli import paths
+    from boltic_cli.server.runner import is_loopback, serve
+    from boltic_cli.server.settings import (
+        ServerSettings,
+        parse_duration,
+        resolve_admin_token,
+    )
+
+    ctx = current()
+    environ = ctx.environ
+    admin_token, token_where = resolve_admin_token(environ, token)
+    settings = ServerSettings(
+        db_path=(db or paths.default_db_file(environ)).expanduser(),
+        admin_token=admin_token,
+        retention=parse_duration(retention) if retention else None,
+        commit_delay=float(environ.get(COMMIT_DELAY_ENV) or 0),
+        bench_noop=environ.get(BENCH_NOOP_ENV) == "1",
+    )
+    ctx.log(f"database: {settings.db_path}")
+    ctx.log(f"admin token: {token_where}")
+    if settings.retention:
+        ctx.log(f"retention: events older than {retention} are deleted")
+    if not is_loopback(host):
+        ctx.log(
+            f"warning: listening on {host}, reachable from other machines; "
+            "anyone with a write key can send events"
+        )
+
+    def announce(url: str) -> None:
+        stdout = ctx.env.stdout
+        assert stdout is not None
+        stdout.write(url + "\n")
+        stdout.flush()
+
+    serve(settings, host, port, announce)

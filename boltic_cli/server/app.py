@@ -1,0 +1,150 @@
+"""``create_app(settings)``: the Streams API as a FastAPI app. No module-level state:
+the store opens in the lifespan, so every app (and every test) has its own."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from boltic_cli.server.ids import IdGenerator
+from boltic_cli.server.settings import ServerSettings
+from boltic_cli.server.store import PRUNE_CHUNK, Store, StoreError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger("boltic.server")
+
+# Request-body schemas of routes that parse their own bodies (see routes.json_body).
+BODY_MODELS = ("StreamSourceInput", "EventInput", "StreamDestinationInput")
+
+
+class Runtime:
+    """What the routes share while the app runs: settings, the store, the id generator."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.ids = IdGenerator()
+        self._store: Store | None = None
+        self._stop = threading.Event()
+        self._maintenance: threading.Thread | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the server is not running")
+        return self._store
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._store = Store(self.settings.db_path, commit_delay=self.settings.commit_delay).open()
+        self._maintenance = threading.Thread(
+            target=self._maintain, name="boltic-maintenance", daemon=True
+        )
+        self._maintenance.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._maintenance is not None:
+            self._maintenance.join()
+        if self._store is not None:
+            self._store.close()
+
+    def _maintain(self) -> None:
+        while True:
+            try:
+                self.maintain_once()
+            except StoreError as e:
+                log.warning("maintenance failed: %s", e)
+            if self._stop.wait(self.settings.maintenance_interval):
+                return
+
+    def maintain_once(self) -> None:
+        """Expire old Idempotency-Keys; with a retention, prune events received before it."""
+        store = self.store
+        store.expire_idempotency_keys().result()
+        retention = self.settings.retention
+        if retention is None:
+            return
+        cutoff = store.now_ms() - int(retention.total_seconds() * 1000)
+        # Small transactions, so senders never wait long behind a prune.
+        while not self._stop.is_set():
+            if store.prune_received_before(cutoff).result() < PRUNE_CHUNK:
+                return
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    from fastapi import FastAPI
+
+    from boltic_cli import __version__
+    from boltic_cli.server.auth import RequestGate
+    from boltic_cli.server.responses import install_error_handlers
+    from boltic_cli.server.routes import build_router
+    from boltic_cli.server.routes.meta import bench_router
+
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        runtime.start()
+        try:
+            yield
+        finally:
+            runtime.stop()
+
+    app = FastAPI(
+        title="Boltic Streams API (local)",
+        version=__version__,
+        openapi_url="/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        separate_input_output_schemas=False,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(build_router())
+    if settings.bench_noop:
+        app.include_router(bench_router)
+    app.add_middleware(
+        RequestGate,
+        admin_token=settings.admin_token,
+        max_body_bytes=settings.max_body_bytes,
+        store=lambda: runtime.store,
+    )
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema of the routes, plus the body models the routes parse themselves
+    and the spec's bearer security."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+    from pydantic.json_schema import models_json_schema
+
+    from boltic_cli import models
+
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description="The Boltic Streams API served by `boltic server`.",
+        routes=app.routes,
+    )
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    _, extra = models_json_schema(
+        [(getattr(models, name), "validation") for name in BODY_MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    for name, body_schema in extra.get("$defs", {}).items():
+        schemas.setdefault(name, body_schema)
+    components["securitySchemes"] = {
+        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
+    schema["security"] = [{"bearerAuth": []}]
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,184 @@
+"""The gate every request passes: bearer auth, the body size limit, CORS for sending events.
+
+A plain ASGI middleware (no per-request Request objects), because it runs on
+every event sent and its cost is paid by every sender.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from boltic_cli.server.responses import Problem, error_body
+
+if TYPE_CHECKING:
+    from boltic_cli.server.store import Store
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+EVENTS_PATH = "/v1/streams/events"
+BENCH_NOOP_PATH = "/v1/_bench/noop"
+PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})
+# The only routes a source's write key may call (with POST).
+WRITE_KEY_PATHS = frozenset({EVENTS_PATH, BENCH_NOOP_PATH})
+PRINCIPAL = "boltic.principal"
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the admin, or a source's write key (``source_id`` set)."""
+
+    scope: str  # stands for the token in Idempotency-Key scoping, without keeping it
+    source_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.source_id is None
+
+
+def token_scope(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def principal(scope: Scope) -> Principal:
+    """The caller the gate let through (routes behind the gate only)."""
+    return scope[PRINCIPAL]
+
+
+class RequestGate:
+    def __init__(
+        self, app: Any, *, admin_token: str, max_body_bytes: int, store: Callable[[], Store]
+    ) -> None:
+        self.app = app
+        self._admin_token = admin_token.encode()
+        self._admin = Principal(token_scope(admin_token))
+        self.max_body_bytes = max_body_bytes
+        self._store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        headers = _headers(scope)
+        if path == EVENTS_PATH and method == "OPTIONS":
+            await _send_preflight(headers, send)
+            return
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            await _send_error(send, *self._length_refusal(length))
+            return
+        if path not in PUBLIC_PATHS:
+            try:
+                caller = self._authenticate(headers.get(b"authorization"))
+            except Problem as p:
+                await _send_error(send, p.status_code, p.message, p.details, p.headers)
+                return
+            if caller.source_id is not None and not (method == "POST" and path in WRITE_KEY_PATHS):
+                await _send_error(
+                    send, 403, "forbidden", "a write key may only POST /streams/events"
+                )
+                return
+            scope[PRINCIPAL] = caller
+        if method in ("POST", "PUT", "PATCH"):
+            receive = self._limit(receive)
+        if path == EVENTS_PATH and b"origin" in headers:
+            send = _allow_any_origin(send)
+        await self.app(scope, receive, send)
+
+    def _length_refusal(self, length: bytes) -> tuple[int, str, str]:
+        if not length.isdigit():
+            return 400, "bad request", "invalid Content-Length"
+        return (
+            413,
+            "request body too large",
+            f"the limit is {self.max_body_bytes} bytes, got {int(length)}",
+        )
+
+    def _authenticate(self, header: bytes | None) -> Principal:
+        from boltic_cli.server.responses import unauthorized
+
+        if not header:
+            raise unauthorized("missing Authorization: Bearer <token>")
+        scheme, _, token = header.partition(b" ")
+        token = token.strip()
+        if scheme.lower() != b"bearer" or not token:
+            raise unauthorized("expected Authorization: Bearer <token>")
+        if hmac.compare_digest(token, self._admin_token):
+            return self._admin
+        if token.startswith(b"wk_"):
+            text = token.decode("ascii", "replace")
+            # A dict lookup hashes the key first, so its timing says nothing
+            # useful about how much of a guessed key was right.
+            source = self._store().source_for_key(text)
+            if source is not None and hmac.compare_digest(source.write_key.encode(), token):
+                return Principal(token_scope(text), source.id)
+        raise unauthorized("unknown token")
+
+    def _limit(self, receive: Receive) -> Receive:
+        limit = self.max_body_bytes
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # Raised before the rest is read: a chunked body is cut off here.
+                    raise Problem(413, "request body too large", f"the limit is {limit} bytes")
+            return message
+
+        return limited
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return {k.lower(): v for k, v in scope["headers"]}
+
+
+async def _send_error(
+    send: Send,
+    status: int,
+    message: str,
+    details: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    body = error_body(status, message, details)
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_preflight(headers: dict[bytes, bytes], send: Send) -> None:
+    requested = headers.get(b"access-control-request-headers")
+    raw = [
+        (b"access-control-allow-origin", b"*"),
+        (b"access-control-allow-methods", b"POST, OPTIONS"),
+        (b"access-control-allow-headers", requested or CORS_ALLOW_HEADERS.encode()),
+        (b"access-control-max-age", b"600"),
+        (b"vary", b"Origin"),
+        (b"content-length", b"0"),
+    ]
+    await send({"type": "http.response.start", "status": 204, "headers": raw})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _allow_any_origin(send: Send) -> Send:
+    async def send_with_cors(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [
+                *message.get("headers", []),
+                (b"access-control-allow-origin", b"*"),
+            ]
+        await send(message)
+
+    return send_with_cors
