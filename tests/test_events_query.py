@@ -38,7 +38,7 @@ def cli_at(cli_env, api):
     """Like ``cli``, with the CLI's clock fixed at ``now`` (ages in tables are then exact)."""
     from typer.testing import CliRunner
 
-    from boltic_cli.app import get_cli
+    from boltic_cli.app import app
     from boltic_cli.context import Environment
 
     def run(*args: str, now: datetime) -> CliResult:
@@ -51,7 +51,7 @@ def cli_at(cli_env, api):
             transport=api._transport,
             clock=lambda: now,
         )
-        result = CliRunner().invoke(get_cli(), list(args), obj=environment)
+        result = CliRunner().invoke(app, list(args), obj=environment)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
         return CliResult(result.exit_code, result.stdout, result.stderr)

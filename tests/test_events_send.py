@@ -327,3 +327,46 @@ def test_sender_interrupted_stops_feeding_and_keeps_the_figures(api, source):
     assert summary.to_dict()["interrupted"] is True
     assert summary.sent + summary.failed <= 24
     assert stored_events(api)["summary"]["totalEvents"] == summary.sent
+
+
+def test_file_on_a_terminal_shows_progress_then_the_summary(cli, api, source):
+    text = "\n".join([*ndjson_lines(source["id"], 30), "oops"])
+
+    result = cli("events", "send", "--file", "-", tty=True, input=text)
+
+    assert result.exit_code == 1
+    assert "line 31: invalid JSON" in result.stderr
+    assert "Sent 30 events" in result.stderr
+    assert stored_events(api)["summary"]["totalEvents"] == 30
+
+
+# events generate
+
+
+def test_generate_count_and_types(cli, api, source):
+    result = cli(
+        "events", "generate", "web", "--count", "12", "--type", "signup", "--type", "login",
+        "-o", "json",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    summary = result.json()
+    assert (summary["sent"], summary["failed"]) == (12, 0)
+    events = stored_events(api)
+    assert events["summary"]["totalEvents"] == 12
+    assert {e["type"] for e in events["data"]} <= {"signup", "login"}
+    assert {e["sourceId"] for e in events["data"]} == {source["id"]}
+
+
+def test_generate_on_a_terminal_prints_the_summary_on_stderr(cli, source):
+    result = cli("events", "generate", source["id"], "--count", "3", tty=True)
+
+    assert result.exit_code == 0, result.stderr
+    assert "Sent 3 events" in result.stderr
+
+
+def test_generate_bad_duration_is_a_usage_error(cli, api, source):
+    result = cli("events", "generate", "web", "--duration", "soon")
+
+    assert result.exit_code == 2
+    assert stored_events(api)["summary"]["totalEvents"] == 0

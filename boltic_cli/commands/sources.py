@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 app = new_app(help="Create, list, inspect and delete stream sources.")
 
-SOURCE_TYPES = ("javascript", "server", "mobile", "webhook")
+# The spec's enum (models.SourceType, not imported here: pydantic stays out of --help).
+SourceType = Literal["javascript", "server", "mobile", "webhook"]
 TEST_EVENT_TYPE = "test_event"
 
 
@@ -68,14 +69,7 @@ def list_(
 @app.command("create")
 def create(
     name: Annotated[str, typer.Option("--name", help="A name people will recognise.")],
-    type_: Annotated[
-        str,
-        typer.Option(
-            "--type",
-            click_type=click.Choice(SOURCE_TYPES),
-            help="Where the events come from.",
-        ),
-    ],
+    type_: Annotated[SourceType, typer.Option("--type", help="Where the events come from.")],
 ) -> None:
     """Create a stream source and show its write key.
 
