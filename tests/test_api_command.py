@@ -236,3 +236,37 @@ def test_unreachable_server_exits_5_with_one_line(tmp_path: Path):
     assert proc.stderr.count("\n") == 1
     assert "connection refused" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_dotted_fields_nest_objects(cli, api):
+    result = cli(
+        "api",
+        "POST",
+        "/streams/destinations",
+        "-f",
+        "name=hook",
+        "-f",
+        "type=webhook",
+        "-f",
+        "config.url=https://example.test/hook",
+        "-f",
+        "config.retries:=3",
+    )
+    assert result.exit_code == 0, result.stderr
+    stored = api.get("/streams/destinations").json()["data"]
+    assert stored[0]["config"] == {"url": "https://example.test/hook", "retries": 3}
+
+
+def test_event_data_cannot_drive_the_terminal(cli, api):
+    source = make_source(api)
+    hostile = "\x1b]0;pwned\x07\x1b[2J\x9b31m\u202e"
+    sent = api.post(
+        "/streams/events",
+        json={"sourceId": source["id"], "type": "x", "properties": {"note": hostile}},
+    )
+    assert sent.status_code == 202
+    for tty in (False, True):
+        result = cli("api", "GET", "/streams/events", tty=tty)
+        assert result.exit_code == 0, result.stderr
+        assert not any(c in result.stdout for c in "\x1b\x07\x9b\u202e")
+        assert result.json()["data"][0]["properties"]["note"] == hostile

@@ -12,6 +12,7 @@ import typer
 from boltic_cli.commands import new_app
 from boltic_cli.context import current
 from boltic_cli.errors import UsageError
+from boltic_cli.params import parse_fields
 
 if TYPE_CHECKING:
     import httpx
@@ -24,9 +25,6 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 # Methods whose fields travel in the query string; the others send a JSON body.
 QUERY_METHODS = frozenset({"GET", "DELETE", "HEAD", "OPTIONS"})
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-# json.dumps escapes C0 controls but lets DEL and C1 (e.g. the 8-bit CSI) through.
-_UNESCAPED_CONTROLS = re.compile(r"[\x7f-\x9f]")
-_TEXT_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 @app.command()
@@ -75,7 +73,7 @@ def api(
     """
     ctx = current()
     verb = _method(method)
-    fields = _parse_fields(field or [])
+    fields = parse_fields(field or [])
     headers = _parse_headers(header or [])
     params: Any = None
     body: Any = None
@@ -103,27 +101,6 @@ def _method(method: str) -> str:
     if verb not in METHODS:
         raise UsageError(f"unknown HTTP method {method!r} (choose from {', '.join(METHODS)})")
     return verb
-
-
-# TODO: switch to the shared parsers in boltic_cli/params.py once they land;
-# this is the same httpie syntax (key=value string, key:=<json> typed).
-def _parse_fields(items: list[str]) -> dict[str, Any]:
-    """``key=value`` -> string, ``key:=<json>`` -> parsed JSON; later keys win."""
-    fields: dict[str, Any] = {}
-    for item in items:
-        typed = re.match(r"^([^=:]+):=(.*)$", item, re.DOTALL)
-        if typed:
-            key, raw = typed.groups()
-            try:
-                fields[key] = json.loads(raw)
-            except ValueError as e:
-                raise UsageError(f"-f {key}:= needs valid JSON", details=str(e)) from None
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"bad field {item!r}: expected key=value or key:=<json>")
-        fields[key] = value
-    return fields
 
 
 def _query_params(fields: dict[str, Any]) -> list[tuple[str, str]]:
@@ -170,14 +147,13 @@ def _print_body(ctx: Context, response: httpx.Response) -> None:
 
 def _render(response: httpx.Response, *, pretty: bool) -> str:
     """The body as it should be printed: JSON re-serialised, other text as is."""
+    from boltic_cli.output import dumps_json, sanitize
+
     try:
         data = response.json()
     except ValueError:
-        text = response.text
-        # Bodies can carry event data; a terminal must not run its escape sequences.
-        return _TEXT_CONTROLS.sub("\ufffd", text) if pretty else text
-    if pretty:
-        text = json.dumps(data, indent=2, ensure_ascii=False)
-    else:
-        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return _UNESCAPED_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+        if not pretty:
+            return response.text
+        # Bodies can carry event data; a terminal must not act on its escape sequences.
+        return "\n".join(sanitize(line) for line in response.text.split("\n"))
+    return dumps_json(data, indent=2 if pretty else None)
