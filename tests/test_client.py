@@ -579,3 +579,32 @@ def test_invalid_base_url_is_a_config_error():
         BolticClient("ftp://example.test/v1", TOKEN)
     with pytest.raises(errors.ConfigError):
         BolticClient("not a url", TOKEN)
+
+
+def test_lost_answer_to_a_post_does_not_store_twice(api):
+    """Against the real server: the answer is lost after the write, the retry gets the first."""
+    from tests.conftest import ADMIN_TOKEN
+
+    class LoseFirstAnswer(httpx.BaseTransport):
+        def __init__(self, inner: httpx.BaseTransport):
+            self.inner = inner
+            self.calls = 0
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            self.calls += 1
+            response = self.inner.handle_request(request)
+            if self.calls == 1:
+                response.read()
+                raise httpx.RemoteProtocolError("server disconnected", request=request)
+            return response
+
+    transport = LoseFirstAnswer(api._transport)
+    slept: list[float] = []
+    with BolticClient(
+        "http://testserver/v1", ADMIN_TOKEN, transport=transport, sleep=slept.append
+    ) as client:
+        created = client.create_stream_source({"name": "once", "type": "server"})
+    assert transport.calls == 2
+    assert len(slept) == 1
+    stored = api.get("/streams/sources").json()["data"]
+    assert [s["id"] for s in stored] == [created.id]
