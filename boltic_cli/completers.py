@@ -61,12 +61,12 @@ def _write_cache(api_url: str, sources: list[dict[str, str]], now: float) -> Non
 def _fetch_sources(settings) -> list[dict[str, str]]:
     from boltic_cli.client import BolticClient
 
+    # The read timeout also bounds the connect phase, so a dead server costs at most this.
     with BolticClient(
         settings.api_url,
         settings.token(),
         timeout=COMPLETION_TIMEOUT,
         retries=1,
-        connect_timeout=COMPLETION_TIMEOUT,
     ) as client:
         return [
             {"id": s.id or "", "name": s.name or ""} for s in client.list_stream_sources() if s.id
