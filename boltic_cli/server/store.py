@@ -240,6 +240,8 @@ class Store:
         self._writer_conn: sqlite3.Connection | None = None
         self._writer: threading.Thread | None = None
         self._closed = False
+        # Committed write transactions: group commit shows as fewer of these than writes.
+        self.commits = 0
         # Owned by the writer thread; read by request handlers for a fast
         # answer. The writer re-checks inside its transaction.
         self._sources: dict[str, SourceInfo] = {}
@@ -343,6 +345,7 @@ class Store:
             if self.commit_delay:
                 time.sleep(self.commit_delay)
             conn.execute("COMMIT")
+            self.commits += 1
         except Exception as e:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):

@@ -1,0 +1,214 @@
+"""The store on its own: summaries from counters agree with brute force, retention keeps
+the counters right, writes share transactions, the schema is versioned."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+
+import pytest
+
+from boltic_cli.server.store import (
+    DAY_MS,
+    SCHEMA_VERSION,
+    EventRecord,
+    SchemaTooNew,
+    SourceInfo,
+    Store,
+    connect,
+    insert_events,
+    migrate,
+)
+
+BASE = 1_780_000_000_000 // DAY_MS * DAY_MS  # a UTC midnight
+SOURCES = ["src_a", "src_b", "src_c"]
+TYPES = ["view", "buy", "signup", "click", "rare"]
+
+
+def make_events(rng: random.Random, n: int) -> list[EventRecord]:
+    events = []
+    for i in range(n):
+        ts = BASE + rng.randrange(-DAY_MS, 4 * DAY_MS)
+        if i % 50 == 0:
+            ts = BASE + rng.randrange(0, 4) * DAY_MS  # exactly on midnight
+        source = rng.choice(SOURCES)
+        type_ = "rare" if i % 97 == 0 else rng.choice(TYPES[:4])
+        eid = f"evt_{i:026d}"
+        events.append(
+            EventRecord(eid, source, type_, ts, BASE + 5 * DAY_MS + i, json.dumps({"id": eid}))
+        )
+    return events
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "s.db") as s:
+        yield s
+
+
+def load(store: Store, events: list[EventRecord]) -> None:
+    store.run_in_writer(lambda conn: insert_events(conn, events)).result()
+
+
+def brute(events, source, type_, lo, hi):
+    return [
+        e
+        for e in events
+        if (source is None or e.source_id == source)
+        and (type_ is None or e.type == type_)
+        and (lo is None or e.timestamp >= lo)
+        and (hi is None or e.timestamp < hi)
+    ]
+
+
+def test_summaries_match_brute_force(store):
+    rng = random.Random(7)
+    events = make_events(rng, 3000)
+    load(store, events)
+    edges = [None, BASE, BASE + DAY_MS, BASE - 1, BASE + 1]
+    for _ in range(300):
+        lo = rng.choice([*edges, BASE + rng.randrange(-2 * DAY_MS, 5 * DAY_MS)])
+        hi = rng.choice([*edges, BASE + rng.randrange(-2 * DAY_MS, 5 * DAY_MS)])
+        source = rng.choice([None, *SOURCES, "src_none"])
+        type_ = rng.choice([None, *TYPES, "none"])
+        limit = rng.choice([1, 7, 100])
+        got = store.query_events(
+            source_id=source, event_type=type_, from_ms=lo, to_ms=hi, limit=limit
+        )
+        want = brute(events, source, type_, lo, hi)
+        assert got.total == len(want), (source, type_, lo, hi)
+        assert got.unique_types == len({e.type for e in want})
+        if want:
+            assert got.earliest == min(e.timestamp for e in want)
+            assert got.latest == max(e.timestamp for e in want)
+        else:
+            assert got.earliest is None and got.latest is None
+        newest = sorted(want, key=lambda e: (e.timestamp, e.id), reverse=True)[:limit]
+        assert [json.loads(b)["id"] for b in got.bodies] == [e.id for e in newest]
+
+
+def test_pruning_keeps_counts_consistent(store):
+    rng = random.Random(3)
+    events = make_events(rng, 2000)
+    for s in SOURCES:
+        store._remember(SourceInfo(s, f"wk_{s}", "active"))
+    load(store, events)
+    cutoff = BASE + 5 * DAY_MS + 1500  # the first 1500 were received before this
+    while store.prune_received_before(cutoff).result():
+        pass
+    kept = [e for e in events if e.received_at >= cutoff]
+    assert len(kept) == 500
+    for source in [None, *SOURCES]:
+        got = store.query_events(source_id=source, limit=1)
+        want = brute(kept, source, None, None, None)
+        assert got.total == len(want)
+        assert got.unique_types == len({e.type for e in want})
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("SELECT sum(n) FROM received_counts").fetchone() == (500,)
+    assert conn.execute("SELECT count(*) FROM event_counts WHERE n <= 0").fetchone() == (0,)
+
+
+def test_concurrent_writes_share_transactions(tmp_path):
+    with Store(tmp_path / "g.db", commit_delay=0.02) as store:
+        store._remember(SourceInfo("src_a", "wk_a", "active"))
+        futures = []
+        lock = threading.Lock()
+
+        def sender(worker: int) -> None:
+            for i in range(25):
+                eid = f"evt_{worker:03d}{i:023d}"
+                record = EventRecord(eid, "src_a", "t", 0, 0, "{}")
+                with lock:
+                    futures.append(store.insert_event(record))
+
+        threads = [threading.Thread(target=sender, args=(w,)) for w in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for f in futures:
+            assert f.result().status == 202
+        assert store.query_events(limit=1).total == 200
+        # With 20 ms per commit, 200 writes one at a time would need 200 commits.
+        assert store.commits < 100
+
+
+def test_answer_waits_for_commit(tmp_path):
+    with Store(tmp_path / "c.db", commit_delay=0.3) as store:
+        store._remember(SourceInfo("src_a", "wk_a", "active"))
+        future = store.insert_event(EventRecord("evt_1", "src_a", "t", 0, 0, "{}"))
+        with pytest.raises(TimeoutError):
+            future.result(timeout=0.05)
+        assert future.result(timeout=5).status == 202
+        check = sqlite3.connect(store.path)
+        assert check.execute("SELECT count(*) FROM events").fetchone() == (1,)
+
+
+def test_schema_is_versioned(tmp_path):
+    path = tmp_path / "v.db"
+    conn = connect(path)
+    migrate(conn)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    migrate(conn)  # a second start changes nothing
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    with pytest.raises(SchemaTooNew):
+        migrate(conn)
+
+
+def test_every_query_shape_uses_an_index(store):
+    conn = sqlite3.connect(store.path)
+    shapes = [
+        ("source_id = ? AND type = ? AND timestamp >= ? AND timestamp < ?", 4),
+        ("source_id = ? AND timestamp >= ?", 2),
+        ("type = ? AND timestamp < ?", 2),
+        ("timestamp >= ?", 1),
+        ("1", 0),
+    ]
+    for where, n in shapes:
+        plan = " ".join(
+            str(row[-1])
+            for row in conn.execute(
+                f"EXPLAIN QUERY PLAN SELECT body FROM events WHERE {where} "
+                "ORDER BY timestamp DESC, id DESC LIMIT 10",
+                [0] * n,
+            )
+        )
+        assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, (where, plan)
+    debug = " ".join(
+        str(r[-1])
+        for r in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT body FROM events WHERE source_id = ? "
+            "ORDER BY received_at DESC, id DESC LIMIT 50",
+            ["x"],
+        )
+    )
+    assert "events_by_source_received" in debug and "TEMP B-TREE" not in debug
+
+
+def test_retention_prunes_old_events(tmp_path):
+    from datetime import timedelta
+
+    from fastapi.testclient import TestClient
+
+    from boltic_cli.server.app import create_app
+    from boltic_cli.server.settings import ServerSettings
+    from tests.conftest import ADMIN_TOKEN
+
+    settings = ServerSettings(tmp_path / "r.db", ADMIN_TOKEN, retention=timedelta(hours=1))
+    app = create_app(settings)
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with TestClient(app, base_url="http://t/v1", headers=auth) as api:
+        source = api.post("/streams/sources", json={"name": "s", "type": "server"}).json()
+        api.post("/streams/events", json={"sourceId": source["id"], "type": "old"})
+        runtime = app.state.runtime
+        real_clock = runtime.store.clock
+        runtime.store.clock = lambda: real_clock() + 1800
+        api.post("/streams/events", json={"sourceId": source["id"], "type": "new"})
+        runtime.store.clock = lambda: real_clock() + 3700
+        runtime.maintain_once()
+        result = api.get("/streams/events").json()
+        assert [e["type"] for e in result["data"]] == ["new"]
+        assert result["summary"]["totalEvents"] == 1
