@@ -1,0 +1,266 @@
+"""The server as users run it: `boltic server` in a subprocess, uvicorn on real sockets."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import stat
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_TOKEN
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def create_source(url: str, token: str = ADMIN_TOKEN) -> dict:
+    response = httpx.post(
+        f"{url}/streams/sources",
+        json={"name": "e2e", "type": "server"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.mark.e2e
+def test_prints_the_url_alone_on_stdout_and_stops_on_sigterm(server_process, tmp_path):
+    server = server_process()
+    assert server.url.startswith("http://127.0.0.1:") and server.url.endswith("/v1")
+    assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+    source = create_source(server.url)
+    assert server.terminate() == 143
+    assert server.process.stdout.read() == ""  # nothing after the URL line
+    stderr = server.process.stderr.read()
+    assert f"database: {tmp_path / 'server.db'}" in stderr
+    assert "admin token: given with --token" in stderr
+    assert ADMIN_TOKEN not in stderr
+    assert "Traceback" not in stderr
+    # Stopped cleanly: the data is there for the next start.
+    again = server_process()
+    listed = httpx.get(f"{again.url}/streams/sources", headers=ADMIN).json()
+    assert [s["id"] for s in listed["data"]] == [source["id"]]
+
+
+@pytest.mark.e2e
+def test_generates_and_reuses_the_local_admin_token(server_process, tmp_path):
+    no_token = {"BOLTIC_SERVER_TOKEN": ""}
+    first = server_process(no_token)
+    token_file = tmp_path / "data" / "admin-token"
+    token = token_file.read_text().strip()
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert len(token) >= 32
+    create_source(first.url, token)
+    first.terminate()
+    stderr = first.process.stderr.read()
+    assert f"admin token: file {token_file}" in stderr and token not in stderr
+    second = server_process(no_token)
+    assert token_file.read_text().strip() == token
+    assert (
+        httpx.get(
+            f"{second.url}/streams/sources", headers={"Authorization": f"Bearer {token}"}
+        ).status_code
+        == 200
+    )
+
+
+@pytest.mark.e2e
+def test_sigterm_finishes_in_flight_requests(server_process):
+    server = server_process({"BOLTIC_SERVER_COMMIT_DELAY": "0.5"})
+    source = create_source(server.url)
+    answers: list[httpx.Response] = []
+    sender = threading.Thread(
+        target=lambda: answers.append(
+            httpx.post(
+                f"{server.url}/streams/events",
+                json={"sourceId": source["id"], "type": "late"},
+                headers=ADMIN,
+            )
+        )
+    )
+    sender.start()
+    time.sleep(0.2)  # let the request reach the writer's transaction
+    assert server.terminate() == 143
+    sender.join()
+    assert answers[0].status_code == 202
+    with sqlite3.connect(server.db) as db:
+        assert db.execute("SELECT id FROM events").fetchall() == [(answers[0].json()["eventId"],)]
+
+
+@pytest.mark.e2e
+def test_non_loopback_host_warns(server_process):
+    server = server_process(None, "--host", "0.0.0.0")
+    assert server.url.startswith("http://0.0.0.0:")
+    server.terminate()
+    assert "warning: listening on 0.0.0.0" in server.process.stderr.read()
+
+
+def test_port_in_use_is_one_line_exit_5(run_cli, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli(
+            "server", "--port", str(port), "--db", str(tmp_path / "x.db"), "--token", "t"
+        )
+    assert result.exit_code == 5
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        f"Error: cannot listen on 127.0.0.1:{port}: address already in use "
+        "(is another boltic server running? try --port 0)"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_unusable_database_is_one_line_exit_2(run_cli, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run_cli("server", "--port", "0", "--db", str(blocker / "x.db"), "--token", "t")
+    assert result.exit_code == 2
+    assert "Error: cannot open the database" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_retention_is_usage_error(run_cli, tmp_path):
+    result = run_cli(
+        "server", "--retention", "soon", "--db", str(tmp_path / "x.db"), "--token", "t"
+    )
+    assert result.exit_code == 2
+    assert "invalid duration 'soon'" in result.stderr
+
+
+@pytest.mark.e2e
+def test_chunked_body_over_the_limit_is_cut_off(threaded_server):
+    """Over a real socket: the 413 comes back although the body never ends."""
+    source = create_source(threaded_server.url)
+    host, port = threaded_server.url.split("//")[1].split("/")[0].split(":")
+    head = (
+        "POST /v1/streams/events HTTP/1.1\r\n"
+        f"Host: {host}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    start = f'{{"sourceId":"{source["id"]}","type":"big","properties":{{"p":"'
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head.encode())
+        conn.sendall(f"{len(start):x}\r\n{start}\r\n".encode())
+        chunk = b"x" * 4096
+        for _ in range(10):  # 40 KiB, and no terminating chunk
+            conn.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        answer = conn.recv(65536).decode()
+    status_line, _, rest = answer.partition("\r\n")
+    assert status_line == "HTTP/1.1 413 Request Entity Too Large"
+    assert json.loads(rest.split("\r\n\r\n", 1)[1])["code"] == 413
+    events = httpx.get(f"{threaded_server.url}/streams/events", headers=ADMIN).json()
+    assert events["summary"]["totalEvents"] == 0
+
+
+@pytest.mark.e2e
+def test_many_threads_sending_and_querying(threaded_server):
+    url = threaded_server.url
+    source = create_source(url)
+    statuses: list[int] = []
+    bodies_with_errors: list[str] = []
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def record(response: httpx.Response) -> None:
+        with lock:
+            statuses.append(response.status_code)
+            if response.status_code >= 500 or "locked" in response.text:
+                bodies_with_errors.append(response.text)
+
+    def sender(n: int) -> None:
+        with httpx.Client(base_url=url, headers=ADMIN) as client:
+            for i in range(n):
+                record(
+                    client.post(
+                        "/streams/events", json={"sourceId": source["id"], "type": f"t{i % 5}"}
+                    )
+                )
+
+    def reader() -> None:
+        with httpx.Client(base_url=url, headers=ADMIN) as client:
+            while not done.is_set():
+                record(client.get("/streams/events", params={"sourceId": source["id"]}))
+                record(client.get(f"/streams/sources/{source['id']}/debug"))
+                record(client.get("/streams/sources"))
+                record(
+                    client.post(
+                        "/streams/destinations", json={"name": "d", "type": "s3", "config": {}}
+                    )
+                )
+
+    senders = [threading.Thread(target=sender, args=(40,)) for _ in range(10)]
+    readers = [threading.Thread(target=reader) for _ in range(4)]
+    for t in senders + readers:
+        t.start()
+    for t in senders:
+        t.join()
+    done.set()
+    for t in readers:
+        t.join()
+    assert bodies_with_errors == []
+    assert set(statuses) <= {200, 201, 202}
+    assert statuses.count(202) == 400
+    summary = httpx.get(f"{url}/streams/events", headers=ADMIN).json()["summary"]
+    assert summary["totalEvents"] == 400 and summary["uniqueEventTypes"] == 5
+
+
+@pytest.mark.e2e
+def test_sigkill_loses_no_acknowledged_event(server_process):
+    # Every commit waits 50 ms, so at any moment some events are received but not
+    # committed: answering before the commit would show up as a lost eventId.
+    server = server_process({"BOLTIC_SERVER_COMMIT_DELAY": "0.05"})
+    source = create_source(server.url)
+    acknowledged: list[str] = []
+    unanswered: list[str] = []
+    lock = threading.Lock()
+    killed = threading.Event()
+
+    def sender(worker: int) -> None:
+        with httpx.Client(base_url=server.url, headers=ADMIN, timeout=10) as client:
+            i = 0
+            while not killed.is_set():
+                i += 1
+                try:
+                    response = client.post(
+                        "/streams/events",
+                        json={
+                            "sourceId": source["id"],
+                            "type": "load",
+                            "properties": {"worker": worker, "i": i},
+                        },
+                    )
+                except httpx.TransportError:
+                    with lock:
+                        unanswered.append(f"{worker}:{i}")
+                    return
+                assert response.status_code == 202, response.text
+                with lock:
+                    acknowledged.append(response.json()["eventId"])
+
+    threads = [threading.Thread(target=sender, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    while len(acknowledged) < 150:
+        time.sleep(0.01)
+    server.kill()
+    killed.set()
+    for t in threads:
+        t.join()
+    assert unanswered, "the kill should have cut off requests in flight"
+
+    restarted = server_process(db=server.db)
+    with sqlite3.connect(server.db) as db:
+        stored = {row[0] for row in db.execute("SELECT id FROM events")}
+    missing = set(acknowledged) - stored
+    assert missing == set()
+    summary = httpx.get(
+        f"{restarted.url}/streams/events", params={"limit": 1}, headers=ADMIN
+    ).json()["summary"]
+    assert summary["totalEvents"] == len(stored) >= len(acknowledged)
