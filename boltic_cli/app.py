@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 
 from boltic_cli import __version__
 from boltic_cli._click import click
+from boltic_cli.completers import complete_profile
 from boltic_cli.context import OUTPUT_FORMATS, Context, Environment, GlobalOptions, Session
 from boltic_cli.errors import BolticError, ExitStatus
 
@@ -232,6 +233,10 @@ def run(invoke: Any, session: Session, argv: list[str]) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def complete_output_format(incomplete: str) -> list[str]:
+    return [fmt for fmt in OUTPUT_FORMATS if fmt.startswith(incomplete)]
+
+
 def _version_callback(value: bool) -> None:
     if value:
         click.echo(f"boltic {__version__}")
@@ -254,17 +259,23 @@ app = typer.Typer(
 def root(
     ctx: typer.Context,
     profile: Annotated[
-        str | None, typer.Option("--profile", help="Profile to use.", envvar="BOLTIC_PROFILE")
+        str | None,
+        typer.Option(
+            "--profile",
+            help="Profile to use [env: BOLTIC_PROFILE].",
+            autocompletion=complete_profile,
+        ),
     ] = None,
     api_url: Annotated[
         str | None,
-        typer.Option("--api-url", help="API base URL, including /v1.", envvar="BOLTIC_API_URL"),
+        typer.Option("--api-url", help="API base URL, including /v1 [env: BOLTIC_API_URL]."),
     ] = None,
     output: Annotated[
         str | None,
         typer.Option(
             "-o",
             "--output",
+            autocompletion=complete_output_format,
             help=f"Output format: {'|'.join(OUTPUT_FORMATS)}. Default: table on a terminal, "
             "plain when piped, or $BOLTIC_OUTPUT.",
             metavar="FORMAT",

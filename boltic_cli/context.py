@@ -101,7 +101,9 @@ class Context:
 
     @cached_property
     def output_format(self) -> str:
-        fmt = self.options.output or self.environ.get("BOLTIC_OUTPUT")
+        fmt = (
+            self.options.output or self.environ.get("BOLTIC_OUTPUT") or self.settings.get("output")
+        )
         if fmt:
             fmt = fmt.lower()
             if fmt not in OUTPUT_FORMATS:

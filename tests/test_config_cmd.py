@@ -42,8 +42,9 @@ def test_set_writes_current_profile_0600(run_cli, config_file):
     assert result.exit_code == 0, result.stderr
     assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
     assert tomllib.loads(config_file.read_text()) == {"profiles": {"local": {"output": "json"}}}
+    # The saved format now applies: `config get` itself answers in JSON.
     got = run_cli("config", "get", "output")
-    assert (got.exit_code, got.stdout) == (0, "json\n")
+    assert (got.exit_code, got.json()) == (0, "json")
     listed = run_cli("config", "list", "-o", "json")
     assert listed.json() == {"profile": "local", "api_url": LOCAL_URL, "output": "json"}
 
@@ -54,7 +55,7 @@ def test_unset_returns_to_default(run_cli, config_file):
     result = run_cli("config", "unset", "api_url")
     assert result.exit_code == 0, result.stderr
     assert tomllib.loads(config_file.read_text()) == {"profiles": {"local": {"output": "json"}}}
-    assert run_cli("config", "get", "api_url").stdout == LOCAL_URL + "\n"
+    assert run_cli("config", "get", "api_url", "-o", "plain").stdout == LOCAL_URL + "\n"
     again = run_cli("config", "unset", "api_url")
     assert again.exit_code == 0
     assert "was not set" in again.stderr
