@@ -170,3 +170,9 @@ def test_source_input_enum():
         "name": "x",
         "type": "server",
     }
+
+
+def test_early_years_are_zero_padded():
+    assert models.format_time(datetime(263, 3, 15, 17, 59, 37, 815000, tzinfo=UTC)) == (
+        "0263-03-15T17:59:37.815Z"
+    )
