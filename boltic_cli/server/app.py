@@ -81,7 +81,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     from boltic_cli import __version__
     from boltic_cli.server.auth import RequestGate
     from boltic_cli.server.responses import install_error_handlers
-    from boltic_cli.server.routes import build_router
+    from boltic_cli.server.routes import routers
     from boltic_cli.server.routes.meta import bench_router
 
     runtime = Runtime(settings)
@@ -105,7 +105,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.include_router(build_router())
+    for router in routers():
+        app.include_router(router, prefix="/v1")
     if settings.bench_noop:
         app.include_router(bench_router)
     app.add_middleware(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import threading
 import time
@@ -31,6 +32,9 @@ class IdGenerator:
         self._lock = threading.Lock()
         self._last_ms = -1
         self._last_random = 0
+        # Ids need to be unique, not secret: a PRNG seeded from the OS is enough and
+        # avoids a system call per event. Write keys use ``secrets``.
+        self._random = random.Random(os.urandom(32))
 
     def new(self, prefix: str) -> str:
         with self._lock:
@@ -39,7 +43,7 @@ class IdGenerator:
                 ms = self._last_ms
                 self._last_random = (self._last_random + 1) % (1 << _RANDOM_BITS)
             else:
-                self._last_random = int.from_bytes(os.urandom(10), "big") >> 1
+                self._last_random = self._random.getrandbits(_RANDOM_BITS - 1)
             self._last_ms = ms
             value = (ms << _RANDOM_BITS) | self._last_random
         return prefix + _encode(value, 26)

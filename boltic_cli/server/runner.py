@@ -132,6 +132,9 @@ def serve(
     prepare_database(settings)
     sock = bind(host, port)
     url = url_for(host, sock.getsockname()[1])
+    import sys
+
+    sys.setswitchinterval(0.0005)
     server = _server(settings, lambda: on_ready and on_ready(url), log_level)
     try:
         server.run(sockets=[sock])

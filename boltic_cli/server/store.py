@@ -16,6 +16,7 @@ Times are stored as integer milliseconds since the epoch (UTC).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import queue
@@ -33,6 +34,7 @@ DAY_MS = 86_400_000
 MAX_BATCH = 1024
 IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
 PRUNE_CHUNK = 5000
+MAX_SQL_VARIABLES = 32000  # SQLite's limit is 32766 since 3.32
 
 SCHEMA = """
 CREATE TABLE sources (
@@ -158,8 +160,42 @@ class QueryResult:
 
 @dataclass
 class _Job:
-    run: Callable[[sqlite3.Connection, list[Callable[[], None]]], Any]
+    run: Callable[[sqlite3.Connection, list[Callable[[], None]]], Any] | None
     future: Future = field(default_factory=Future)
+    # A plain event insert (no Idempotency-Key): batched with its neighbours.
+    record: EventRecord | None = None
+    # Set for writes awaited on an event loop: settled there, one wake-up per batch.
+    waiter: asyncio.Future | None = None
+
+
+def _settle_waiters(items: list[tuple[asyncio.Future, Any, bool]]) -> None:
+    for waiter, value, ok in items:
+        if waiter.done():
+            continue
+        if ok:
+            waiter.set_result(value)
+        else:
+            waiter.set_exception(value)
+
+
+def _settle(outcomes: Iterable[tuple[_Job, Any, bool]]) -> None:
+    """Resolve jobs: futures directly, loop waiters with one call per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any, bool]]] = {}
+    for job, value, ok in outcomes:
+        if job.waiter is not None:
+            by_loop.setdefault(job.waiter.get_loop(), []).append((job.waiter, value, ok))
+        elif ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
+    for loop, items in by_loop.items():
+        # RuntimeError: the loop is closed, nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle_waiters, items)
+
+
+def accepted(event_id: str) -> StoredResponse:
+    return StoredResponse(202, f'{{"eventId":"{event_id}","status":"accepted"}}')
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -206,23 +242,40 @@ def _apply_counts(
     per_type: dict[tuple[str, str, int], int],
     per_day: dict[tuple[str, int], int],
 ) -> None:
-    conn.executemany(
-        "INSERT INTO event_counts (source_id, type, day, n) VALUES (?, ?, ?, ?) "
+    _insert_rows(
+        conn,
+        "INSERT INTO event_counts (source_id, type, day, n) VALUES {} "
         "ON CONFLICT (source_id, type, day) DO UPDATE SET n = n + excluded.n",
         [(*k, n) for k, n in per_type.items()],
     )
-    conn.executemany(
-        "INSERT INTO received_counts (source_id, day, n) VALUES (?, ?, ?) "
+    _insert_rows(
+        conn,
+        "INSERT INTO received_counts (source_id, day, n) VALUES {} "
         "ON CONFLICT (source_id, day) DO UPDATE SET n = n + excluded.n",
         [(*k, n) for k, n in per_day.items()],
     )
 
 
+def _insert_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple]) -> None:
+    """Run ``sql`` with its ``VALUES {}`` filled by many rows at once: one statement per
+    chunk instead of one per row, so the writer gives up and retakes the GIL once, not
+    once per row, while request handlers compete for it."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per_statement = MAX_SQL_VARIABLES // width
+    placeholder = "(" + ", ".join("?" * width) + ")"
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        params = [value for row in chunk for value in row]
+        conn.execute(sql.format(", ".join([placeholder] * len(chunk))), params)
+
+
 def insert_events(conn: sqlite3.Connection, records: list[EventRecord]) -> None:
     """Insert events and their counts (inside the caller's transaction)."""
-    conn.executemany(
-        "INSERT INTO events (id, source_id, type, timestamp, received_at, body) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+    _insert_rows(
+        conn,
+        "INSERT INTO events (id, source_id, type, timestamp, received_at, body) VALUES {}",
         [(r.id, r.source_id, r.type, r.timestamp, r.received_at, r.body) for r in records],
     )
     _count_upsert(conn, records)
@@ -291,11 +344,17 @@ class Store:
 
     # the writer
 
-    def submit(self, run: Callable[[sqlite3.Connection, list[Callable[[], None]]], Any]) -> Future:
-        """Queue a write; the future resolves after its transaction committed."""
-        job = _Job(run)
+    def submit(
+        self,
+        run: Callable[[sqlite3.Connection, list[Callable[[], None]]], Any] | None,
+        record: EventRecord | None = None,
+        waiter: asyncio.Future | None = None,
+    ) -> Future:
+        """Queue a write; the future (or ``waiter``) resolves after its transaction
+        committed."""
+        job = _Job(run, record=record, waiter=waiter)
         if self._closed:
-            job.future.set_exception(StoreUnavailable("the store is closed"))
+            _settle([(job, StoreUnavailable("the store is closed"), False)])
         else:
             self._queue.put(job)
         return job.future
@@ -326,7 +385,7 @@ class Store:
             except queue.Empty:
                 return
             if job is not None:
-                job.future.set_exception(StoreUnavailable("the store is closed"))
+                _settle([(job, StoreUnavailable("the store is closed"), False)])
 
     def _run_batch(self, batch: list[_Job]) -> None:
         # Jobs raise StoreError only before they write anything, so a refused job
@@ -335,13 +394,31 @@ class Store:
         assert conn is not None
         undo: list[Callable[[], None]] = []
         outcomes: list[tuple[_Job, Any, bool]] = []
+        events: list[_Job] = []
+
+        def insert_pending_events() -> None:
+            if events:
+                insert_events(conn, [job.record for job in events])  # type: ignore[misc]
+                outcomes.extend((job, accepted(job.record.id), True) for job in events)  # type: ignore[union-attr]
+                events.clear()
+
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
+                if job.record is not None:
+                    if job.record.source_id in self._sources:
+                        events.append(job)
+                    else:
+                        outcomes.append((job, SourceGone(job.record.source_id), False))
+                    continue
+                # In queue order: events sent before a delete are deleted with it.
+                insert_pending_events()
+                assert job.run is not None
                 try:
                     outcomes.append((job, job.run(conn, undo), True))
                 except StoreError as e:
                     outcomes.append((job, e, False))
+            insert_pending_events()
             if self.commit_delay:
                 time.sleep(self.commit_delay)
             conn.execute("COMMIT")
@@ -353,14 +430,9 @@ class Store:
             for restore in reversed(undo):
                 restore()
             failure = StoreUnavailable(f"the database cannot be written: {e}")
-            for job in batch:
-                job.future.set_exception(failure)
+            _settle((job, failure, False) for job in batch)
             return
-        for job, value, ok in outcomes:
-            if ok:
-                job.future.set_result(value)
-            else:
-                job.future.set_exception(value)
+        _settle(outcomes)
 
     # the source cache (changed by the writer thread only)
 
@@ -413,8 +485,24 @@ class Store:
 
     # writes
 
-    def insert_event(self, record: EventRecord, idem: Idempotency | None = None) -> Future:
+    async def insert_event_async(
+        self, record: EventRecord, idem: Idempotency | None = None
+    ) -> StoredResponse:
+        """``insert_event`` awaited on the running loop without a thread hand-off per event."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.insert_event(record, idem, waiter=waiter)
+        return await waiter
+
+    def insert_event(
+        self,
+        record: EventRecord,
+        idem: Idempotency | None = None,
+        *,
+        waiter: asyncio.Future | None = None,
+    ) -> Future:
         """Future[StoredResponse]: the 202 body, or the first answer to this Idempotency-Key."""
+        if idem is None:
+            return self.submit(None, record, waiter)
 
         def run(conn: sqlite3.Connection, undo: list) -> StoredResponse:
             replay = self._replay(conn, idem)
@@ -423,11 +511,11 @@ class Store:
             if record.source_id not in self._sources:
                 raise SourceGone(record.source_id)
             insert_events(conn, [record])
-            response = StoredResponse(202, json.dumps({"eventId": record.id, "status": "accepted"}))
+            response = accepted(record.id)
             self._record(conn, idem, response)
             return response
 
-        return self.submit(run)
+        return self.submit(run, waiter=waiter)
 
     def create_source(
         self,

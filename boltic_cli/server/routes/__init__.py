@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -89,10 +90,12 @@ def idempotency(request: Request, raw: bytes) -> Idempotency | None:
     return Idempotency(principal(request.scope).scope, key, digest)
 
 
-async def committed(future: Future) -> Any:
+async def committed(write: Future | Awaitable[Any]) -> Any:
     """Wait for a write without holding a worker thread; map store failures to answers."""
     try:
-        return await asyncio.wrap_future(future)
+        if isinstance(write, Future):
+            return await asyncio.wrap_future(write)
+        return await write
     except StoreUnavailable as e:
         raise Problem(503, "the store cannot write", str(e), {"Retry-After": "1"}) from None
     except IdempotencyConflict as e:
@@ -101,12 +104,9 @@ async def committed(future: Future) -> Any:
         raise Problem(404, "source not found", f"no source {e}") from None
 
 
-def build_router() -> APIRouter:
+def routers() -> list[APIRouter]:
+    """The API's routers, to be included under /v1, the busiest (sending events) first:
+    routes are matched in order."""
     from boltic_cli.server.routes import destinations, events, meta, sources
 
-    router = APIRouter(prefix="/v1")
-    router.include_router(meta.router)
-    router.include_router(sources.router)
-    router.include_router(events.router)
-    router.include_router(destinations.router)
-    return router
+    return [events.router, sources.router, destinations.router, meta.router]

@@ -50,7 +50,7 @@ async def send_event(request: Request) -> Response:
     if source.status != "active":
         raise Problem(403, "forbidden", f"source {body.source_id} is {source.status}")
     record = _record(request, body, rt.ids.new("evt_"), rt.store.now_ms())
-    stored = await committed(rt.store.insert_event(record, idempotency(request, raw)))
+    stored = await committed(rt.store.insert_event_async(record, idempotency(request, raw)))
     return Response(stored.body, stored.status, media_type="application/json")
 
 
