@@ -31,6 +31,9 @@ WhereOption = Annotated[
         metavar="KEY=VALUE",
     ),
 ]
+# One event, one screen line: long properties are cut with an ellipsis, never wrapped.
+ONE_LINE: dict[str, Any] = {"no_wrap": True, "overflow": "ellipsis", "crop": True}
+
 IntervalOption = Annotated[
     float,
     typer.Option("--interval", min=0.05, help="Longest pause between polls when idle (seconds)."),
@@ -74,7 +77,7 @@ def status(
     report = {
         "source": found.to_wire(),
         "connected": bool(debug.connected),
-        "lastEventAt": debug.last_event_at,
+        "lastEventAt": debug.to_wire().get("lastEventAt"),
         "eventsToday": found.events_today,
         "events": [e.to_wire() for e in events],
     }
@@ -239,11 +242,11 @@ def live_printer(
         engine.sleep = refresh_then_sleep
 
         def show(record: TailRecord) -> None:
+            # "connected" lives in the status line; the rest scrolls by above it.
             if record.kind == "event":
-                live.console.print(view.terminal_line(record))
-            else:
-                style = "yellow" if record.kind != "connected" else "green"
-                live.console.print(Text(view.notice(record), style=style))
+                live.console.print(view.terminal_line(record), **ONE_LINE)
+            elif record.kind != "connected":
+                live.console.print(Text(view.notice(record), style="yellow"), **ONE_LINE)
             live.update(status_text(), refresh=True)
 
         try:

@@ -154,7 +154,7 @@ def _looks_like_health(response: Any) -> bool:
         body = response.json()
     except ValueError:
         return False
-    return isinstance(body, dict)
+    return isinstance(body, dict) and body.get("status") == "ok"
 
 
 @contextlib.contextmanager
@@ -285,7 +285,9 @@ def record_printer(ctx: Context, view: TailView) -> Callable[[TailRecord], None]
 
     def show(record: TailRecord) -> None:
         if record.kind == "event" and styled:
-            ctx.output.console.print(view.terminal_line(record))
+            ctx.output.console.print(
+                view.terminal_line(record), no_wrap=True, overflow="ellipsis", crop=True
+            )
         elif record.kind == "event":
             assert ctx.env.stdout is not None
             ctx.env.stdout.write(view.plain_line(record) + "\n")

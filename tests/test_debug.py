@@ -1,0 +1,542 @@
+"""boltic debug status / tail / wait, run through the CLI against the real server app.
+
+A fake clock and a scripted sender stand in for time: the tail's pauses are
+where the sender sends, so every test is deterministic and quick. The pipe and
+restart tests run the installed ``boltic`` against uvicorn on a free port.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import queue
+import signal
+import socket
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import ADMIN_TOKEN, CliResult
+
+START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+BOLTIC = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "boltic")
+
+
+class FakeTime:
+    """A wall clock that moves only when the command sleeps; runs a script at each pause."""
+
+    def __init__(self, script=None, max_pauses: int = 200):
+        self.now = START
+        self.script = script or {}
+        self.pauses = 0
+        self.max_pauses = max_pauses
+
+    def clock(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+        action = self.script.get(self.pauses)
+        self.pauses += 1
+        if action is not None:
+            action()
+        if self.pauses > self.max_pauses:
+            raise AssertionError("the command kept polling past the end of the script")
+
+
+@pytest.fixture
+def tcli(cli_env, api):
+    """Run ``boltic ARGS`` against the in-process server with a FakeTime."""
+    from typer.testing import CliRunner
+
+    from boltic_cli.app import app
+    from boltic_cli.context import Environment
+
+    def run(*args: str, time: FakeTime | None = None, tty: bool = False, env=None) -> CliResult:
+        fake = time or FakeTime()
+        environ = {
+            **cli_env,
+            "BOLTIC_API_URL": "http://testserver/v1",
+            "BOLTIC_TOKEN": ADMIN_TOKEN,
+            **(env or {}),
+        }
+        environment = Environment(
+            environ=environ,
+            stdin_isatty=tty,
+            stdout_isatty=tty,
+            stderr_isatty=tty,
+            transport=api._transport,
+            clock=fake.clock,
+            sleep=fake.sleep,
+        )
+        result = CliRunner().invoke(app, list(args), obj=environment)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+@pytest.fixture
+def source(api) -> dict:
+    r = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
+    assert r.status_code == 201
+    return r.json()
+
+
+def send(api, source_id: str, event_type: str = "page_view", **fields: Any) -> str:
+    r = api.post("/streams/events", json={"sourceId": source_id, "type": event_type, **fields})
+    assert r.status_code == 202, r.text
+    return r.json()["eventId"]
+
+
+def send_many(api, source_id: str, n: int, event_type: str = "page_view") -> list[str]:
+    return [send(api, source_id, event_type, properties={"n": i}) for i in range(n)]
+
+
+# -- status ------------------------------------------------------------------------
+
+
+def test_status_json(cli, api, source):
+    ids = send_many(api, source["id"], 7)
+    result = cli("debug", "status", "web", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["connected"] is True
+    assert data["eventsToday"] == 7
+    assert data["source"]["id"] == source["id"]
+    assert [e["id"] for e in data["events"]] == ids[::-1][:5]
+    assert data["lastEventAt"] == data["events"][0]["receivedAt"]
+
+
+def test_status_plain_of_quiet_source(cli, source):
+    result = cli("debug", "status", source["id"])
+    assert result.exit_code == 0, result.stderr
+    assert "connected\tno" in result.stdout.lower()
+    assert "No events received yet." in result.stderr
+
+
+def test_status_unknown_source_is_exit_3(cli):
+    assert cli("debug", "status", "nope").exit_code == 3
+
+
+# -- tail ------------------------------------------------------------------------------
+
+
+def test_tail_history_then_live_in_order_ndjson(tcli, api, source):
+    sid = source["id"]
+    before = send_many(api, sid, 12)
+    live: list[str] = []
+    fake = FakeTime(
+        {
+            0: lambda: live.extend(send_many(api, sid, 3)),
+            2: lambda: live.extend(send_many(api, sid, 2)),
+        }
+    )
+    result = tcli("debug", "tail", "web", "-o", "ndjson", "--max-events", "15", time=fake)
+    assert result.exit_code == 0, result.stderr
+    records = result.ndjson()
+    events = [r for r in records if r["kind"] == "event"]
+    assert [e["id"] for e in events] == before[-10:] + live
+    assert events[0]["type"] == "page_view" and events[0]["sourceId"] == sid
+    received = [e["receivedAt"] for e in events]
+    assert received == sorted(received)
+    assert records[0] == {
+        "kind": "connected",
+        "sourceId": sid,
+        "sourceConnected": True,
+        "lastEventAt": events[9]["receivedAt"],
+    }
+    assert "15 events shown" in result.stderr
+
+
+def test_tail_piped_prints_one_plain_line_per_event(tcli, api, source):
+    sid = source["id"]
+    eid = send(api, sid, "signup", userId="user_42", properties={"plan": "pro"})
+    result = tcli("debug", "tail", sid, "--max-events", "1")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    received, type_, user, props = lines[0].split("\t")
+    stored = api.get("/streams/events", params={"sourceId": sid}).json()["data"][0]
+    assert stored["id"] == eid and received == stored["receivedAt"]
+    assert (type_, user, json.loads(props)) == ("signup", "user_42", {"plan": "pro"})
+
+
+def test_tail_escape_sequences_are_printed_harmlessly(tcli, api, source):
+    evil = "\x1b[2J\x1b]0;pwned\x07red\x9b31m\u202eevil\r\nnext"
+    send(api, source["id"], "page_view\x1b[31m", userId="u\x1b[1m", properties={"x": evil})
+    for fmt in ("plain", "table"):
+        result = tcli("debug", "tail", "web", "-o", fmt, "--max-events", "1", tty=fmt == "table")
+        assert result.exit_code == 0, result.stderr
+        for bad in ("\x1b", "\x07", "\x9b", "\u202e", "\r"):
+            assert bad not in result.stdout, (fmt, bad)
+        assert result.stdout.count("\n") == 1, result.stdout
+        assert "\\x1b[31m" in result.stdout or "\\u001b[31m" in result.stdout
+    ndjson = tcli("debug", "tail", "web", "-o", "ndjson", "--max-events", "1")
+    event = next(r for r in ndjson.ndjson() if r["kind"] == "event")
+    assert event["properties"]["x"] == evil  # the data itself is kept, only escaped in JSON
+    assert "\x1b" not in ndjson.stdout
+
+
+def test_tail_filters_by_type_and_where(tcli, api, source):
+    sid = source["id"]
+    send(api, sid, "signup", properties={"plan": "free"})
+    wanted = send(api, sid, "signup", properties={"plan": "pro"})
+    send(api, sid, "purchase", properties={"plan": "pro"})
+    later: list[str] = []
+
+    def more() -> None:
+        send(api, sid, "page_view", properties={"plan": "pro"})
+        later.append(send(api, sid, "signup", properties={"plan": "pro", "seats": 3}))
+
+    result = tcli(
+        "debug",
+        "tail",
+        sid,
+        "-o",
+        "ndjson",
+        "--type",
+        "signup",
+        "--type",
+        "login",
+        "--where",
+        "plan=pro",
+        "--max-events",
+        "2",
+        time=FakeTime({0: more}),
+    )
+    assert result.exit_code == 0, result.stderr
+    assert [r["id"] for r in result.ndjson() if r["kind"] == "event"] == [wanted, *later]
+
+
+def test_tail_gap_is_reported_when_page_is_forced_small(tcli, api, source):
+    sid = source["id"]
+    burst: list[str] = []
+    fake = FakeTime({0: lambda: burst.extend(send_many(api, sid, 9))})
+    ndjson = tcli(
+        "debug", "tail", sid, "-o", "ndjson", "--page-size", "4", "--duration", "5s", time=fake
+    )
+    assert ndjson.exit_code == 0, ndjson.stderr
+    records = ndjson.ndjson()
+    gaps = [r for r in records if r["kind"] == "gap"]
+    assert len(gaps) == 1 and gaps[0]["sourceId"] == sid and gaps[0]["limit"] == 4
+    assert [r["id"] for r in records if r["kind"] == "event"] == burst[-4:]
+    assert "1 gap" in ndjson.stderr
+
+    fake = FakeTime({0: lambda: send_many(api, sid, 9)})
+    plain = tcli(
+        "debug", "tail", sid, "--history", "0", "--page-size", "4", "--duration", "5s", time=fake
+    )
+    assert plain.exit_code == 0
+    assert "Warning: gap in web" in plain.stderr
+    assert len(plain.stdout.splitlines()) == 4
+
+
+def test_tail_deleted_source_ends_with_exit_3(tcli, api, source):
+    sid = source["id"]
+    send(api, sid)
+    fake = FakeTime({1: lambda: api.delete(f"/streams/sources/{sid}")})
+    result = tcli("debug", "tail", sid, "-o", "ndjson", time=fake)
+    assert result.exit_code == 3
+    assert len([r for r in result.ndjson() if r["kind"] == "event"]) == 1
+    assert '"exitCode": 3' in result.stderr
+
+
+def test_tail_duration_ends_with_0(tcli, api, source):
+    fake = FakeTime()
+    result = tcli("debug", "tail", "web", "--duration", "30s", time=fake)
+    assert result.exit_code == 0, result.stderr
+    assert abs(fake.now - START - timedelta(seconds=30)) < timedelta(milliseconds=1)
+    # Idle polling eased off: far fewer polls than 30 s at the shortest pause.
+    assert 5 < fake.pauses < 60
+
+
+def test_tail_max_events_ends_with_0_without_waiting_for_more(tcli, api, source):
+    send_many(api, source["id"], 5)
+    fake = FakeTime(max_pauses=0)
+    result = tcli("debug", "tail", "web", "--max-events", "3", time=fake)
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == 3
+    assert fake.pauses == 0
+
+
+def test_tail_all_merges_sources(tcli, api, source):
+    other = api.post("/streams/sources", json={"name": "app", "type": "mobile"}).json()
+    sent: list[str] = []
+
+    def interleave() -> None:
+        for i in range(6):
+            sent.append(send(api, (source if i % 2 else other)["id"]))
+
+    result = tcli("debug", "tail", "--all", "--max-events", "6", time=FakeTime({0: interleave}))
+    assert result.exit_code == 0, result.stderr
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [cells[1] for cells in lines] == ["app", "web"] * 3
+    assert [cells[0] for cells in lines] == sorted(cells[0] for cells in lines)
+
+
+def test_tail_needs_sources_or_all(tcli, source):
+    assert tcli("debug", "tail").exit_code == 2
+    assert tcli("debug", "tail", "web", "--all").exit_code == 2
+    assert tcli("debug", "tail", "missing").exit_code == 3
+    assert tcli("debug", "tail", "web", "--duration", "soon").exit_code == 2
+    assert tcli("debug", "tail", "web", "--where", "novalue").exit_code == 2
+
+
+def test_tail_ctrl_c_prints_summary_and_exits_130(tcli, api, source):
+    send_many(api, source["id"], 2)
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    result = tcli("debug", "tail", "web", time=FakeTime({3: interrupt}))
+    assert result.exit_code == 130
+    assert len(result.stdout.splitlines()) == 2
+    assert "2 events shown" in result.stderr
+
+
+def test_tail_terminal_rendering_at_fixed_width(tcli, api, source, monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        send(
+            api,
+            source["id"],
+            "purchase",
+            userId="user_7",
+            properties={"amount": 42.5, "currency": "EUR", "note": "x" * 200},
+        )
+        result = tcli("debug", "tail", "web", "--max-events", "1", tty=True, env={"COLUMNS": "80"})
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert result.exit_code == 0, result.stderr
+    line = result.stdout.rstrip("\n")
+    assert "\n" not in line and len(line) == 80
+    stored = api.get("/streams/events").json()["data"][0]["receivedAt"]
+    expected = f"{stored[11:23]}  purchase  user_7  " + '{"amount":42.5,"currency":"EUR","note":"xx'
+    assert line.startswith(expected)
+    assert line.endswith("…")
+
+
+def test_status_line_and_event_line_rendering():
+    from rich.console import Console
+
+    from boltic_cli.models import Event
+    from boltic_cli.tail import TailRecord, TailStats, TailView
+
+    when = datetime(2026, 11, 26, 12, 0, 1, 250000, tzinfo=UTC)
+    view = TailView(names={"src_1": "web"}, multi_source=True)
+    record = TailRecord(
+        "event",
+        "src_1",
+        Event(
+            id="evt_1", type="signup", received_at=when, anonymous_id="anon-1", properties={"a": 1}
+        ),
+    )
+    console = Console(width=40, color_system=None, file=io.StringIO(), record=True)
+    console.print(view.terminal_line(record), no_wrap=True, overflow="ellipsis", crop=True)
+    local = when.astimezone()
+    # 45 characters at width 40: cut with an ellipsis, on one line.
+    assert console.export_text() == f'{local:%H:%M:%S}.250  web  signup  anon-1  {{"a"…\n'
+    stats = TailStats(started=0.0, shown=30, connected=True, last_event_at=when)
+    status = view.status_line(stats, elapsed=12.0, now=when + timedelta(seconds=3))
+    assert status == "connected · last event 3s ago · 30 shown · 2.5/s"
+    stats.connected = False
+    assert view.status_line(stats, elapsed=0, now=when).startswith("reconnecting · ")
+
+
+# -- wait ---------------------------------------------------------------------------
+
+
+def test_wait_finds_a_new_matching_event(tcli, api, source):
+    sid = source["id"]
+    found: list[str] = []
+
+    def script() -> None:
+        send(api, sid, "signup", properties={"plan": "free"})
+        send(api, sid, "page_view", properties={"plan": "pro"})
+        found.append(send(api, sid, "signup", properties={"plan": "pro"}))
+
+    result = tcli(
+        "debug",
+        "wait",
+        "web",
+        "--type",
+        "signup",
+        "--where",
+        "plan=pro",
+        "--timeout",
+        "30s",
+        "--json",
+        time=FakeTime({2: script}),
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["id"] == found[0]
+
+
+def test_wait_is_not_satisfied_by_an_event_already_there_and_times_out(tcli, api, source):
+    send(api, source["id"], "signup", properties={"plan": "pro"})
+    fake = FakeTime()
+    result = tcli("debug", "wait", "web", "--type", "signup", "--timeout", "20s", time=fake)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "no matching event arrived at web within 20s" in result.stderr
+    assert abs(fake.now - START - timedelta(seconds=20)) < timedelta(milliseconds=1)
+
+
+# -- end to end: the installed boltic against uvicorn ----------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(server_settings, port: int):
+    from boltic_cli.server.runner import start_in_thread
+
+    return start_in_thread(server_settings, "127.0.0.1", port)
+
+
+class LineReader:
+    """Reads a subprocess's stdout line by line, as lines arrive, with a deadline per line.
+
+    A thread does the reading: a selector on a buffered pipe would miss lines
+    that arrived together with the previous one.
+    """
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put("")
+
+    def record(self, timeout: float = 20.0) -> dict:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            self.process.kill()
+            raise AssertionError("no line in time; stderr: " + self.process.stderr.read()) from None
+        assert line, "boltic exited: " + self.process.stderr.read()
+        return json.loads(line)
+
+    def until(self, kind: str, timeout: float = 30.0) -> list[dict]:
+        seen = []
+        while True:
+            seen.append(self.record(timeout))
+            if seen[-1]["kind"] == kind:
+                return seen
+
+
+@pytest.fixture
+def tail_process(cli_env):
+    started: list[subprocess.Popen] = []
+
+    def start(url: str, *args: str) -> subprocess.Popen:
+        env = {
+            **cli_env,
+            "BOLTIC_API_URL": url,
+            "BOLTIC_TOKEN": ADMIN_TOKEN,
+        }
+        process = subprocess.Popen(
+            [BOLTIC, "debug", "tail", *args, "-o", "ndjson"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        process.stdout.close()
+        process.stderr.close()
+
+
+def create_source(url: str) -> str:
+    import httpx
+
+    r = httpx.post(
+        f"{url}/streams/sources",
+        json={"name": "web", "type": "javascript"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    return r.json()["id"]
+
+
+def post_event(url: str, sid: str, **fields: Any) -> str:
+    import httpx
+
+    r = httpx.post(
+        f"{url}/streams/events",
+        json={"sourceId": sid, "type": "t", **fields},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert r.status_code == 202
+    return r.json()["eventId"]
+
+
+@pytest.mark.e2e
+def test_ndjson_lines_arrive_through_a_pipe_before_exit(server_settings, tail_process):
+    handle = start_server(server_settings, 0)
+    try:
+        sid = create_source(handle.url)
+        process = tail_process(handle.url, sid, "--history", "0")
+        reader = LineReader(process)
+        assert reader.record()["kind"] == "connected"
+        for n in range(3):
+            eid = post_event(handle.url, sid, properties={"n": n})
+            record = reader.record()
+            assert (record["kind"], record["id"]) == ("event", eid)
+            assert process.poll() is None  # still running: the line came as it arrived
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 130
+        assert "3 events shown" in process.stderr.read()
+    finally:
+        handle.stop()
+
+
+@pytest.mark.e2e
+def test_tail_recovers_after_server_restart(server_settings, tail_process):
+    port = free_port()
+    handle = start_server(server_settings, port)
+    stopped = False
+    try:
+        sid = create_source(handle.url)
+        first = post_event(handle.url, sid)
+        process = tail_process(handle.url, sid)
+        reader = LineReader(process)
+        assert [r["kind"] for r in reader.until("event")] == ["connected", "event"]
+        handle.stop()
+        stopped = True
+        reconnecting = reader.record(timeout=30)
+        assert reconnecting["kind"] == "reconnecting" and reconnecting["attempt"] == 1
+        handle = start_server(server_settings, port)
+        stopped = False
+        records = reader.until("connected", timeout=60)
+        assert all(r["kind"] == "reconnecting" for r in records[:-1])
+        second = post_event(handle.url, sid)
+        event = reader.record(timeout=30)
+        assert (event["kind"], event["id"]) == ("event", second)
+        assert second != first
+        process.terminate()
+        assert process.wait(timeout=10) == 143
+    finally:
+        if not stopped:
+            handle.stop()
