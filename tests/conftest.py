@@ -82,6 +82,7 @@ def run_cli(cli_env):
         transport: Any = None,
         tty: bool = False,
         sleep: Any = None,
+        clock: Any = None,
     ) -> CliResult:
         environ = {**cli_env, **(env or {})}
         environment = Environment(
@@ -93,6 +94,8 @@ def run_cli(cli_env):
         )
         if sleep is not None:
             environment.sleep = sleep
+        if clock is not None:
+            environment.clock = clock
         result = CliRunner().invoke(app, list(args), input=input, obj=environment)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
