@@ -9,7 +9,7 @@ The spec has no cursor, only ``GET /streams/sources/{id}/debug`` (newest first,
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +37,8 @@ SEEN_CAPACITY = 5000  # ids remembered for dedupe; ten full pages
 MIN_DELAY = 0.1  # shortest pause between polls while events keep arriving
 MAX_BACKOFF = 10.0
 SOURCE_REFRESH_SECONDS = 10.0
+RATE_WINDOW = 10.0
+RATE_SAMPLES = 5000
 
 # Failures worth waiting out: the server may come back.
 TRANSIENT_ERRORS: tuple[type[BolticError], ...] = (
@@ -128,6 +130,7 @@ class PollResult:
     gap: dict[str, Any] | None
     full_of_new: bool
     page: DebugResult
+    history: bool = False
 
 
 @dataclass
@@ -139,6 +142,15 @@ class TailStats:
     reconnects: int = 0
     last_event_at: datetime | None = None
     connected: bool = False
+    # When live (not history) events were shown, for the recent rate; bounded.
+    arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=RATE_SAMPLES))
+
+    def recent_rate(self, now: float) -> float:
+        """Live events per second over the last RATE_WINDOW seconds."""
+        since = now - RATE_WINDOW
+        count = sum(1 for when in self.arrivals if when > since)
+        span = min(RATE_WINDOW, max(now - self.started, 1.0))
+        return count / span
 
 
 class Tail:
@@ -187,22 +199,24 @@ class Tail:
         """History first, then live records, until the duration runs out (forever without one)."""
         while not self._expired():
             self._refresh_sources()
-            batch: list[tuple[Event, str]] = []
+            batch: list[tuple[Event, str, bool]] = []
             for state in list(self.states.values()):
                 if self.clock() < state.retry_at:
                     continue
                 yield from self._poll_source(state, batch)
             batch.sort(key=lambda pair: arrival_order(pair[0]))
-            for event, source_id in batch:
+            for event, source_id, live in batch:
                 self.stats.shown += 1
                 self.stats.last_event_at = event.received_at
+                if live:
+                    self.stats.arrivals.append(self.clock())
                 yield TailRecord("event", source_id, event)
             self._pause()
 
     # -- polling ----------------------------------------------------------------
 
     def _poll_source(
-        self, state: SourceState, batch: list[tuple[Event, str]]
+        self, state: SourceState, batch: list[tuple[Event, str, bool]]
     ) -> Iterator[TailRecord]:
         try:
             result = self._poll(state)
@@ -221,7 +235,11 @@ class Tail:
         if result.gap is not None:
             self.stats.gaps += 1
             yield TailRecord("gap", state.source_id, info=result.gap)
-        batch.extend((event, state.source_id) for event in result.new if self.accept(event))
+        batch.extend(
+            (event, state.source_id, not result.history)
+            for event in result.new
+            if self.accept(event)
+        )
         self._adapt(state, result)
 
     def _poll(self, state: SourceState) -> PollResult:
@@ -246,7 +264,7 @@ class Tail:
         state.primed = True
         matching = [event for event in events if self.accept(event)]
         history = matching[-self.history :] if self.history else []
-        return PollResult(new=history, gap=None, full_of_new=False, page=page)
+        return PollResult(new=history, gap=None, full_of_new=False, page=page, history=True)
 
     def _fetch(self, state: SourceState, limit: int) -> DebugResult:
         return self.client.debug_stream_source(state.source_id, limit=limit)
@@ -403,8 +421,10 @@ class TailView:
         if user:
             line.append("  ")
             line.append(sanitize(user), style="green")
-        line.append("  ")
-        line.append(sanitize(_properties_json(event)))
+        properties = _properties_json(event)
+        if properties:
+            line.append("  ")
+            line.append(sanitize(properties))
         return line
 
     def notice(self, record: TailRecord) -> str:
@@ -424,12 +444,13 @@ class TailView:
         """The terminal's live line: connected, last event age, shown count, rate."""
         from boltic_cli.output import format_age
 
-        state = "connected" if stats.connected else "reconnecting"
+        if stats.connected:
+            state = "connected"
+        else:
+            state = "reconnecting" if stats.reconnects else "connecting"
         last = format_age(stats.last_event_at, now) if stats.last_event_at else "none yet"
-        return (
-            f"{state} · last event {last} · {stats.shown} shown · "
-            f"{_rate(stats.shown, elapsed):.1f}/s"
-        )
+        rate = stats.recent_rate(stats.started + elapsed)
+        return f"{state} · last event {last} · {stats.shown} shown · {rate:.1f}/s"
 
     def summary(self, stats: TailStats, *, elapsed: float) -> str:
         """What the tail did, for stderr when it ends."""

@@ -57,7 +57,9 @@ def tcli(cli_env, api):
     from boltic_cli.app import app
     from boltic_cli.context import Environment
 
-    def run(*args: str, time: FakeTime | None = None, tty: bool = False, env=None) -> CliResult:
+    def run(
+        *args: str, time: FakeTime | None = None, tty: bool = False, env=None, without=()
+    ) -> CliResult:
         fake = time or FakeTime()
         environ = {
             **cli_env,
@@ -65,6 +67,8 @@ def tcli(cli_env, api):
             "BOLTIC_TOKEN": ADMIN_TOKEN,
             **(env or {}),
         }
+        for name in without:
+            environ.pop(name, None)
         environment = Environment(
             environ=environ,
             stdin_isatty=tty,
@@ -346,9 +350,12 @@ def test_status_line_and_event_line_rendering():
     # 45 characters at width 40: cut with an ellipsis, on one line.
     assert console.export_text() == f'{local:%H:%M:%S}.250  web  signup  anon-1  {{"a"…\n'
     stats = TailStats(started=0.0, shown=30, connected=True, last_event_at=when)
-    status = view.status_line(stats, elapsed=12.0, now=when + timedelta(seconds=3))
-    assert status == "connected · last event 3s ago · 30 shown · 2.5/s"
+    stats.arrivals.extend([1.0] * 5 + [float(t) for t in range(11, 21)])  # 10 in the last 10 s
+    status = view.status_line(stats, elapsed=20.0, now=when + timedelta(seconds=3))
+    assert status == "connected · last event 3s ago · 30 shown · 1.0/s"
     stats.connected = False
+    assert view.status_line(stats, elapsed=0, now=when).startswith("connecting · ")
+    stats.reconnects = 1
     assert view.status_line(stats, elapsed=0, now=when).startswith("reconnecting · ")
 
 
@@ -540,3 +547,25 @@ def test_tail_recovers_after_server_restart(server_settings, tail_process):
     finally:
         if not stopped:
             handle.stop()
+
+
+def test_tail_refused_token_ends_with_exit_4(tcli, source):
+    result = tcli("debug", "tail", source["id"], env={"BOLTIC_TOKEN": "wrong"})
+    assert result.exit_code == 4
+
+
+def test_tail_status_line_drawn_on_a_colour_terminal(tcli, api, source):
+    send(api, source["id"], "signup")
+    result = tcli(
+        "debug",
+        "tail",
+        "web",
+        "--max-events",
+        "1",
+        tty=True,
+        env={"FORCE_COLOR": "1"},
+        without=["NO_COLOR"],
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "connected · last event" in result.stdout
+    assert "signup" in result.stdout
