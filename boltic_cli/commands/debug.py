@@ -132,8 +132,9 @@ def tail(
     Several sources (or --all) are merged by arrival time. Missed events (more
     than one page between two polls) are reported, never skipped silently.
     Connection errors and server errors are retried with backoff. Stops on
-    Ctrl-C, --max-events or --duration. With -o ndjson every line has a "kind":
-    "event" (the event object), or "gap", "reconnecting", "connected".
+    Ctrl-C, --max-events or --duration. With -o ndjson (or json: a stream has
+    no end to close an array at) every line has a "kind": "event" (the event
+    object), or "gap", "reconnecting", "connected".
 
     Examples:
 
