@@ -28,6 +28,7 @@ PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})
 # The only routes a source's write key may call (with POST).
 WRITE_KEY_PATHS = frozenset({EVENTS_PATH, BENCH_NOOP_PATH})
 PRINCIPAL = "boltic.principal"
+HEADERS = "boltic.headers"
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key"
 
 
@@ -52,6 +53,12 @@ def principal(scope: Scope) -> Principal:
     return scope[PRINCIPAL]
 
 
+def header(scope: Scope, name: bytes) -> str | None:
+    """A request header (``name`` in lower case) as parsed once by the gate."""
+    value = scope[HEADERS].get(name)
+    return None if value is None else value.decode("latin-1")
+
+
 class RequestGate:
     def __init__(
         self, app: Any, *, admin_token: str, max_body_bytes: int, store: Callable[[], Store]
@@ -69,6 +76,7 @@ class RequestGate:
         path: str = scope["path"]
         method: str = scope["method"]
         headers = _headers(scope)
+        scope[HEADERS] = headers
         if path == EVENTS_PATH and method == "OPTIONS":
             await _send_preflight(headers, send)
             return

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DAY_MS = 86_400_000
 MAX_BATCH = 1024
 IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
@@ -94,7 +94,28 @@ CREATE TABLE idempotency (
 CREATE INDEX idempotency_by_age ON idempotency (created_at);
 """
 
-MIGRATIONS: dict[int, str] = {1: SCHEMA}
+# Counts kept by the database itself, in the same statement as the write: no extra
+# round trips from the writer thread (which competes with request handlers for the
+# GIL), and no way for an insert or delete to miss its count.
+DAY_OF = "(CASE WHEN {t} >= 0 THEN {t} / 86400000 ELSE ({t} - 86399999) / 86400000 END)"
+COUNT_TRIGGERS = f"""
+CREATE TRIGGER events_count_insert AFTER INSERT ON events BEGIN
+    INSERT INTO event_counts (source_id, type, day, n)
+    VALUES (NEW.source_id, NEW.type, {DAY_OF.format(t="NEW.timestamp")}, 1)
+    ON CONFLICT (source_id, type, day) DO UPDATE SET n = n + 1;
+    INSERT INTO received_counts (source_id, day, n)
+    VALUES (NEW.source_id, {DAY_OF.format(t="NEW.received_at")}, 1)
+    ON CONFLICT (source_id, day) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER events_count_delete AFTER DELETE ON events BEGIN
+    UPDATE event_counts SET n = n - 1 WHERE source_id = OLD.source_id
+        AND type = OLD.type AND day = {DAY_OF.format(t="OLD.timestamp")};
+    UPDATE received_counts SET n = n - 1 WHERE source_id = OLD.source_id
+        AND day = {DAY_OF.format(t="OLD.received_at")};
+END;
+"""
+
+MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: COUNT_TRIGGERS}
 
 
 class StoreError(Exception):
@@ -214,46 +235,15 @@ def migrate(conn: sqlite3.Connection) -> None:
             f"database schema version {version} is newer than this boltic ({SCHEMA_VERSION})"
         )
     for target in range(version + 1, SCHEMA_VERSION + 1):
-        conn.execute("BEGIN IMMEDIATE")
+        # One transaction per version; executescript, because triggers contain ";".
         try:
-            for statement in MIGRATIONS[target].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={target}")
-            conn.execute("COMMIT")
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{MIGRATIONS[target]};\nPRAGMA user_version={target};\nCOMMIT;"
+            )
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-
-
-def _count_upsert(conn: sqlite3.Connection, rows: Iterable[EventRecord], sign: int = 1) -> None:
-    per_type: dict[tuple[str, str, int], int] = {}
-    per_day: dict[tuple[str, int], int] = {}
-    for row in rows:
-        k1 = (row.source_id, row.type, row.timestamp // DAY_MS)
-        per_type[k1] = per_type.get(k1, 0) + sign
-        k2 = (row.source_id, row.received_at // DAY_MS)
-        per_day[k2] = per_day.get(k2, 0) + sign
-    _apply_counts(conn, per_type, per_day)
-
-
-def _apply_counts(
-    conn: sqlite3.Connection,
-    per_type: dict[tuple[str, str, int], int],
-    per_day: dict[tuple[str, int], int],
-) -> None:
-    _insert_rows(
-        conn,
-        "INSERT INTO event_counts (source_id, type, day, n) VALUES {} "
-        "ON CONFLICT (source_id, type, day) DO UPDATE SET n = n + excluded.n",
-        [(*k, n) for k, n in per_type.items()],
-    )
-    _insert_rows(
-        conn,
-        "INSERT INTO received_counts (source_id, day, n) VALUES {} "
-        "ON CONFLICT (source_id, day) DO UPDATE SET n = n + excluded.n",
-        [(*k, n) for k, n in per_day.items()],
-    )
 
 
 def _insert_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple]) -> None:
@@ -272,13 +262,12 @@ def _insert_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple]) -> None:
 
 
 def insert_events(conn: sqlite3.Connection, records: list[EventRecord]) -> None:
-    """Insert events and their counts (inside the caller's transaction)."""
+    """Insert events (inside the caller's transaction); triggers count them."""
     _insert_rows(
         conn,
         "INSERT INTO events (id, source_id, type, timestamp, received_at, body) VALUES {}",
         [(r.id, r.source_id, r.type, r.timestamp, r.received_at, r.body) for r in records],
     )
-    _count_upsert(conn, records)
 
 
 class Store:
@@ -550,6 +539,7 @@ class Store:
             info = self._sources.get(source_id)
             if info is None:
                 raise SourceGone(source_id)
+            # Counters after events: the delete trigger updates them row by row.
             for table in ("events", "event_counts", "received_counts"):
                 conn.execute(f"DELETE FROM {table} WHERE source_id = ?", (source_id,))
             conn.execute("DELETE FROM sources WHERE id = ?", (source_id,))
@@ -587,23 +577,18 @@ class Store:
         their counts, in one transaction (call again while it returns PRUNE_CHUNK)."""
 
         def run(conn: sqlite3.Connection, undo: list) -> int:
-            deleted: list[EventRecord] = []
-            for source_id in list(self._sources) or [None]:
-                if source_id is None:
+            deleted = 0
+            for source_id in list(self._sources):
+                deleted += conn.execute(
+                    "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events "
+                    "WHERE source_id = ? AND received_at < ? LIMIT ?)",
+                    (source_id, cutoff_ms, PRUNE_CHUNK - deleted),
+                ).rowcount
+                if deleted >= PRUNE_CHUNK:
                     break
-                rows = conn.execute(
-                    "SELECT rowid, type, timestamp, received_at FROM events "
-                    "WHERE source_id = ? AND received_at < ? LIMIT ?",
-                    (source_id, cutoff_ms, PRUNE_CHUNK - len(deleted)),
-                ).fetchall()
-                conn.executemany("DELETE FROM events WHERE rowid = ?", [(r[0],) for r in rows])
-                deleted.extend(EventRecord("", source_id, r[1], r[2], r[3], "") for r in rows)
-                if len(deleted) >= PRUNE_CHUNK:
-                    break
-            _count_upsert(conn, deleted, sign=-1)
             conn.execute("DELETE FROM event_counts WHERE n <= 0")
             conn.execute("DELETE FROM received_counts WHERE n <= 0")
-            return len(deleted)
+            return deleted
 
         return self.submit(run)
 

@@ -212,3 +212,18 @@ def test_retention_prunes_old_events(tmp_path):
         result = api.get("/streams/events").json()
         assert [e["type"] for e in result["data"]] == ["new"]
         assert result["summary"]["totalEvents"] == 1
+
+
+def test_version_1_database_is_upgraded(tmp_path):
+    from boltic_cli.server.store import MIGRATIONS
+
+    conn = connect(tmp_path / "old.db")
+    conn.executescript(f"BEGIN; {MIGRATIONS[1]}; PRAGMA user_version=1; COMMIT;")
+    migrate(conn)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    conn.execute("BEGIN")
+    insert_events(conn, [EventRecord("evt_1", "src_a", "t", -1, DAY_MS, "{}")])
+    conn.execute("COMMIT")
+    # Counted by the database, by UTC day rounded down like Python's // (here: day -1).
+    assert conn.execute("SELECT day, n FROM event_counts").fetchall() == [(-1, 1)]
+    assert conn.execute("SELECT day, n FROM received_counts").fetchall() == [(1, 1)]

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 
 from boltic_cli.models import Error
-from boltic_cli.server.auth import principal
+from boltic_cli.server.auth import header, principal
 from boltic_cli.server.responses import Problem, validation_problem
 from boltic_cli.server.store import (
     Idempotency,
@@ -81,7 +81,7 @@ async def read_model(request: Request, model: type[M], what: str) -> tuple[M, by
 
 def idempotency(request: Request, raw: bytes) -> Idempotency | None:
     """The Idempotency-Key of this request, scoped to the caller's token."""
-    key = request.headers.get("idempotency-key")
+    key = header(request.scope, b"idempotency-key")
     if key is None:
         return None
     if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from boltic_cli.models import Error, EventAccepted, EventInput, EventQueryResult, format_time
-from boltic_cli.server.auth import principal
+from boltic_cli.server.auth import header, principal
 from boltic_cli.server.responses import Problem
 from boltic_cli.server.routes import (
     ERROR_RESPONSES,
@@ -60,10 +60,13 @@ def _record(request: Request, body: EventInput, event_id: str, received_ms: int)
     received = from_ms(received_ms)
     timestamp = body.timestamp or received
     context: dict[str, Any] = sent.get("context") or {}
-    if "ip" not in context and request.client is not None:
-        context["ip"] = request.client.host
-    if "userAgent" not in context and "user-agent" in request.headers:
-        context["userAgent"] = request.headers["user-agent"]
+    client = request.scope.get("client")
+    if "ip" not in context and client:
+        context["ip"] = client[0]
+    if "userAgent" not in context:
+        user_agent = header(request.scope, b"user-agent")
+        if user_agent is not None:
+            context["userAgent"] = user_agent
     wire: dict[str, Any] = {"id": event_id, "sourceId": body.source_id, "type": body.type}
     for name in ("properties", "userId", "anonymousId"):
         if name in sent:
