@@ -13,12 +13,18 @@ import random
 import re
 import socket
 import ssl
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
+
+# On import httpx loads its own command-line tool (rich, pygments, click) when they are
+# installed: about 45 ms on every boltic command that makes a request. We never use it;
+# a None entry makes that import fail, and httpx then defines a stub instead.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 import httpx
 import pydantic
