@@ -82,7 +82,8 @@ class RequestGate:
             return
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            await _send_error(send, *self._length_refusal(length))
+            # The body is left unread, so the connection cannot carry another request.
+            await _send_error(send, *self._length_refusal(length), CLOSE)
             return
         if path not in PUBLIC_PATHS:
             try:
@@ -142,7 +143,9 @@ class RequestGate:
                 received += len(message.get("body", b""))
                 if received > limit:
                     # Raised before the rest is read: a chunked body is cut off here.
-                    raise Problem(413, "request body too large", f"the limit is {limit} bytes")
+                    raise Problem(
+                        413, "request body too large", f"the limit is {limit} bytes", CLOSE
+                    )
             return message
 
         return limited
@@ -150,6 +153,11 @@ class RequestGate:
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
     return {k.lower(): v for k, v in scope["headers"]}
+
+
+# Sent with a refusal that leaves a body unread: uvicorn then closes the connection
+# at once instead of reading and discarding the rest.
+CLOSE = {"Connection": "close"}
 
 
 async def _send_error(
