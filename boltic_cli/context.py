@@ -168,14 +168,20 @@ class Context:
         self.log(f"{method} {url} {status if status is not None else 'ERR'} {ms:.0f}ms")
 
     def make_client(
-        self, *, token: str | None = None, timeout: float | None = None
+        self,
+        *,
+        token: str | None = None,
+        timeout: float | None = None,
+        retries: int = 3,
+        base_url: str | None = None,
     ) -> BolticClient:
-        """A client for the current profile; use it as a context manager."""
+        """A client for the current profile (or ``base_url``); use it as a context manager."""
         from boltic_cli.client import BolticClient
 
         return BolticClient(
-            self.settings.api_url,
+            base_url or self.settings.api_url,
             token if token is not None else self.settings.token(),
+            retries=retries,
             timeout=timeout if timeout is not None else self.options.request_timeout,
             transport=self.env.transport,
             on_response=self._log_http if (self.options.verbose or self.options.debug) else None,
