@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 
 from boltic_cli import __version__
 from boltic_cli._click import click
-from boltic_cli.completers import complete_profile
+from boltic_cli.completers import complete_output_format, complete_profile
 from boltic_cli.context import OUTPUT_FORMATS, Context, Environment, GlobalOptions, Session
 from boltic_cli.errors import BolticError, ExitStatus
 
@@ -79,7 +79,55 @@ class Terminated(BaseException):
     exit_status = ExitStatus.TERMINATED
 
 
+class PlainValue:
+    """Converts an option's text without pydantic.
+
+    Typer builds a pydantic TypeAdapter for every parameter it processes, even an unset
+    one; importing pydantic for that costs more than the rest of a TAB press.
+    ``convert`` None passes values through (completion only needs the raw text).
+    """
+
+    def __init__(self, convert: Any = None) -> None:
+        self.convert = convert
+
+    def coerce(self, value: Any, param: Any, ctx: click.Context) -> Any:
+        if value is None:
+            return () if param.multiple or param.nargs == -1 else None
+        if self.convert is None or isinstance(value, bool):
+            return value
+        try:
+            return self.convert(value)
+        except (TypeError, ValueError):
+            raise click.exceptions.BadParameter(
+                f"{value!r} is not a valid {self.convert.__name__}.", ctx=ctx, param=param
+            ) from None
+
+
+# Root option types converted without pydantic (see PlainValue).
+PLAIN_TYPES = (str, float, bool)
+
+
+def _use_plain_values(params: list[Any], *, every_type: bool) -> None:
+    for param in params:
+        annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+        if getattr(param, "_runtime_param", False) is not None:
+            continue  # not a Typer parameter, or already converted once
+        if annotation in PLAIN_TYPES:
+            param._runtime_param = PlainValue(None if annotation is bool else annotation)
+        elif every_type:
+            param._runtime_param = PlainValue()
+
+
+def _use_plain_values_below(command: click.Command, ctx: click.Context) -> None:
+    """Completion parses every command on the line; keep that free of pydantic."""
+    _use_plain_values(command.get_params(ctx), every_type=True)
+    for sub in getattr(command, "commands", {}).values():
+        _use_plain_values_below(sub, ctx)
+
+
 class BolticGroup(TyperGroup):
+    completing = False
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 
@@ -91,7 +139,22 @@ class BolticGroup(TyperGroup):
         command.name = cmd_name
         if not command.help:
             command.help = COMMANDS[cmd_name][1]
+        if self.completing:
+            _use_plain_values_below(command, ctx)
         return command
+
+    def _main_shell_completion(
+        self, ctx_args: Any, prog_name: str, complete_var: str | None = None
+    ) -> None:
+        if complete_var is None:
+            complete_var = f"_{prog_name}_COMPLETE".replace("-", "_").upper()
+        if not os.environ.get(complete_var):
+            return
+        from boltic_cli.completers import register_shells
+
+        self.completing = True
+        register_shells()
+        super()._main_shell_completion(ctx_args, prog_name, complete_var)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
@@ -112,6 +175,8 @@ class BolticGroup(TyperGroup):
         ]
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Here, not in __init__: Typer appends --install-completion after construction.
+        _use_plain_values(self.get_params(ctx), every_type=False)
         return super().parse_args(ctx, hoist_output_options(list(args)))
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -231,10 +296,6 @@ def run(invoke: Any, session: Session, argv: list[str]) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-def complete_output_format(incomplete: str) -> list[str]:
-    return [fmt for fmt in OUTPUT_FORMATS if fmt.startswith(incomplete)]
 
 
 def _version_callback(value: bool) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from boltic_cli.commands import new_app
+from boltic_cli.completers import complete_event_type, complete_source
 from boltic_cli.context import Context, current
 
 if TYPE_CHECKING:
@@ -20,7 +21,13 @@ app = new_app(help="Watch live traffic: status, tail, wait.")
 
 TypeOption = Annotated[
     list[str] | None,
-    typer.Option("--type", "-t", help="Only events of this type (repeatable).", metavar="TYPE"),
+    typer.Option(
+        "--type",
+        "-t",
+        help="Only events of this type (repeatable).",
+        metavar="TYPE",
+        autocompletion=complete_event_type,
+    ),
 ]
 WhereOption = Annotated[
     list[str] | None,
@@ -57,7 +64,9 @@ def event_columns() -> list[Any]:
 
 @app.command("status")
 def status(
-    source: Annotated[str, typer.Argument(help="Source id or exact name.")],
+    source: Annotated[
+        str, typer.Argument(help="Source id or exact name.", autocompletion=complete_source)
+    ],
     last: Annotated[
         int, typer.Option("--last", "-n", min=0, max=500, help="How many recent events to show.")
     ] = 5,
@@ -110,7 +119,12 @@ def status_columns() -> list[Any]:
 def tail(
     sources: Annotated[
         list[str] | None,
-        typer.Argument(help="Source ids or exact names.", metavar="SOURCE...", show_default=False),
+        typer.Argument(
+            help="Source ids or exact names.",
+            metavar="SOURCE...",
+            show_default=False,
+            autocompletion=complete_source,
+        ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Tail every source.")] = False,
     history: Annotated[
@@ -261,7 +275,9 @@ def live_printer(
 
 @app.command("wait")
 def wait(
-    source: Annotated[str, typer.Argument(help="Source id or exact name.")],
+    source: Annotated[
+        str, typer.Argument(help="Source id or exact name.", autocompletion=complete_source)
+    ],
     type_: TypeOption = None,
     where: WhereOption = None,
     timeout: Annotated[

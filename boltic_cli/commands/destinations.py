@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from boltic_cli.commands import new_app
+from boltic_cli.completers import complete_destination_type
 from boltic_cli.context import current
 
 if TYPE_CHECKING:
@@ -46,7 +47,12 @@ def list_(
 def create(
     name: Annotated[str, typer.Option("--name", help="A name people will recognise.")],
     type_: Annotated[
-        str, typer.Option("--type", help="Destination type, e.g. webhook (needs config url).")
+        str,
+        typer.Option(
+            "--type",
+            help="Destination type, e.g. webhook (needs config url).",
+            autocompletion=complete_destination_type,
+        ),
     ],
     config_field: Annotated[
         list[str] | None,

@@ -37,6 +37,12 @@ def _complete_source(ctx: click.Context, incomplete: str) -> list[tuple[str, str
     return complete_source(ctx, incomplete)
 
 
+def _complete_event_type(ctx: click.Context, incomplete: str) -> list[str]:
+    from boltic_cli.completers import complete_event_type
+
+    return complete_event_type(ctx, incomplete)
+
+
 def event_columns(source_names: dict[str, str] | None = None) -> list[Column]:
     from boltic_cli.output import Column
 
@@ -71,7 +77,12 @@ def send(
             autocompletion=_complete_source,
         ),
     ] = None,
-    type_: Annotated[str | None, typer.Option("--type", help="Event type, e.g. page_view.")] = None,
+    type_: Annotated[
+        str | None,
+        typer.Option(
+            "--type", help="Event type, e.g. page_view.", autocompletion=_complete_event_type
+        ),
+    ] = None,
     prop: Annotated[
         list[str] | None,
         typer.Option(
@@ -333,7 +344,10 @@ def query(
         str | None,
         typer.Option("--source", help="Source id or exact name.", autocompletion=_complete_source),
     ] = None,
-    type_: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
+    type_: Annotated[
+        str | None,
+        typer.Option("--type", help="Only this event type.", autocompletion=_complete_event_type),
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option(
@@ -562,7 +576,11 @@ def generate(
     ] = None,
     type_: Annotated[
         list[str] | None,
-        typer.Option("--type", help="Only these event types. Repeatable."),
+        typer.Option(
+            "--type",
+            help="Only these event types. Repeatable.",
+            autocompletion=_complete_event_type,
+        ),
     ] = None,
 ) -> None:
     """Send realistic sample traffic to a source until --count, --duration or Ctrl-C.
