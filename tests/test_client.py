@@ -608,3 +608,83 @@ def test_lost_answer_to_a_post_does_not_store_twice(api):
     assert len(slept) == 1
     stored = api.get("/streams/sources").json()["data"]
     assert [s["id"] for s in stored] == [created.id]
+
+
+# The bulk path: send_event_json
+
+
+def test_send_event_json_sends_the_bytes_with_the_usual_headers():
+    rec = Recorder(ok({"eventId": "evt_01J", "status": "accepted"}, 202))
+    client, _ = make_client(rec, timeout=7)
+    payload = b'{"sourceId":"src_01J","type":"signup","properties":{"caf\xc3\xa9":1}}'
+    accepted = client.send_event_json(payload, idempotency_key="key-7")
+    assert (rec.last.method, str(rec.last.url)) == ("POST", f"{BASE}/streams/events")
+    assert rec.last.content == payload
+    assert rec.last.headers["content-type"] == "application/json"
+    assert rec.last.headers["content-length"] == str(len(payload))
+    assert rec.last.headers["authorization"] == f"Bearer {TOKEN}"
+    assert rec.last.headers["user-agent"] == f"boltic-cli/{__version__}"
+    assert rec.last.headers["accept"] == "application/json"
+    assert rec.last.headers["idempotency-key"] == "key-7"
+    assert rec.last.extensions["timeout"]["read"] == 7
+    assert accepted.event_id == "evt_01J"
+
+
+def test_send_event_json_gives_each_event_its_own_key_and_retries_with_it():
+    rec = Recorder(
+        error(503, "store busy"), refused, ok({"eventId": "evt_1"}, 202), ok({"eventId": "evt_2"})
+    )
+    client, slept = make_client(rec)
+    first = client.send_event_json(b'{"type":"a","sourceId":"s"}')
+    second = client.send_event_json(b'{"type":"b","sourceId":"s"}')
+    keys = [r.headers["idempotency-key"] for r in rec.requests]
+    assert len(keys) == 4
+    assert len(set(keys[:3])) == 1 and keys[3] != keys[0]
+    assert uuid.UUID(keys[0]).version == 4
+    assert [r.content for r in rec.requests[:3]] == [b'{"type":"a","sourceId":"s"}'] * 3
+    assert len(slept) == 2
+    assert (first.event_id, second.event_id) == ("evt_1", "evt_2")
+
+
+def test_send_event_json_maps_errors_like_every_call():
+    rec = Recorder(error(422, "invalid event", "type: field required"))
+    client, _ = make_client(rec)
+    with pytest.raises(errors.APIError) as info:
+        client.send_event_json(b'{"sourceId":"s"}')
+    assert (info.value.status, info.value.details) == (422, "type: field required")
+    assert info.value.exit_status == errors.ExitStatus.USAGE
+
+    client, _ = make_client(Recorder(httpx.Response(202, text="<html>ok</html>")))
+    with pytest.raises(errors.UnexpectedResponse) as info:
+        client.send_event_json(b'{"sourceId":"s","type":"t"}')
+    assert "POST https://api.example.test/v1/streams/events" in info.value.message
+
+    client, _ = make_client(Recorder(httpx.ReadTimeout("slow")))
+    with pytest.raises(errors.RequestTimeout):
+        client.send_event_json(b'{"sourceId":"s","type":"t"}')
+
+
+def test_send_event_json_calls_the_hook_per_attempt_without_the_token():
+    calls: list[tuple] = []
+    rec = Recorder(error(502, "bad gateway"), ok({"eventId": "evt_1"}, 202))
+    client, _ = make_client(
+        rec,
+        base_url=f"https://user:{TOKEN}@api.example.test/v1",
+        on_response=lambda *call: calls.append(call),
+    )
+    client.send_event_json(b'{"sourceId":"s","type":"t"}')
+    assert [c[:3] for c in calls] == [
+        ("POST", "https://api.example.test/v1/streams/events", 502),
+        ("POST", "https://api.example.test/v1/streams/events", 202),
+    ]
+    assert TOKEN not in repr(calls)
+
+
+def test_send_event_validates_then_uses_the_same_wire_as_send_event_json():
+    rec = Recorder(ok({"eventId": "evt_1", "status": "accepted"}, 202))
+    client, _ = make_client(rec)
+    client.send_event({"sourceId": "s", "type": "t", "unknown": 1, "properties": {"x": "é"}})
+    assert rec.last.content == '{"sourceId":"s","type":"t","properties":{"x":"é"}}'.encode()
+    with pytest.raises(errors.UsageError):
+        client.send_event({"sourceId": "s"})
+    assert len(rec.requests) == 1

@@ -340,6 +340,37 @@ def test_file_on_a_terminal_shows_progress_then_the_summary(cli, api, source):
     assert stored_events(api)["summary"]["totalEvents"] == 30
 
 
+def test_file_with_verbose_logs_one_line_per_request(cli, api, source):
+    text = "\n".join([*ndjson_lines(source["id"], 5), json.dumps({"sourceId": source["id"]})])
+
+    result = cli("-v", "events", "send", "--file", "-", "--concurrency", "2", input=text)
+
+    assert result.exit_code == 1
+    calls = re.findall(r"^POST (\S+) (\d+) \d+ms$", result.stderr, re.MULTILINE)
+    assert calls == [("http://testserver/v1/streams/events", "202")] * 5
+    assert re.search(r"^line 6: .*type", result.stderr, re.MULTILINE)
+    assert ADMIN_TOKEN not in result.stderr
+    assert stored_events(api)["summary"]["totalEvents"] == 5
+
+
+def test_send_event_json_against_the_server_stores_once_per_key(api, source):
+    from boltic_cli import errors
+
+    payload = json.dumps({"sourceId": source["id"], "type": "signup", "properties": {"n": 1}})
+    with make_client(api) as client:
+        first = client.send_event_json(payload.encode(), idempotency_key="bulk-1")
+        again = client.send_event_json(payload.encode(), idempotency_key="bulk-1")
+        other = client.send_event_json(payload.encode())
+        with pytest.raises(errors.APIError) as info:
+            client.send_event_json(b'{"sourceId": "%s"}' % source["id"].encode())
+
+    assert first.event_id == again.event_id != other.event_id
+    assert info.value.status == 422
+    stored = stored_events(api)["data"]
+    assert sorted(e["id"] for e in stored) == sorted([first.event_id, other.event_id])
+    assert stored[0]["properties"] == {"n": 1}
+
+
 # events generate
 
 
