@@ -79,12 +79,26 @@ class Terminated(BaseException):
     exit_status = ExitStatus.TERMINATED
 
 
+TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "on"})
+FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "off", ""})
+
+
+def to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise ValueError(value)
+
+
 class PlainValue:
-    """Converts an option's text without pydantic.
+    """Converts a parameter's text without pydantic.
 
     Typer builds a pydantic TypeAdapter for every parameter it processes, even an unset
-    one; importing pydantic for that costs more than the rest of a TAB press.
-    ``convert`` None passes values through (completion only needs the raw text).
+    one: importing and building those costs more than the rest of `--version`, a TAB
+    press, or the argument parsing of a request command. ``convert`` None passes the
+    text through (completion only needs the raw text).
     """
 
     def __init__(self, convert: Any = None) -> None:
@@ -93,36 +107,44 @@ class PlainValue:
     def coerce(self, value: Any, param: Any, ctx: click.Context) -> Any:
         if value is None:
             return () if param.multiple or param.nargs == -1 else None
-        if self.convert is None or isinstance(value, bool):
+        if self.convert is None:
             return value
         try:
             return self.convert(value)
         except (TypeError, ValueError):
+            kind = {to_bool: "boolean"}.get(self.convert, self.convert.__name__)
             raise click.exceptions.BadParameter(
-                f"{value!r} is not a valid {self.convert.__name__}.", ctx=ctx, param=param
+                f"{value!r} is not a valid {kind}.", ctx=ctx, param=param
             ) from None
 
 
-# Root option types converted without pydantic (see PlainValue).
-PLAIN_TYPES = (str, float, bool)
+# How a parameter of each type is converted without pydantic; only types whose
+# conversion cannot differ from Typer's (no ranges, no custom parser).
+ROOT_CONVERTERS: dict[Any, Any] = {str: str, float: float, bool: to_bool}
+COMMAND_CONVERTERS: dict[Any, Any] = {str: str, bool: to_bool}
 
 
-def _use_plain_values(params: list[Any], *, every_type: bool) -> None:
+def _is_plain(param: Any) -> bool:
+    info = getattr(getattr(param, "type_descriptor", None), "parameter_info", None)
+    return info is not None and info.parser is None and info.min is None and info.max is None
+
+
+def _use_plain_values(params: list[Any], converters: dict[Any, Any], *, others: bool) -> None:
+    """Give ``params`` pydantic-free converters; ``others``: pass every other type through."""
     for param in params:
-        annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
         if getattr(param, "_runtime_param", False) is not None:
             continue  # not a Typer parameter, or already converted once
-        if annotation in PLAIN_TYPES:
-            param._runtime_param = PlainValue(None if annotation is bool else annotation)
-        elif every_type:
+        annotation = param.type_descriptor.annotation
+        if annotation in converters and _is_plain(param):
+            param._runtime_param = PlainValue(converters[annotation])
+        elif others:
             param._runtime_param = PlainValue()
 
 
-def _use_plain_values_below(command: click.Command, ctx: click.Context) -> None:
-    """Completion parses every command on the line; keep that free of pydantic."""
-    _use_plain_values(command.get_params(ctx), every_type=True)
+def _use_plain_values_below(command: click.Command, ctx: click.Context, *, others: bool) -> None:
+    _use_plain_values(command.get_params(ctx), COMMAND_CONVERTERS, others=others)
     for sub in getattr(command, "commands", {}).values():
-        _use_plain_values_below(sub, ctx)
+        _use_plain_values_below(sub, ctx, others=others)
 
 
 class BolticGroup(TyperGroup):
@@ -139,8 +161,9 @@ class BolticGroup(TyperGroup):
         command.name = cmd_name
         if not command.help:
             command.help = COMMANDS[cmd_name][1]
-        if self.completing:
-            _use_plain_values_below(command, ctx)
+        # Completion parses every command on the line and uses no value: keep it all
+        # free of pydantic.
+        _use_plain_values_below(command, ctx, others=self.completing)
         return command
 
     def _main_shell_completion(
@@ -176,7 +199,7 @@ class BolticGroup(TyperGroup):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # Here, not in __init__: Typer appends --install-completion after construction.
-        _use_plain_values(self.get_params(ctx), every_type=False)
+        _use_plain_values(self.get_params(ctx), ROOT_CONVERTERS, others=False)
         return super().parse_args(ctx, hoist_output_options(list(args)))
 
     def invoke(self, ctx: click.Context) -> Any:
