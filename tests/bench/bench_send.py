@@ -10,7 +10,12 @@ the same run:
   - the server's own rate under wrk (16 connections, single-event POSTs), and the
     ratio CLI rate / wrk rate (target >= 0.5);
   - the median wall time (of 10) of `boltic sources list -o json` beside httpie's
-    `http GET` of the same URL.
+    `http GET` of the same URL;
+  - CPU seconds per 1,000 events of the CLI (rusage of the child) and of the server
+    (/proc/PID/stat) during the send and under wrk: on 2 shared cores the client and
+    the server compete, so these say which side limits the rate.
+Waits (up to --max-wait seconds) for the 1-minute load average to drop below
+--max-load before measuring, and records the load before and after each part.
 Writes the figures, the commands and the machine to bench_send.json beside this file.
 """
 
@@ -98,10 +103,38 @@ def peak_rss_poller(pid: int, peak: list[int], done: threading.Event) -> None:
         done.wait(0.05)
 
 
-def run_send(env: dict[str, str], source_id: str, path: Path, concurrency: int) -> dict:
+def load_now() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def wait_for_quiet(max_load: float, max_wait: float) -> dict:
+    """Waits until the 1-minute load is below ``max_load`` (or ``max_wait`` passed)."""
+    started = time.monotonic()
+    while os.getloadavg()[0] > max_load and time.monotonic() - started < max_wait:
+        time.sleep(10)
+    return {"waited_seconds": round(time.monotonic() - started), "loadavg": load_now()}
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_send(
+    env: dict[str, str], source_id: str, path: Path, concurrency: int, server_pid: int
+) -> dict:
     command = [BOLTIC, "events", "send", source_id, "--file", str(path)]
     command += ["--concurrency", str(concurrency), "-o", "json"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    cli_cpu_before = children_cpu_seconds()
+    server_cpu_before = process_cpu_seconds(server_pid)
+    load_before = load_now()
     started = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     polled = [0]
@@ -110,6 +143,8 @@ def run_send(env: dict[str, str], source_id: str, path: Path, concurrency: int) 
     poller.start()
     stdout, stderr = proc.communicate()
     wall = time.perf_counter() - started
+    server_cpu = process_cpu_seconds(server_pid) - server_cpu_before
+    cli_cpu = children_cpu_seconds() - cli_cpu_before
     done.set()
     poller.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -125,6 +160,10 @@ def run_send(env: dict[str, str], source_id: str, path: Path, concurrency: int) 
         "events_per_second_wall": round(summary["sent"] / wall, 1),
         "peak_rss_mib_ru_maxrss": round(rusage_kib / 1024, 1) if rusage_kib else None,
         "peak_rss_mib_vmhwm_polled": round(polled[0] / 1024, 1) if polled[0] else None,
+        "cli_cpu_seconds_per_1000": round(cli_cpu / summary["sent"] * 1000, 3),
+        "server_cpu_seconds_per_1000": round(server_cpu / summary["sent"] * 1000, 3),
+        "loadavg_before": load_before,
+        "loadavg_after": load_now(),
     }
 
 
@@ -149,7 +188,7 @@ end
 """
 
 
-def run_wrk(url: str, source_id: str, workdir: Path) -> dict:
+def run_wrk(url: str, source_id: str, workdir: Path, server_pid: int) -> dict:
     body = json.dumps(
         {"sourceId": source_id, "type": "page_view", "properties": {"path": "/wrk"}},
         separators=(",", ":"),
@@ -159,13 +198,20 @@ def run_wrk(url: str, source_id: str, workdir: Path) -> dict:
     threads = min(2, os.cpu_count() or 1)
     command = [WRK, f"-t{threads}", f"-c{WRK_CONNECTIONS}", f"-d{WRK_SECONDS}s"]
     command += ["-s", str(script), f"{url}/streams/events"]
+    load_before = load_now()
+    server_cpu_before = process_cpu_seconds(server_pid)
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    server_cpu = process_cpu_seconds(server_pid) - server_cpu_before
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return {
         "command": " ".join(command).replace(str(workdir), "$TMP"),
         "requests_per_second": rate,
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "server_cpu_seconds_per_1000": round(server_cpu / total * 1000, 3),
+        "loadavg_before": load_before,
+        "loadavg_after": load_now(),
         "output": out.strip().splitlines(),
     }
 
@@ -212,7 +258,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--out", type=Path, default=HERE / "bench_send.json")
+    parser.add_argument("--max-load", type=float, default=1.5)
+    parser.add_argument("--max-wait", type=float, default=300.0)
     args = parser.parse_args()
+    quiet = wait_for_quiet(args.max_load, args.max_wait)
 
     with tempfile.TemporaryDirectory(prefix="boltic-bench-") as tmp:
         workdir = Path(tmp)
@@ -228,8 +277,8 @@ def main() -> None:
             source_id = create_source(env)
             events_file = workdir / "events.ndjson"
             write_events(events_file, args.events)
-            send = run_send(env, source_id, events_file, args.concurrency)
-            wrk = run_wrk(url, source_id, workdir)
+            send = run_send(env, source_id, events_file, args.concurrency, server.pid)
+            wrk = run_wrk(url, source_id, workdir, server.pid)
             listing = run_list_timing(url, env)
         finally:
             server.terminate()
@@ -248,6 +297,7 @@ def main() -> None:
         "target_ratio": 0.5,
         "peak_memory_limit_mib": 100,
         "sources_list": listing,
+        "wait_for_quiet": quiet,
         "machine": machine(),
     }
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -258,6 +308,9 @@ def main() -> None:
                 "cli_rate": cli_rate,
                 "wrk_rate": wrk["requests_per_second"],
                 "peak_rss_mib": send["peak_rss_mib_ru_maxrss"] or send["peak_rss_mib_vmhwm_polled"],
+                "cli_cpu_s_per_1000": send["cli_cpu_seconds_per_1000"],
+                "server_cpu_s_per_1000": send["server_cpu_seconds_per_1000"],
+                "load_during_send": [send["loadavg_before"], send["loadavg_after"]],
                 "list_ratio": listing["ratio_boltic_over_httpie"],
             }
         )
