@@ -48,7 +48,7 @@ class Completion:
         return items
 
     def fish_items(self) -> dict[str, str]:
-        return dict((line.split("\t", 1) + [""])[:2] for line in self.lines)
+        return dict([*line.split("\t", 1), ""][:2] for line in self.lines)
 
 
 @pytest.fixture
