@@ -7,6 +7,7 @@ the admin token never appears in a URL, a hook call or an error message.
 
 from __future__ import annotations
 
+import copy
 import email.utils
 import errno
 import json as jsonlib
@@ -15,6 +16,7 @@ import re
 import socket
 import ssl
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -179,7 +181,10 @@ class BolticClient:
             transport=transport,
             follow_redirects=False,
         )
+        self._own_transport = transport is None
         self._event_post: _PreparedPost | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+        self._lock = threading.Lock()
 
     def __enter__(self) -> BolticClient:
         return self
@@ -218,18 +223,19 @@ class BolticClient:
     def send_event_json(
         self, payload: bytes, *, idempotency_key: str | None = None
     ) -> EventAccepted:
-        """POST an EventInput already serialised (the caller vouches for its shape).
+        """POST an EventInput already serialised (the caller vouches for its shape)."""
+        return self._post_event(self._prepared_event_post(), payload, idempotency_key)
 
-        The bulk path: the request is cloned from one prepared for this operation,
-        which skips httpx's per-call URL merging and header building (most of the
-        client's CPU per event). Auth, retries, timeouts and the hook are those of
-        every other call.
+    def event_sender(self) -> EventSender:
+        """A sender of events for one worker thread, over a keep-alive connection of its own.
+
+        Threads sharing one connection pool pay for it on every request (the pool
+        is scanned and each idle connection polled under a shared lock). With an
+        injected transport or a proxy, the sender shares the client's instead.
         """
         prepared = self._prepared_event_post()
-        key = idempotency_key or str(uuid.uuid4())
-        response = self._send_with_retries(prepared.request(payload, key), prepared.send)
-        self.raise_for_status(response)
-        return self._parse(response, EventAccepted)
+        transport = self._new_event_transport(prepared) if self._own_transport else None
+        return EventSender(self, prepared.with_transport(transport) if transport else prepared)
 
     def query_events(
         self,
@@ -335,6 +341,26 @@ class BolticClient:
 
     def _where(self, response: httpx.Response) -> str:
         return f"{response.request.method} {self._redact(response.request.url)}"
+
+    def _post_event(
+        self, prepared: _PreparedPost, payload: bytes, idempotency_key: str | None
+    ) -> EventAccepted:
+        # The request is cloned from one prepared for this route, which skips
+        # httpx's per-call URL merging and header building: most of the client's
+        # CPU per event. Auth, retries, timeouts and the hook are those of any call.
+        key = idempotency_key or str(uuid.uuid4())
+        response = self._send_with_retries(prepared.request(payload, key), prepared.send)
+        self.raise_for_status(response)
+        return self._parse(response, EventAccepted)
+
+    def _new_event_transport(self, prepared: _PreparedPost) -> httpx.HTTPTransport | None:
+        if prepared.transport is not getattr(self._http, "_transport", None):  # a proxy
+            return None
+        with self._lock:
+            if self._ssl_context is None:
+                # Loading the CA bundle takes tens of ms: once per client, not per thread.
+                self._ssl_context = httpx.create_ssl_context(trust_env=True)
+        return httpx.HTTPTransport(verify=self._ssl_context)
 
     def _prepared_event_post(self) -> _PreparedPost:
         # Built on first use; two threads racing here build equal objects.
@@ -495,6 +521,38 @@ def encode_json(value: Any) -> bytes:
     return jsonlib.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
+class EventSender:
+    """``send_event``/``send_event_json`` of a client over a connection of its own.
+
+    Made by ``BolticClient.event_sender()`` for one thread; close it (or use it as a
+    context manager) when the thread is done.
+    """
+
+    def __init__(self, client: BolticClient, prepared: _PreparedPost) -> None:
+        self._client = client
+        self._prepared = prepared
+
+    def __enter__(self) -> EventSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._prepared.close()
+
+    def send_event(
+        self, body: EventInput | dict, *, idempotency_key: str | None = None
+    ) -> EventAccepted:
+        payload = encode_json(self._client._wire(EventInput, body))
+        return self.send_event_json(payload, idempotency_key=idempotency_key)
+
+    def send_event_json(
+        self, payload: bytes, *, idempotency_key: str | None = None
+    ) -> EventAccepted:
+        return self._client._post_event(self._prepared, payload, idempotency_key)
+
+
 class _PreparedPost:
     """One POST route with its URL, headers, timeouts and transport worked out once.
 
@@ -510,8 +568,20 @@ class _PreparedPost:
         self.headers["Content-Type"] = "application/json"
         self.extensions = {"timeout": http.timeout.as_dict()}
         pick = getattr(http, "_transport_for_url", None)
-        self._transport = pick(url) if pick is not None else None
+        self.transport: httpx.BaseTransport | None = pick(url) if pick is not None else None
         self._http = http
+        self._owns_transport = False
+
+    def with_transport(self, transport: httpx.BaseTransport) -> _PreparedPost:
+        """The same route over ``transport``, which it closes on ``close()``."""
+        other = copy.copy(self)
+        other.transport = transport
+        other._owns_transport = True
+        return other
+
+    def close(self) -> None:
+        if self._owns_transport and self.transport is not None:
+            self.transport.close()
 
     def request(self, payload: bytes, idempotency_key: str) -> httpx.Request:
         headers = self.headers.copy()
@@ -521,8 +591,8 @@ class _PreparedPost:
         )
 
     def send(self, request: httpx.Request) -> httpx.Response:
-        if self._transport is None:  # an httpx without the private picker
+        if self.transport is None:  # an httpx without the private picker
             return self._http.send(request)
-        response = self._transport.handle_request(request)
+        response = self.transport.handle_request(request)
         response.request = request
         return response

@@ -2,7 +2,8 @@
 
 Input is NDJSON or a JSON array of EventInput objects, read in chunks so memory
 stays flat however large the file. A bounded queue feeds a fixed pool of worker
-threads that share one ``BolticClient`` (and so its keep-alive connections).
+threads; each sends over a keep-alive connection of its own from one shared
+``BolticClient`` (``event_sender()``), so threads never queue on a shared pool.
 Every item that fails is recorded with the line it starts on; the rest go on.
 
 Callbacks are called one at a time (under a lock), from worker threads and from
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from boltic_cli.errors import AuthenticationFailed, BolticError, NetworkError
 
 if TYPE_CHECKING:
-    from boltic_cli.client import BolticClient
+    from boltic_cli.client import BolticClient, EventSender
 
 CHUNK_CHARS = 64 * 1024
 # Far above the server's 32 KiB body limit: an item this long is not an event,
@@ -290,9 +291,12 @@ class BulkSender:
         """Send every item; on Ctrl-C or SIGTERM stop feeding, let sends in flight
         finish, and re-raise (``summary()`` then has the figures)."""
         self._started = self.clock()
+        senders = [self.client.event_sender() for _ in range(self.concurrency)]
         workers = [
-            threading.Thread(target=self._work, name=f"boltic-send-{n}", daemon=True)
-            for n in range(self.concurrency)
+            threading.Thread(
+                target=self._work, args=(events,), name=f"boltic-send-{n}", daemon=True
+            )
+            for n, events in enumerate(senders)
         ]
         for worker in workers:
             worker.start()
@@ -306,6 +310,8 @@ class BulkSender:
             raise
         finally:
             self._finish(workers)
+            for events in senders:
+                events.close()
         if self._fatal is not None:
             raise self._fatal
         return self.summary()
@@ -348,7 +354,7 @@ class BulkSender:
             while worker.is_alive():
                 worker.join(timeout=0.2)
 
-    def _work(self) -> None:
+    def _work(self, events: EventSender) -> None:
         while True:
             work = self._queue.get()
             if work is _STOP:
@@ -356,11 +362,11 @@ class BulkSender:
             if self._abort.is_set():
                 continue
             line, body = work
-            self._send_one(line, body)
+            self._send_one(events, line, body)
 
-    def _send_one(self, line: int, body: dict[str, Any]) -> None:
+    def _send_one(self, events: EventSender, line: int, body: dict[str, Any]) -> None:
         try:
-            self.client.send_event(body)
+            events.send_event(body)
         except FATAL_ERRORS as e:
             self._record_failure(line, _error_dict(e))
             with self._lock:

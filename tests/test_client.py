@@ -688,3 +688,20 @@ def test_send_event_validates_then_uses_the_same_wire_as_send_event_json():
     with pytest.raises(errors.UsageError):
         client.send_event({"sourceId": "s"})
     assert len(rec.requests) == 1
+
+
+def test_event_sender_over_an_injected_transport_uses_it():
+    rec = Recorder(ok({"eventId": "evt_1", "status": "accepted"}, 202))
+    client, _ = make_client(rec)
+    with client.event_sender() as events:
+        accepted = events.send_event({"sourceId": "s", "type": "t", "extra": 1})
+        events.send_event_json(b'{"sourceId":"s","type":"u"}', idempotency_key="k")
+        with pytest.raises(errors.UsageError):
+            events.send_event({"type": "t"})
+    assert accepted.event_id == "evt_1"
+    assert [body_of(r) for r in rec.requests] == [
+        {"sourceId": "s", "type": "t"},
+        {"sourceId": "s", "type": "u"},
+    ]
+    assert rec.requests[1].headers["idempotency-key"] == "k"
+    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in rec.requests)

@@ -371,6 +371,40 @@ def test_send_event_json_against_the_server_stores_once_per_key(api, source):
     assert stored[0]["properties"] == {"n": 1}
 
 
+@pytest.fixture
+def live_server(server_settings):
+    """The server app on a real loopback port: the client's own connections, no transport."""
+    from boltic_cli.server.runner import start_in_thread
+
+    handle = start_in_thread(server_settings)
+    try:
+        yield handle.url
+    finally:
+        handle.stop()
+
+
+def test_bulk_send_over_real_connections_one_per_worker(api, source, live_server):
+    from boltic_cli.client import BolticClient
+
+    items = [InputItem(n + 1, body={"type": "t", "properties": {"n": n}}) for n in range(300)]
+    items.insert(100, InputItem(1000, body={"type": ""}))
+    payload = json.dumps({"sourceId": source["id"], "type": "k"}).encode()
+    with BolticClient(live_server, ADMIN_TOKEN) as client:
+        summary = BulkSender(client, concurrency=4, default_source_id=source["id"]).run(items)
+        with client.event_sender() as events:
+            first = events.send_event_json(payload, idempotency_key="same")
+            again = events.send_event_json(payload, idempotency_key="same")
+
+    assert (summary.sent, summary.failed) == (300, 1)
+    assert summary.failures[0].line == 1000
+    assert summary.failures[0].error["code"] is None  # refused locally, before any request
+    assert first.event_id == again.event_id
+    stored = stored_events(api, limit=1000)
+    assert stored["summary"]["totalEvents"] == 301
+    sent_n = sorted(e["properties"]["n"] for e in stored["data"] if e["type"] != "k")
+    assert sent_n == list(range(300))
+
+
 # events generate
 
 
