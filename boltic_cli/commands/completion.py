@@ -20,11 +20,25 @@ class Shell(StrEnum):
     fish = "fish"
 
 
+ZSH_REGISTER = "compdef _boltic_completion boltic"
+# Typer's zsh script only registers the function: autoloaded from $fpath as `_boltic`
+# (what the README suggests) the first TAB would then complete nothing.
+ZSH_REGISTER_OR_RUN = """\
+if [[ $zsh_eval_context[-1] == loadautofunc ]]; then
+  _boltic_completion "$@"
+else
+  compdef _boltic_completion boltic
+fi"""
+
+
 def completion_script(shell: str) -> str:
     """The script that makes SHELL complete `boltic` (what completions/ holds)."""
     from typer._completion_shared import get_completion_script
 
-    return get_completion_script(prog_name="boltic", complete_var=COMPLETE_VAR, shell=shell)
+    script = get_completion_script(prog_name="boltic", complete_var=COMPLETE_VAR, shell=shell)
+    if shell == "zsh" and script.endswith(ZSH_REGISTER):
+        script = script[: -len(ZSH_REGISTER)] + ZSH_REGISTER_OR_RUN
+    return script
 
 
 @app.command()

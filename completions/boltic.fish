@@ -1,0 +1,1 @@
+complete --command boltic --no-files --arguments "(env _BOLTIC_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) boltic)" --condition "env _BOLTIC_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) boltic"
