@@ -194,9 +194,14 @@ def follow(ctx: Context, engine: Tail, view: TailView, *, max_events: int | None
                 show(record)
                 if max_events and record.kind == "event" and engine.stats.shown >= max_events:
                     break
-    finally:
-        # Also on Ctrl-C: say what was shown before the interrupt goes on up.
+    except BrokenPipeError:
+        # The reader went away (`| head`): it wants nothing more, not even a summary.
+        raise
+    except BaseException:
+        # Ctrl-C, SIGTERM, a fatal error: say what was shown before it goes on up.
         ctx.output.info(view.summary(engine.stats, elapsed=engine.clock() - started))
+        raise
+    ctx.output.info(view.summary(engine.stats, elapsed=engine.clock() - started))
 
 
 @contextmanager
