@@ -15,8 +15,10 @@ from boltic_cli.server.store import (
     SCHEMA_VERSION,
     EventRecord,
     SchemaTooNew,
+    SourceGone,
     SourceInfo,
     Store,
+    StoreUnavailable,
     connect,
     insert_events,
     migrate,
@@ -227,3 +229,57 @@ def test_version_1_database_is_upgraded(tmp_path):
     # Counted by the database, by UTC day rounded down like Python's // (here: day -1).
     assert conn.execute("SELECT day, n FROM event_counts").fetchall() == [(-1, 1)]
     assert conn.execute("SELECT day, n FROM received_counts").fetchall() == [(1, 1)]
+
+
+def queued_together(store: Store, records: list[EventRecord]) -> list:
+    """Insert futures for ``records``, all queued while the writer is held, so they
+    are written as one batch."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        started.set()
+        release.wait(5)
+
+    held = store.run_in_writer(hold)
+    assert started.wait(5)
+    futures = [store.insert_event(r) for r in records]
+    release.set()
+    held.result(timeout=5)
+    return futures
+
+
+def test_event_batch_is_one_atomic_statement(tmp_path):
+    with Store(tmp_path / "a.db") as store:
+        store._remember(SourceInfo("src_a", "wk_a", "active"))
+        good = EventRecord("evt_good", "src_a", "t", 0, 0, "{}")
+        # A NULL body breaks the NOT NULL constraint halfway through the batch.
+        broken = EventRecord("evt_broken", "src_a", "t", 0, 0, None)  # type: ignore[arg-type]
+        futures = queued_together(store, [good, broken])
+        for f in futures:
+            with pytest.raises(StoreUnavailable):
+                f.result(timeout=5)
+        # Neither was stored, and the counters agree: the statement was rolled back whole.
+        check = sqlite3.connect(store.path)
+        assert check.execute("SELECT count(*) FROM events").fetchone() == (0,)
+        assert check.execute("SELECT count(*) FROM received_counts").fetchone() == (0,)
+        # The writer carries on with the next batch.
+        assert store.insert_event(good).result(timeout=5).status == 202
+        assert check.execute("SELECT count(*) FROM events").fetchone() == (1,)
+
+
+def test_event_batch_refuses_only_events_of_unknown_sources(tmp_path):
+    with Store(tmp_path / "u.db") as store:
+        store._remember(SourceInfo("src_a", "wk_a", "active"))
+        records = [
+            EventRecord("evt_1", "src_a", "t", 0, 0, "{}"),
+            EventRecord("evt_2", "src_gone", "t", 0, 0, "{}"),
+            EventRecord("evt_3", "src_a", "t", 0, 0, "{}"),
+        ]
+        commits_before = store.commits
+        first, gone, third = queued_together(store, records)
+        assert first.result(timeout=5).body == '{"eventId":"evt_1","status":"accepted"}'
+        assert third.result(timeout=5).status == 202
+        with pytest.raises(SourceGone):
+            gone.result(timeout=5)
+        assert store.commits == commits_before + 2  # the held job's, then the batch's
+        assert [b for b in store.query_events().bodies] == ["{}", "{}"]
