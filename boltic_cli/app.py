@@ -20,7 +20,6 @@ from typer.core import TyperGroup
 
 from boltic_cli import __version__
 from boltic_cli._click import click
-from boltic_cli.completers import complete_output_format, complete_profile
 from boltic_cli.context import OUTPUT_FORMATS, Context, Environment, GlobalOptions, Session
 from boltic_cli.errors import BolticError, ExitStatus
 
@@ -321,6 +320,18 @@ def run(invoke: Any, session: Session, argv: list[str]) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _complete_profile(ctx: click.Context, incomplete: str) -> list[str]:
+    from boltic_cli.completers import complete_profile
+
+    return complete_profile(ctx, incomplete)
+
+
+def _complete_output_format(ctx: click.Context, incomplete: str) -> list[str]:
+    from boltic_cli.completers import complete_output_format
+
+    return complete_output_format(ctx, incomplete)
+
+
 def _version_callback(value: bool) -> None:
     if value:
         click.echo(f"boltic {__version__}")
@@ -347,7 +358,7 @@ def root(
         typer.Option(
             "--profile",
             help="Profile to use [env: BOLTIC_PROFILE].",
-            autocompletion=complete_profile,
+            autocompletion=_complete_profile,
         ),
     ] = None,
     api_url: Annotated[
@@ -359,7 +370,7 @@ def root(
         typer.Option(
             "-o",
             "--output",
-            autocompletion=complete_output_format,
+            autocompletion=_complete_output_format,
             help=f"Output format: {'|'.join(OUTPUT_FORMATS)}. Default: table on a terminal, "
             "plain when piped, or $BOLTIC_OUTPUT.",
             metavar="FORMAT",

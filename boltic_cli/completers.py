@@ -25,7 +25,7 @@ STALE_SECONDS = 24 * 3600.0
 COMPLETION_TIMEOUT = 0.5
 # Everything the lookup does (settings, token, imports, HTTP) must end by then: a
 # keyring that waits for an unlock prompt must not freeze the shell.
-LOOKUP_DEADLINE = 0.75
+LOOKUP_DEADLINE = 0.6
 CACHE_FILE = "completion-sources.json"
 MAX_DESCRIPTION = 60
 
