@@ -216,3 +216,13 @@ def test_failed_config_write_leaves_the_old_file_whole(run_cli, cli_env):
     line = assert_clean_failure(run_cli("config", "set", "output", "yaml"), 2)
     assert "cannot write" in line
     assert (config_dir / "config.toml").read_text() == before
+
+
+def test_no_keyring_backend_and_no_token_is_one_line_exit_4(cli, cli_env, no_keyring):
+    config_dir = Path(cli_env["BOLTIC_CONFIG_DIR"])
+    config_dir.mkdir(parents=True)
+    (config_dir / "config.toml").write_text(
+        'current_profile = "cloud"\n[profiles.cloud]\napi_url = "http://testserver/v1"\n'
+    )
+    line = assert_clean_failure(cli("sources", "list", env={"BOLTIC_TOKEN": ""}), 4)
+    assert "boltic auth login" in line
