@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -182,14 +182,16 @@ class QueryResult:
     latest: int | None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Job:
     run: Callable[[sqlite3.Connection, list[Callable[[], None]]], Any] | None
-    future: Future = field(default_factory=Future)
     # A plain event insert (no Idempotency-Key): batched with its neighbours.
     record: EventRecord | None = None
     # Set for writes awaited on an event loop: settled there, one wake-up per batch.
     waiter: asyncio.Future | None = None
+    # Set for the other writes. Not made for waiters: a Future builds a Condition,
+    # a cost every event sent would pay for nothing.
+    future: Future | None = None
 
 
 def _settle_waiters(items: list[tuple[asyncio.Future, Any, bool]]) -> None:
@@ -208,7 +210,9 @@ def _settle(outcomes: Iterable[tuple[_Job, Any, bool]]) -> None:
     for job, value, ok in outcomes:
         if job.waiter is not None:
             by_loop.setdefault(job.waiter.get_loop(), []).append((job.waiter, value, ok))
-        elif ok:
+            continue
+        assert job.future is not None
+        if ok:
             job.future.set_result(value)
         else:
             job.future.set_exception(value)
@@ -341,10 +345,10 @@ class Store:
         run: Callable[[sqlite3.Connection, list[Callable[[], None]]], Any] | None,
         record: EventRecord | None = None,
         waiter: asyncio.Future | None = None,
-    ) -> Future:
-        """Queue a write; the future (or ``waiter``) resolves after its transaction
-        committed."""
-        job = _Job(run, record=record, waiter=waiter)
+    ) -> Future | None:
+        """Queue a write; the future it returns (or ``waiter``, then it returns None)
+        resolves after its transaction committed."""
+        job = _Job(run, record, waiter, None if waiter is not None else Future())
         if self._closed:
             _settle([(job, StoreUnavailable("the store is closed"), False)])
         else:
@@ -527,8 +531,9 @@ class Store:
         idem: Idempotency | None = None,
         *,
         waiter: asyncio.Future | None = None,
-    ) -> Future:
-        """Future[StoredResponse]: the 202 body, or the first answer to this Idempotency-Key."""
+    ) -> Future | None:
+        """Future[StoredResponse]: the 202 body, or the first answer to this Idempotency-Key
+        (given to ``waiter`` instead, if one is given)."""
         if idem is None:
             return self.submit(None, record, waiter)
 

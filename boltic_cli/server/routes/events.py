@@ -26,6 +26,8 @@ from boltic_cli.server.routes import (
 from boltic_cli.server.store import EventRecord
 
 router = APIRouter(tags=["Events"], responses=ERROR_RESPONSES)
+# One encoder for every event: json.dumps with options builds a new one per call.
+COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 @router.post(
@@ -57,8 +59,7 @@ async def send_event(request: Request) -> Response:
 def _record(request: Request, body: EventInput, event_id: str, received_ms: int) -> EventRecord:
     """The stored event: what the sender sent, plus id, times and the context we saw."""
     sent = body.to_wire()
-    received = from_ms(received_ms)
-    timestamp = body.timestamp or received
+    received_at = format_time(from_ms(received_ms))
     context: dict[str, Any] = sent.get("context") or {}
     client = request.scope.get("client")
     if "ip" not in context and client:
@@ -73,15 +74,20 @@ def _record(request: Request, body: EventInput, event_id: str, received_ms: int)
             wire[name] = sent[name]
     if context:
         wire["context"] = context
-    wire["timestamp"] = format_time(timestamp)
-    wire["receivedAt"] = format_time(received)
+    if body.timestamp is None:
+        timestamp_ms = received_ms
+        wire["timestamp"] = received_at
+    else:
+        timestamp_ms = to_ms(body.timestamp)
+        wire["timestamp"] = format_time(body.timestamp)
+    wire["receivedAt"] = received_at
     return EventRecord(
         id=event_id,
         source_id=body.source_id,
         type=body.type,
-        timestamp=to_ms(timestamp),
+        timestamp=timestamp_ms,
         received_at=received_ms,
-        body=json.dumps(wire, separators=(",", ":")),
+        body=COMPACT_JSON.encode(wire),
     )
 
 
