@@ -209,6 +209,12 @@ def _send_file(ctx: Context, source: str | None, file: str, concurrency: int) ->
 
     with ctx.make_client() as client, _open_input(ctx, file) as stream:
         default_source = resolve_source_id(client, source) if source else None
+        try:
+            # read_items decodes its first chunk now: a file that is not text fails
+            # here, before any summary is due.
+            items = read_items(stream)
+        except UnicodeDecodeError:
+            raise _not_utf8(file) from None
         with _send_progress(ctx) as progress:
             sender = BulkSender(
                 client,
@@ -218,7 +224,7 @@ def _send_file(ctx: Context, source: str | None, file: str, concurrency: int) ->
                 on_failure=_failure_reporter(ctx, progress),
             )
             try:
-                sender.run(_utf8_checked(read_items(stream), file))
+                sender.run(_utf8_checked(items, file))
             except BaseException:
                 _report_send_summary(ctx, sender.summary(), progress)
                 raise
@@ -247,8 +253,11 @@ def _utf8_checked(items: Iterator[InputItem], file: str) -> Iterator[InputItem]:
     try:
         yield from items
     except UnicodeDecodeError:
-        name = "stdin" if file == "-" else file
-        raise UsageError(f"{name} is not UTF-8 text") from None
+        raise _not_utf8(file) from None
+
+
+def _not_utf8(file: str) -> UsageError:
+    return UsageError(f"{'stdin' if file == '-' else file} is not UTF-8 text")
 
 
 class _SendProgress:

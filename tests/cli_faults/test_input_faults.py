@@ -78,19 +78,12 @@ def test_broken_ndjson_lines_in_json_mode(cli, api, source, tmp_path):
     assert len(stored_ns(api, source["id"])) == summary["sent"]
 
 
-EARLY_DECODE_BUG = (
-    "events._send_file calls read_items(stream) outside _utf8_checked: read_items reads the "
-    "first 64 KiB eagerly (it is not a generator), so a UnicodeDecodeError there escapes as "
-    "'unexpected UnicodeDecodeError', exit 1, after a 'Sent 0 events' summary"
-)
-
-
 @pytest.mark.parametrize(
     "kind",
     [
         "missing",
         "directory",
-        pytest.param("not-utf8", marks=pytest.mark.xfail(strict=True, reason=EARLY_DECODE_BUG)),
+        "not-utf8",
     ],
 )
 def test_unreadable_input_file_is_exit_2_and_sends_nothing(cli, api, source, tmp_path, kind):
