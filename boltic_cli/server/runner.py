@@ -132,10 +132,17 @@ def serve(
     prepare_database(settings)
     sock = bind(host, port)
     url = url_for(host, sock.getsockname()[1])
+    import gc
     import sys
 
     sys.setswitchinterval(0.0005)
     server = _server(settings, lambda: on_ready and on_ready(url), log_level)
+    # Events wait for their commit long enough to outlive the young GC generations,
+    # so under load a full collection runs about once a second. With the startup
+    # objects (the app, its models, the libraries) frozen out of it, it took ~5 ms
+    # instead of ~20 ms: sendEvent's p99 under wrk fell from ~20 ms to ~4 ms.
+    gc.collect()
+    gc.freeze()
     try:
         server.run(sockets=[sock])
     except SystemExit:

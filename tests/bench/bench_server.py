@@ -6,7 +6,10 @@ Measures, in one run, against `boltic server` in a subprocess (temp database):
   1. single-event POST /streams/events over 16 keep-alive connections (each 202 is
      sent after its commit): events/s, p50, p99; the same for POST /_bench/noop, a
      constant 202 behind the same middleware (enabled by BOLTIC_SERVER_BENCH_NOOP=1),
-     and the ratio events/noop;
+     and the ratio events/noop; per server thread (the event loop, the writer), the CPU
+     time and the time spent waiting for a CPU per request; and, after the load, what
+     a group commit of 6 events and a bare fdatasync cost on this disk without
+     concurrent requests (what the writer's batches would take without contention);
   2. on a database of N events (10 sources, 20 types, 30 days, written with direct
      SQL through boltic_cli.server.store), the p50 of GET /streams/events with its
      summary for source + type + 7-day window, source only, no filter, and of the
@@ -109,6 +112,21 @@ class Server:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmRSS")
 
+    def threads(self) -> dict[str, dict[str, float]]:
+        """Per thread name: CPU seconds and seconds spent runnable but waiting for a CPU
+        (the scheduler's run queue: other processes, wrk, the server's other thread)."""
+        out: dict[str, dict[str, float]] = {}
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                name = (task / "comm").read_text().strip()
+                cpu_ns, wait_ns, _ = (task / "schedstat").read_text().split()
+            except OSError:
+                continue  # the thread ended
+            entry = out.setdefault(name, {"cpu_s": 0.0, "runqueue_wait_s": 0.0})
+            entry["cpu_s"] += int(cpu_ns) / 1e9
+            entry["runqueue_wait_s"] += int(wait_ns) / 1e9
+        return out
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(30)
@@ -163,6 +181,69 @@ def wrk(url: str, script: Path, seconds: int, connections: int, threads: int = 2
     return result
 
 
+def measured_wrk(server: Server, url: str, script: Path, seconds: int) -> dict:
+    """wrk's figures plus, per server thread, CPU and run-queue wait per request (µs)."""
+    before = server.threads()
+    result = wrk(url, script, seconds, CONNECTIONS)
+    after = server.threads()
+    per_request = {}
+    for name, end in after.items():
+        start = before.get(name, {"cpu_s": 0.0, "runqueue_wait_s": 0.0})
+        per_request[name] = {
+            key.replace("_s", "_us"): round((end[key] - start[key]) / result["requests"] * 1e6, 1)
+            for key in ("cpu_s", "runqueue_wait_s")
+        }
+    result["server_threads_per_request"] = {
+        name: v for name, v in per_request.items() if v["cpu_us"] >= 0.1
+    }
+    return result
+
+
+def percentiles(values: list[float]) -> dict:
+    values = sorted(values)
+    return {
+        f"p{p}_ms": round(values[min(len(values) - 1, len(values) * p // 100)], 3)
+        for p in (50, 90, 99)
+    }
+
+
+def commit_latency(work: Path, batches: int = 2000, batch: int = 6) -> dict:
+    """What a group commit costs without concurrent requests: batches of ``batch`` events
+    (the size seen under wrk) inserted with the server's schema and committed with
+    synchronous=FULL, and the bare fdatasync of a small append on the same disk."""
+    conn = connect(work / "commit.db")
+    migrate(conn)
+    conn.execute("INSERT INTO sources VALUES ('src_c', 'c', 'server', 'wk_c', 'active', 0)")
+    ids = IdGenerator()
+    now_ms = int(time.time() * 1000)
+    body = json.dumps({"properties": {"path": "/pricing", "plan": "pro", "n": 1}})
+    commits = []
+    for _ in range(batches):
+        records = [
+            EventRecord(ids.new("evt_"), "src_c", "page_view", now_ms, now_ms, body)
+            for _ in range(batch)
+        ]
+        started = time.perf_counter()
+        insert_events(conn, records)  # autocommitted, as the server's event batches
+        commits.append((time.perf_counter() - started) * 1000)
+    conn.close()
+    syncs = []
+    fd = os.open(work / "fsync.bin", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for _ in range(500):
+            os.write(fd, b"x" * 12288)
+            started = time.perf_counter()
+            os.fdatasync(fd)
+            syncs.append((time.perf_counter() - started) * 1000)
+    finally:
+        os.close(fd)
+    return {
+        "batch": batch,
+        "insert_and_commit": percentiles(commits),
+        "fdatasync_12KiB_append": percentiles(syncs),
+    }
+
+
 def create_source(url: str) -> dict:
     response = httpx.post(
         f"{url}/streams/sources",
@@ -183,8 +264,8 @@ def bench_throughput(work: Path, seconds: int) -> dict:
             "properties": {"path": "/pricing", "plan": "pro", "n": 1},
         }
         script = lua_post(work / "post.lua", event)
-        events = wrk(f"{server.url}/streams/events", script, seconds, CONNECTIONS)
-        noop = wrk(f"{server.url}/_bench/noop", script, seconds, CONNECTIONS)
+        events = measured_wrk(server, f"{server.url}/streams/events", script, seconds)
+        noop = measured_wrk(server, f"{server.url}/_bench/noop", script, seconds)
         stored = httpx.get(
             f"{server.url}/streams/events",
             params={"limit": 1},
@@ -196,6 +277,8 @@ def bench_throughput(work: Path, seconds: int) -> dict:
         "events": {**events, "stored": stored["summary"]["totalEvents"]},
         "noop": noop,
         "ratio": round(events["requests_per_s"] / noop["requests_per_s"], 3),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "commit_without_load": commit_latency(work),
     }
 
 
