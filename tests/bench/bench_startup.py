@@ -211,6 +211,39 @@ def import_profile(command: list[str], env: dict[str, str]) -> dict:
     }
 
 
+HTTPX_CLIENT_INIT = """\
+import sys, time
+sys.modules.setdefault("httpx._main", None)
+import httpx
+started = time.perf_counter()
+httpx.Client(base_url=sys.argv[1])
+verifying = time.perf_counter() - started
+started = time.perf_counter()
+httpx.Client(base_url=sys.argv[1], transport=httpx.HTTPTransport(verify=False))
+plain = time.perf_counter() - started
+print(verifying * 1000, plain * 1000)
+"""
+
+
+def httpx_client_init(url: str, env: dict[str, str], runs: int = 7) -> dict:
+    """What building the client costs: httpx loads the CA bundle even for http:// URLs."""
+    verifying, plain = [], []
+    for _ in range(runs):
+        out = subprocess.run(
+            [PYTHON, "-c", HTTPX_CLIENT_INIT, url],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        verifying.append(float(out[0]))
+        plain.append(float(out[1]))
+    return {
+        "verifying_client_median_ms": round(statistics.median(verifying), 1),
+        "client_without_tls_context_median_ms": round(statistics.median(plain), 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
@@ -294,6 +327,7 @@ def main() -> int:
                 quiet[name] = check_quiet(command, env)
             imports = import_profile(["-m", "boltic_cli", "sources", "list", "-o", "json"], env)
             help_imports = import_profile(["-m", "boltic_cli", "--help"], env)
+            client_init = httpx_client_init(url, env)
         finally:
             server.terminate()
             server.wait(20)
@@ -322,6 +356,7 @@ def main() -> int:
         },
         "source_completion_single_run": quiet,
         "imports": {"sources list -o json": imports, "--help": help_imports},
+        "httpx_client_init": client_init,
         "load_1min": {"before": load_before, "after": load_after},
         "machine": {
             "platform": platform.platform(),
