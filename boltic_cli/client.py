@@ -141,6 +141,35 @@ def _body_json(response: httpx.Response) -> Any:
         return None
 
 
+class _LazyTLSTransport(httpx.BaseTransport):
+    """httpx's default transport, with its TLS context made only when https is used.
+
+    Loading the CA bundle costs about 37 ms, which a command against the local
+    ``http://`` server would pay on every run for nothing. An https request (the
+    hosted API, or an absolute URL given to ``boltic api``) still gets the
+    verifying transport httpx would have made.
+    """
+
+    def __init__(self) -> None:
+        self._plain: httpx.HTTPTransport | None = None
+        self._tls: httpx.HTTPTransport | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "https":
+            if self._tls is None:
+                self._tls = httpx.HTTPTransport()
+            return self._tls.handle_request(request)
+        if self._plain is None:
+            # verify=False only spares the CA bundle: this transport never sees https.
+            self._plain = httpx.HTTPTransport(verify=False)
+        return self._plain.handle_request(request)
+
+    def close(self) -> None:
+        for transport in (self._plain, self._tls):
+            if transport is not None:
+                transport.close()
+
+
 class BolticClient:
     """The Streams API, one method per operation, returning ``boltic_cli.models``."""
 
@@ -178,7 +207,7 @@ class BolticClient:
             base_url=url,
             headers=headers,
             timeout=httpx.Timeout(read, connect=min(CONNECT_TIMEOUT, read)),
-            transport=transport,
+            transport=transport or _LazyTLSTransport(),
             follow_redirects=False,
         )
         self._own_transport = transport is None

@@ -705,3 +705,19 @@ def test_event_sender_over_an_injected_transport_uses_it():
     ]
     assert rec.requests[1].headers["idempotency-key"] == "k"
     assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in rec.requests)
+
+
+def test_plain_http_skips_the_ca_bundle_and_https_still_verifies():
+    import ssl
+
+    from boltic_cli.client import _LazyTLSTransport
+
+    transport = _LazyTLSTransport()
+    with httpx.Client(transport=transport, timeout=1) as http:
+        for url in ("http://127.0.0.1:9/v1/x", "https://127.0.0.1:9/v1/x"):
+            with pytest.raises(httpx.ConnectError):
+                http.get(url)
+            if url.startswith("http:"):
+                assert transport._plain is not None and transport._tls is None
+    context = transport._tls._pool._ssl_context
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
