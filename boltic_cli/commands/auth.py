@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from boltic_cli.commands import new_app
+from boltic_cli.completers import complete_profile
 from boltic_cli.context import Context, current
 from boltic_cli.errors import CredentialsError, UsageError
 
@@ -17,7 +18,12 @@ app = new_app(help="Log in, log out, show how you are authenticated.")
 
 ProfileOption = Annotated[
     str | None,
-    typer.Option("--profile", help="Profile to act on (default: the current one).", metavar="NAME"),
+    typer.Option(
+        "--profile",
+        help="Profile to act on (default: the current one).",
+        metavar="NAME",
+        autocompletion=complete_profile,
+    ),
 ]
 
 
@@ -29,6 +35,7 @@ def login(
             "--profile",
             help="Profile to log in to (default: the current one, or 'cloud').",
             metavar="NAME",
+            autocompletion=complete_profile,
         ),
     ] = None,
     api_url: Annotated[

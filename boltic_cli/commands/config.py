@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from boltic_cli.commands import new_app
+from boltic_cli.completers import complete_profile
 from boltic_cli.context import OUTPUT_FORMATS, Context, current
 from boltic_cli.errors import BolticError, ConfigError
 
@@ -82,7 +83,14 @@ def unset(key: Annotated[str, typer.Argument(help="Setting name to remove.")]) -
 
 
 @app.command()
-def use(profile: Annotated[str, typer.Argument(help="Profile to make current.")]) -> None:
+def use(
+    profile: Annotated[
+        str,
+        typer.Argument(
+            metavar="PROFILE", help="Profile to make current.", autocompletion=complete_profile
+        ),
+    ],
+) -> None:
     """Make PROFILE the current profile."""
     from boltic_cli.settings import Settings
 

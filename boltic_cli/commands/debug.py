@@ -65,7 +65,10 @@ def event_columns() -> list[Any]:
 @app.command("status")
 def status(
     source: Annotated[
-        str, typer.Argument(help="Source id or exact name.", autocompletion=complete_source)
+        str,
+        typer.Argument(
+            metavar="SOURCE", help="Source id or exact name.", autocompletion=complete_source
+        ),
     ],
     last: Annotated[
         int, typer.Option("--last", "-n", min=0, max=500, help="How many recent events to show.")
@@ -281,7 +284,10 @@ def live_printer(
 @app.command("wait")
 def wait(
     source: Annotated[
-        str, typer.Argument(help="Source id or exact name.", autocompletion=complete_source)
+        str,
+        typer.Argument(
+            metavar="SOURCE", help="Source id or exact name.", autocompletion=complete_source
+        ),
     ],
     type_: TypeOption = None,
     where: WhereOption = None,
