@@ -117,3 +117,29 @@ def cli(run_cli, api):
         return run_cli(*args, env=env, transport=api._transport, **kwargs)
 
     return run
+
+
+@pytest.fixture
+def memory_keyring():
+    """The system keyring replaced by an in-memory one (``.entries``, ``.reads``)."""
+    import keyring
+
+    from tests.support import MemoryKeyring
+
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def no_keyring():
+    """No keyring backend at all, as on a headless CI machine."""
+    import keyring
+    from keyring.backends import fail
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    yield
+    keyring.set_keyring(previous)

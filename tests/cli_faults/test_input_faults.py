@@ -124,17 +124,6 @@ def test_unreadable_properties_file_is_exit_2(cli, api, source, tmp_path):
 # Keyring and config dir
 
 
-@pytest.fixture
-def no_keyring():
-    import keyring
-    from keyring.backends import fail
-
-    previous = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    yield
-    keyring.set_keyring(previous)
-
-
 @pytest.mark.parametrize("json_mode", [False, True])
 def test_no_keyring_backend_login_is_one_line_exit_4(run_cli, cli_env, no_keyring, json_mode):
     args = ["auth", "login", "--with-token"] + (["-o", "json"] if json_mode else [])
