@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
+from tests.support import start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -77,9 +78,7 @@ class Server:
     url: str
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(20)
+        stop_server(self.process)
 
     def create_source(self, name: str, type: str = "javascript") -> dict:
         import httpx
@@ -98,22 +97,9 @@ def server(tmp_path: Path, cli_env) -> Iterator[Server]:
     """`boltic server --port 0` in a subprocess."""
     env = {**os.environ, **cli_env, "BOLTIC_SERVER_TOKEN": ADMIN_TOKEN}
     env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
-    process = subprocess.Popen(
-        [*BOLTIC, "server", "--port", "0", "--db", str(tmp_path / "server.db")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        text=True,
-    )
-    assert process.stdout is not None
-    url = process.stdout.readline().strip()
-    if not url:
-        process.kill()
-        pytest.fail("boltic server did not print its URL")
-    server = Server(process, url)
+    server = Server(*start_server(tmp_path / "server.db", env))
     yield server
     server.stop()
-    process.stdout.close()
 
 
 @pytest.fixture

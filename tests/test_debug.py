@@ -16,15 +16,14 @@ import subprocess
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .conftest import ADMIN_TOKEN, CliResult
+from .support import BOLTIC, reap
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-BOLTIC = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "boltic")
 
 
 class FakeTime:
@@ -469,11 +468,7 @@ def tail_process(cli_env):
 
     yield start
     for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        process.stdout.close()
-        process.stderr.close()
+        reap(process)
 
 
 def create_source(url: str) -> str:

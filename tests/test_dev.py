@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-BOLTIC = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "boltic")
+from tests.support import BOLTIC
 
 pytestmark = pytest.mark.e2e
 

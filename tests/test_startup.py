@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
+from tests.support import start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -83,23 +84,11 @@ def test_static_completion_imports_nothing_heavy(cli_env, line, expected):
 @pytest.fixture
 def server_url(tmp_path: Path, cli_env) -> Iterator[str]:
     env = {**os.environ, **cli_env, "BOLTIC_SERVER_TOKEN": ADMIN_TOKEN}
-    db = str(tmp_path / "s.db")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "boltic_cli", "server", "--port", "0", "--db", db],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        text=True,
-    )
-    assert process.stdout is not None
-    url = process.stdout.readline().strip()
+    process, url = start_server(tmp_path / "s.db", env)
     try:
-        assert url, "boltic server did not print its URL"
         yield url
     finally:
-        process.terminate()
-        process.wait(20)
-        process.stdout.close()
+        stop_server(process)
 
 
 def test_json_listing_needs_no_rich_yaml_or_keyring(cli_env, server_url):

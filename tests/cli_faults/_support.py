@@ -10,10 +10,7 @@ import socketserver
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-BOLTIC = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "boltic")
 
 # A reply: raw bytes to write before closing, or a function doing its own writing.
 Reply = bytes | Callable[[socket.socket, threading.Event], None]

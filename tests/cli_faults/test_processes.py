@@ -23,8 +23,7 @@ from typing import Any
 import pytest
 
 from tests.faults._server import ServerProcess, auth
-
-from ._support import BOLTIC
+from tests.support import BOLTIC, reap
 
 pytestmark = pytest.mark.e2e
 
@@ -131,12 +130,7 @@ def spawn(client_env):
 
     yield start
     for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None and not stream.closed:
-                stream.close()
+        reap(process)
 
 
 def assert_no_traceback(stderr: str) -> None:
