@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -37,29 +36,24 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+# Run as a script: this folder is on sys.path, so the shared module imports by its name.
+from _common import (
+    BOLTIC,
+    HTTPIE,
+    isolated_env,
+    load_averages,
+    machine,
+    start_server,
+    wait_for_quiet,
+)
+
 HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
-BOLTIC = str(BIN / "boltic")
-HTTPIE = str(BIN / "http")
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 TOKEN = "bench-admin-token-0123456789abcdef"
 WRK_SECONDS = 10
 WRK_CONNECTIONS = 16
 TIMING_RUNS = 10
-LOAD_AT_START = [round(x, 2) for x in os.getloadavg()]
-
-
-def start_server(workdir: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    command = [BOLTIC, "server", "--port", "0", "--db", str(workdir / "bench.db")]
-    command += ["--token", TOKEN]
-    log = open(workdir / "server.log", "w")  # noqa: SIM115 - closed with the process
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-    assert server.stdout is not None
-    url = server.stdout.readline().strip()
-    if not url.startswith("http"):
-        server.terminate()
-        raise SystemExit(f"server did not start: {url!r}; see {workdir / 'server.log'}")
-    return server, url
+LOAD_AT_START = load_averages()
 
 
 def cli_env(base: dict[str, str], url: str) -> dict[str, str]:
@@ -103,16 +97,9 @@ def peak_rss_poller(pid: int, peak: list[int], done: threading.Event) -> None:
         done.wait(0.05)
 
 
-def load_now() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def wait_for_quiet(max_load: float, max_wait: float) -> dict:
-    """Waits until the 1-minute load is below ``max_load`` (or ``max_wait`` passed)."""
-    started = time.monotonic()
-    while os.getloadavg()[0] > max_load and time.monotonic() - started < max_wait:
-        time.sleep(10)
-    return {"waited_seconds": round(time.monotonic() - started), "loadavg": load_now()}
+def wait_until_quiet(max_load: float, max_wait: float) -> dict:
+    waited = wait_for_quiet(max_load, max_wait, poll_seconds=10)
+    return {"waited_seconds": round(waited), "loadavg": load_averages()}
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -134,7 +121,7 @@ def run_send(
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     cli_cpu_before = children_cpu_seconds()
     server_cpu_before = process_cpu_seconds(server_pid)
-    load_before = load_now()
+    load_before = load_averages()
     started = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     polled = [0]
@@ -163,7 +150,7 @@ def run_send(
         "cli_cpu_seconds_per_1000": round(cli_cpu / summary["sent"] * 1000, 3),
         "server_cpu_seconds_per_1000": round(server_cpu / summary["sent"] * 1000, 3),
         "loadavg_before": load_before,
-        "loadavg_after": load_now(),
+        "loadavg_after": load_averages(),
     }
 
 
@@ -198,7 +185,7 @@ def run_wrk(url: str, source_id: str, workdir: Path, server_pid: int) -> dict:
     threads = min(2, os.cpu_count() or 1)
     command = [WRK, f"-t{threads}", f"-c{WRK_CONNECTIONS}", f"-d{WRK_SECONDS}s"]
     command += ["-s", str(script), f"{url}/streams/events"]
-    load_before = load_now()
+    load_before = load_averages()
     server_cpu_before = process_cpu_seconds(server_pid)
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     server_cpu = process_cpu_seconds(server_pid) - server_cpu_before
@@ -211,7 +198,7 @@ def run_wrk(url: str, source_id: str, workdir: Path, server_pid: int) -> dict:
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "server_cpu_seconds_per_1000": round(server_cpu / total * 1000, 3),
         "loadavg_before": load_before,
-        "loadavg_after": load_now(),
+        "loadavg_after": load_averages(),
         "output": out.strip().splitlines(),
     }
 
@@ -241,16 +228,13 @@ def run_list_timing(url: str, env: dict[str, str]) -> dict:
     }
 
 
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "loadavg_at_start": LOAD_AT_START,
-        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
-        "note": "shared machine: 2 cores used by several developers at once; "
+def machine_facts() -> dict:
+    return machine(
+        loadavg_at_start=LOAD_AT_START,
+        loadavg_at_end=load_averages(),
+        note="shared machine: 2 cores used by several developers at once; "
         "absolute figures are noisy, the ratios measured in the same run are the signal",
-    }
+    )
 
 
 def main() -> None:
@@ -261,17 +245,12 @@ def main() -> None:
     parser.add_argument("--max-load", type=float, default=1.5)
     parser.add_argument("--max-wait", type=float, default=300.0)
     args = parser.parse_args()
-    quiet = wait_for_quiet(args.max_load, args.max_wait)
+    quiet = wait_until_quiet(args.max_load, args.max_wait)
 
     with tempfile.TemporaryDirectory(prefix="boltic-bench-") as tmp:
         workdir = Path(tmp)
-        base_env = {
-            **os.environ,
-            "BOLTIC_CONFIG_DIR": str(workdir / "config"),
-            "BOLTIC_DATA_DIR": str(workdir / "data"),
-            "BOLTIC_CACHE_DIR": str(workdir / "cache"),
-        }
-        server, url = start_server(workdir, base_env)
+        base_env = isolated_env(workdir)
+        server, url = start_server(workdir, base_env, TOKEN)
         try:
             env = cli_env(base_env, url)
             source_id = create_source(env)
@@ -298,7 +277,7 @@ def main() -> None:
         "peak_memory_limit_mib": 100,
         "sources_list": listing,
         "wait_for_quiet": quiet,
-        "machine": machine(),
+        "machine": machine_facts(),
     }
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import socket
 import statistics
@@ -35,10 +33,18 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+# Run as a script: this folder is on sys.path, so the shared module imports by its name.
+from _common import (
+    BOLTIC,
+    HTTPIE,
+    isolated_env,
+    load_averages,
+    machine,
+    start_server,
+    wait_for_quiet,
+)
+
 HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
-BOLTIC = str(BIN / "boltic")
-HTTPIE = str(BIN / "http")
 PYTHON = sys.executable
 HYPERFINE = shutil.which("hyperfine") or "/usr/bin/hyperfine"
 TOKEN = "bench-startup-token-0123456789abcdef"
@@ -65,15 +71,7 @@ if __name__ == "__main__":
 
 
 def load() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-def wait_for_quiet(max_load: float, max_wait: float) -> float:
-    deadline = time.monotonic() + max_wait
-    while load() > max_load and time.monotonic() < deadline:
-        print(f"load {load()} > {max_load}: waiting", file=sys.stderr)
-        time.sleep(60)
-    return load()
+    return load_averages()[0]
 
 
 def env_prefix(env: dict[str, str]) -> list[str]:
@@ -134,23 +132,6 @@ def summary(ms: list[float]) -> dict:
         "max_ms": round(max(ms), 1),
         "runs": len(ms),
     }
-
-
-def start_server(workdir: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    command = [BOLTIC, "server", "--port", "0", "--db", str(workdir / "bench.db")]
-    server = subprocess.Popen(
-        [*command, "--token", TOKEN],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    assert server.stdout is not None
-    url = server.stdout.readline().strip()
-    if not url.startswith("http"):
-        server.terminate()
-        raise SystemExit("boltic server did not start")
-    return server, url
 
 
 def create_sources(url: str, names: list[str]) -> None:
@@ -256,14 +237,8 @@ def main() -> int:
         workdir = Path(tmp)
         bare = workdir / "bare"
         bare.write_text(BARE_TYPER_APP)
-        base_env = {
-            **os.environ,
-            "BOLTIC_CONFIG_DIR": str(workdir / "config"),
-            "BOLTIC_DATA_DIR": str(workdir / "data"),
-            "BOLTIC_CACHE_DIR": str(workdir / "cache"),
-            "NO_COLOR": "1",
-        }
-        server, url = start_server(workdir, base_env)
+        base_env = {**isolated_env(workdir), "NO_COLOR": "1"}
+        server, url = start_server(workdir, base_env, TOKEN)
         silent = socket.socket()
         silent.bind(("127.0.0.1", 0))
         silent.listen(64)
@@ -272,7 +247,8 @@ def main() -> int:
         try:
             create_sources(url, ["web", "checkout", "mobile-app"])
             env = {**base_env, "BOLTIC_API_URL": url, "BOLTIC_TOKEN": TOKEN}
-            load_before = wait_for_quiet(args.max_load, args.max_wait)
+            wait_for_quiet(args.max_load, args.max_wait, poll_seconds=60)
+            load_before = load()
             cache = workdir / "cache" / "completion-sources.json"
             complete_get = completion_env("boltic sources get ")
             down = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
@@ -358,13 +334,7 @@ def main() -> int:
         "imports": {"sources list -o json": imports, "--help": help_imports},
         "httpx_client_init": client_init,
         "load_1min": {"before": load_before, "after": load_after},
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "typer": _version("typer"),
-            "httpie": _version("httpie"),
-        },
+        "machine": machine(typer=_version("typer"), httpie=_version("httpie")),
     }
     text = json.dumps(report, indent=2).replace(TOKEN, "<token>")
     (HERE / "bench_startup.json").write_text(text + "\n")

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import queue
 import random
 import socket
@@ -35,27 +33,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+# Run as a script: this folder is on sys.path, so the shared module imports by its name.
+from _common import BOLTIC, isolated_env, load_averages, machine, start_server
+
 HERE = Path(__file__).resolve().parent
-BOLTIC = str(Path(sys.executable).parent / "boltic")
 TOKEN = "bench-admin-token-0123456789abcdef"
 CONNECTIONS = 4
 LADDER = [100, 200, 400, 800, 1200, 1600, 2400, 3200]
 
 
 # -- processes -----------------------------------------------------------------------
-
-
-def start_server(workdir: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    command = [BOLTIC, "server", "--port", "0", "--db", str(workdir / "bench.db")]
-    command += ["--token", TOKEN]
-    log = open(workdir / "server.log", "w")  # noqa: SIM115 - closed with the process
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-    assert server.stdout is not None
-    url = server.stdout.readline().strip()
-    if not url.startswith("http"):
-        server.terminate()
-        raise SystemExit(f"server did not start: {url!r}; see {workdir / 'server.log'}")
-    return server, url
 
 
 class TailProcess:
@@ -276,20 +263,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="memory at 1 and 3 min, short steps")
     parser.add_argument("--out", type=Path, default=HERE / "bench_tail.json")
     args = parser.parse_args()
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    load_at_start = load_averages()
     step_seconds = 4.0 if args.quick else 10.0
     minutes = [1, 3] if args.quick else [1, 10]
 
     with tempfile.TemporaryDirectory(prefix="boltic-bench-tail-") as tmp:
         workdir = Path(tmp)
-        base_env = {
-            **os.environ,
-            "BOLTIC_CONFIG_DIR": str(workdir / "config"),
-            "BOLTIC_DATA_DIR": str(workdir / "data"),
-            "BOLTIC_CACHE_DIR": str(workdir / "cache"),
-            "NO_COLOR": "1",
-        }
-        server, url = start_server(workdir, base_env)
+        base_env = {**isolated_env(workdir), "NO_COLOR": "1"}
+        server, url = start_server(workdir, base_env, TOKEN)
         env = {**base_env, "BOLTIC_API_URL": url, "BOLTIC_TOKEN": TOKEN}
         try:
             source_id = http_post(f"{url}/streams/sources", {"name": "bench", "type": "server"})[
@@ -316,14 +297,11 @@ def main() -> None:
         "rates": rates,
         "memory": memory,
         "memory_growth_limit_percent": 10,
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-            "note": "shared machine: other developers' tests ran at the same time",
-        },
+        "machine": machine(
+            load_average_at_start=load_at_start,
+            load_average_at_end=load_averages(),
+            note="shared machine: other developers' tests ran at the same time",
+        ),
     }
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
