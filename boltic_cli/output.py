@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from boltic_cli.tail import TailRecord, TailView
+
 FORMATS = ("table", "plain", "json", "ndjson", "yaml", "csv")
 MASK = "********"
 SECRET_KEY_PARTS = ("secret", "token", "password", "apikey", "authorization", "privatekey")
@@ -304,6 +306,18 @@ class Output:
     def emit_record(self, record: Any) -> None:
         """One compact JSON line, flushed at once (ndjson)."""
         self._write(dumps_json(to_wire(record)) + "\n")
+
+    def emit_tail_record(self, record: TailRecord, view: TailView) -> None:
+        """A tail record as one line: JSON (json, ndjson); else an event on stdout, a
+        notice on stderr (a gap as a warning: events were missed)."""
+        if self.is_json:
+            self.emit_record(record.to_wire())
+        elif record.kind == "event":
+            self._write(view.plain_line(record) + "\n")
+        elif record.kind == "gap":
+            self.warn(view.notice(record))
+        else:
+            self.info(view.notice(record))
 
     def emit_ids(self, ids: Iterable[Any]) -> None:
         """One id per line (``-q``)."""

@@ -371,6 +371,21 @@ class Tail:
         return TailRecord("connected", state.source_id, info=info)
 
 
+def all_source_ids(client: Any, names: dict[str, str]) -> Callable[[], list[str]]:
+    """For tailing every source: a function the engine calls for the current source ids;
+    each call also keeps ``names`` (id -> name) current for the view."""
+
+    def current_ids() -> list[str]:
+        ids = []
+        for found in client.list_stream_sources():
+            if found.id:
+                names[found.id] = found.name or found.id
+                ids.append(found.id)
+        return ids
+
+    return current_ids
+
+
 def _wire_time(value: datetime | None) -> str | None:
     if value is None:
         return None

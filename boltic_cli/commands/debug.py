@@ -160,7 +160,7 @@ def tail(
       boltic debug tail --all -o ndjson | jq .type
     """
     from boltic_cli.errors import UsageError
-    from boltic_cli.tail import Tail, TailView
+    from boltic_cli.tail import Tail, TailView, all_source_ids
 
     if all_ == bool(sources):
         raise UsageError("name the sources to tail, or use --all (not both)")
@@ -212,25 +212,11 @@ def printer_for(
     ctx: Context, engine: Tail, view: TailView
 ) -> Iterator[Callable[[TailRecord], None]]:
     """A function that shows one record the way the output format and terminal want."""
-    if ctx.is_json:
-        yield lambda record: ctx.output.emit_record(record.to_wire())
-    elif ctx.output_format == "table" and ctx.env.stdout_isatty:
+    if ctx.output_format == "table" and ctx.env.stdout_isatty:
         with live_printer(ctx, engine, view) as show:
             yield show
     else:
-        yield lambda record: print_line(ctx, view, record)
-
-
-def print_line(ctx: Context, view: TailView, record: TailRecord) -> None:
-    if record.kind == "event":
-        out = ctx.env.stdout
-        assert out is not None
-        out.write(view.plain_line(record) + "\n")
-        out.flush()
-    elif record.kind == "gap":
-        ctx.output.warn(view.notice(record))
-    else:
-        ctx.output.info(view.notice(record))
+        yield lambda record: ctx.output.emit_tail_record(record, view)
 
 
 @contextmanager
@@ -384,17 +370,3 @@ def source_names(client: BolticClient, refs: list[str]) -> dict[str, str]:
         assert found.id is not None
         names[found.id] = found.name or found.id
     return names
-
-
-def all_source_ids(client: BolticClient, names: dict[str, str]) -> Callable[[], list[str]]:
-    """For --all: the current source ids, re-read by the engine; keeps ``names`` current."""
-
-    def current_ids() -> list[str]:
-        ids = []
-        for found in client.list_stream_sources():
-            if found.id:
-                names[found.id] = found.name or found.id
-                ids.append(found.id)
-        return ids
-
-    return current_ids

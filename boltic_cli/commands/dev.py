@@ -247,22 +247,13 @@ def demo_traffic(
 def tail_everything(
     ctx: Context, client: BolticClient, *, history: int, duration: float | None
 ) -> None:
-    from boltic_cli.tail import Tail, TailView
+    from boltic_cli.tail import Tail, TailView, all_source_ids
 
     names: dict[str, str] = {}
-
-    def source_ids() -> list[str]:
-        ids = []
-        for source in client.list_stream_sources():
-            if source.id:
-                names[source.id] = source.name or source.id
-                ids.append(source.id)
-        return ids
-
     clock = ctx.env.clock
     engine = Tail(
         client,
-        source_ids,
+        all_source_ids(client, names),
         history=history,
         duration=duration,
         clock=lambda: clock().timestamp(),
@@ -279,22 +270,15 @@ def tail_everything(
 
 
 def record_printer(ctx: Context, view: TailView) -> Callable[[TailRecord], None]:
-    if ctx.is_json:
-        return lambda record: ctx.output.emit_record(record.to_wire())
-    styled = ctx.output_format == "table" and bool(ctx.env.stdout_isatty)
+    if not (ctx.output_format == "table" and ctx.env.stdout_isatty):
+        return lambda record: ctx.output.emit_tail_record(record, view)
 
     def show(record: TailRecord) -> None:
-        if record.kind == "event" and styled:
+        if record.kind == "event":
             ctx.output.console.print(
                 view.terminal_line(record), no_wrap=True, overflow="ellipsis", crop=True
             )
-        elif record.kind == "event":
-            assert ctx.env.stdout is not None
-            ctx.env.stdout.write(view.plain_line(record) + "\n")
-            ctx.env.stdout.flush()
-        elif record.kind == "gap":
-            ctx.output.warn(view.notice(record))
         else:
-            ctx.output.info(view.notice(record))
+            ctx.output.emit_tail_record(record, view)
 
     return show
