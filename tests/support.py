@@ -1,10 +1,11 @@
 """Pieces several test modules share: the installed `boltic`, an in-memory keyring
-backend, `boltic server --port 0` in a subprocess, and cleaning up subprocesses."""
+backend, fake clocks, `boltic server --port 0` in a subprocess, cleaning up subprocesses."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from keyring.backend import KeyringBackend
@@ -74,3 +75,31 @@ def close_pipes(process: subprocess.Popen) -> None:
     for stream in (process.stdin, process.stdout, process.stderr):
         if stream is not None and not stream.closed:
             stream.close()
+
+
+class FakeTime:
+    """A wall clock that moves only when the command sleeps (tails end by --duration at once)."""
+
+    def __init__(self, start: datetime = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)) -> None:
+        self.now = start
+
+    def clock(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += timedelta(seconds=max(seconds, 0.01))
+
+
+class FakeClock:
+    """Monotonic seconds that move only when the code under test sleeps; keeps each sleep."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds

@@ -14,6 +14,7 @@ from boltic_cli.generator import make_event, make_users, run_generator
 from boltic_cli.models import EventInput
 
 from .conftest import ADMIN_TOKEN
+from .support import FakeClock
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, 123000, tzinfo=UTC)
 
@@ -90,19 +91,6 @@ def source_id(api) -> str:
     return api.post("/streams/sources", json={"name": "gen", "type": "server"}).json()["id"]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def test_count_sends_and_stores_that_many(api, client, source_id):
     seen: list[dict] = []
     summary = run_generator(
@@ -122,7 +110,7 @@ def test_count_sends_and_stores_that_many(api, client, source_id):
 
 
 def test_rate_paces_sends_with_the_given_clock(client, source_id):
-    clock = Clock()
+    clock = FakeClock(start=0.0)
     summary = run_generator(
         client,
         source_id,

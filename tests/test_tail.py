@@ -18,21 +18,7 @@ from boltic_cli.models import DebugResult, Event
 from boltic_cli.tail import MAX_LIMIT, SeenIds, Tail
 
 from .conftest import ADMIN_TOKEN
-
-
-class FakeClock:
-    """Monotonic seconds that move only when the engine sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from .support import FakeClock
 
 
 def take(records, n):

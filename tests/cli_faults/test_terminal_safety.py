@@ -4,11 +4,11 @@ terminal raw, whatever the output format (table, plain, csv, json, ndjson, yaml,
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
+from tests.support import FakeTime
 
 HOSTILE = {
     "type": "\x1b[2J\x1b[31mpwned",
@@ -27,20 +27,6 @@ HOSTILE = {
 RAW = ["\x1b", "\x9b", "\x07", "\x08", "\x7f", "\r", "\u202e", "\u2066", "\u2028"]
 # With colour forced Rich writes its own ESC sequences; the event's must still be inert.
 RAW_SEQUENCES = ["\x1b[2J", "\x1b]0;", "\x1b[6n", "\x1b[1;31mred", "\x1bP", "\x9b", "\x07"]
-START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-
-
-class FakeTime:
-    """A clock that moves only when the command sleeps (tails end by --duration at once)."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def clock(self) -> datetime:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += timedelta(seconds=max(seconds, 0.01))
 
 
 @pytest.fixture

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import stat
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
+from tests.support import FakeTime
 
 from ._support import (
     FaultServer,
@@ -24,7 +24,6 @@ from ._support import (
 )
 
 LOUD = [["--verbose"], ["--debug"], ["--verbose", "--debug"]]
-START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 def assert_token_absent(result, token: str) -> None:
@@ -32,17 +31,6 @@ def assert_token_absent(result, token: str) -> None:
         assert token not in text
         assert quote(token, safe="") not in text
         assert token[4:-4] not in text  # not even most of it
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = START
-
-    def clock(self) -> datetime:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += timedelta(seconds=max(seconds, 0.01))
 
 
 @pytest.fixture
