@@ -20,8 +20,9 @@ class ServerSettings:
     admin_token: str
     max_body_bytes: int = MAX_BODY_BYTES
     retention: timedelta | None = None
-    # Test-only: sleep inside the write transaction before COMMIT, so a kill can
-    # land between receiving an event and committing it.
+    # Test-only: sleep before each commit (inside the transaction, or before the
+    # autocommitted INSERT of an event batch), so a kill can land between receiving
+    # an event and committing it.
     commit_delay: float = 0.0
     # Benchmark-only: adds POST /v1/_bench/noop, a constant 202 behind the same middleware.
     bench_noop: bool = False
