@@ -54,6 +54,15 @@ def api(server_app) -> Iterator[Any]:
 
 
 @pytest.fixture
+def client(api):
+    """A BolticClient talking to the in-process server as admin."""
+    from boltic_cli.client import BolticClient
+
+    with BolticClient("http://testserver/v1", ADMIN_TOKEN, transport=api._transport) as c:
+        yield c
+
+
+@pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
     """Env vars that isolate the CLI: its own config, data and cache dirs, no colour."""
     return {

@@ -13,7 +13,6 @@ from boltic_cli.errors import NotFound
 from boltic_cli.generator import make_event, make_users, run_generator
 from boltic_cli.models import EventInput
 
-from .conftest import ADMIN_TOKEN
 from .support import FakeClock
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, 123000, tzinfo=UTC)
@@ -76,14 +75,6 @@ def test_requested_type_is_used():
 
 
 # -- run_generator against the real server ------------------------------------
-
-
-@pytest.fixture
-def client(api):
-    from boltic_cli.client import BolticClient
-
-    with BolticClient("http://testserver/v1", ADMIN_TOKEN, transport=api._transport) as c:
-        yield c
 
 
 @pytest.fixture

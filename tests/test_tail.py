@@ -17,7 +17,6 @@ from boltic_cli.errors import NetworkError, NotFound, ServerError
 from boltic_cli.models import DebugResult, Event
 from boltic_cli.tail import MAX_LIMIT, SeenIds, Tail
 
-from .conftest import ADMIN_TOKEN
 from .support import FakeClock
 
 
@@ -35,14 +34,6 @@ def events_of(records):
 
 
 # -- against the real server --------------------------------------------------
-
-
-@pytest.fixture
-def client(api):
-    from boltic_cli.client import BolticClient
-
-    with BolticClient("http://testserver/v1", ADMIN_TOKEN, transport=api._transport) as c:
-        yield c
 
 
 @pytest.fixture
