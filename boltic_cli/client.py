@@ -8,7 +8,6 @@ the admin token never appears in a URL, a hook call or an error message.
 from __future__ import annotations
 
 import copy
-import email.utils
 import errno
 import json as jsonlib
 import random
@@ -97,6 +96,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import email.utils  # only for the rare HTTP-date form; ~5 ms to import
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
