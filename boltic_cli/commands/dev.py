@@ -15,7 +15,7 @@ import typer
 
 from boltic_cli.commands import new_app
 from boltic_cli.context import Context, current
-from boltic_cli.errors import BolticError, UsageError
+from boltic_cli.errors import BolticError
 
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient
@@ -108,15 +108,12 @@ def local_server(ctx: Context, port: int, db_path: Path, token: str) -> Iterator
         ctx.output.info(f"Using the boltic server already running on port {port}.")
         yield f"http://{HOST}:{port}/v1"
         return
-    try:
-        from boltic_cli.server.runner import start_in_thread
-        from boltic_cli.server.settings import ServerSettings
-    except ImportError as e:
-        raise UsageError(
-            "the local server is not installed",
-            hint="pip install 'boltic-cli[server]'",
-            details=str(e),
-        ) from None
+    from boltic_cli.server import require_server_extra
+
+    require_server_extra()
+    from boltic_cli.server.runner import start_in_thread
+    from boltic_cli.server.settings import ServerSettings
+
     handle = start_in_thread(ServerSettings(db_path=db_path, admin_token=token), HOST, port)
     try:
         yield handle.url

@@ -56,6 +56,9 @@ def server(
     Ctrl-C or SIGTERM after finishing in-flight requests.
     """
     from boltic_cli import paths
+    from boltic_cli.server import require_server_extra
+
+    require_server_extra()
     from boltic_cli.server.runner import is_loopback, serve
     from boltic_cli.server.settings import (
         ServerSettings,

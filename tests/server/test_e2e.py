@@ -267,3 +267,23 @@ def test_sigkill_loses_no_acknowledged_event(server_process):
         f"{restarted.url}/streams/events", params={"limit": 1}, headers=ADMIN
     ).json()["summary"]
     assert summary["totalEvents"] == len(stored) >= len(acknowledged)
+
+
+def test_missing_server_extra_is_one_line_before_any_side_effect(run_cli, cli_env, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name == "uvicorn" else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    for args in (("server", "--port", "0"), ("dev", "--port", "0", "--duration", "1s")):
+        result = run_cli(*args)
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.count("\n") == 1
+        assert "pip install 'boltic-cli[server]'" in result.stderr
+        if args[0] == "server":
+            # (dev may still use a server already running, so it keeps its token first)
+            assert not (Path(cli_env["BOLTIC_DATA_DIR"]) / "admin-token").exists()
