@@ -122,24 +122,20 @@ class Context:
     @cached_property
     def color(self) -> bool:
         """Colour on stdout: off when piped, with NO_COLOR or --no-color; FORCE_COLOR forces."""
-        if self._no_color:
-            return False
-        if self.environ.get("FORCE_COLOR"):
-            return True
-        return bool(self.env.stdout_isatty)
-
-    @property
-    def _no_color(self) -> bool:
-        # no-color.org: NO_COLOR counts when set to a non-empty value; NO_COLOR= is "unset".
-        return self.options.no_color or bool(self.environ.get("NO_COLOR"))
+        return self._color_for(self.env.stdout_isatty)
 
     @cached_property
     def stderr_color(self) -> bool:
-        if self._no_color:
+        """Colour on stderr, decided like stdout's but on stderr's own terminal."""
+        return self._color_for(self.env.stderr_isatty)
+
+    def _color_for(self, isatty: bool | None) -> bool:
+        # no-color.org: NO_COLOR counts when set to a non-empty value; NO_COLOR= is "unset".
+        if self.options.no_color or self.environ.get("NO_COLOR"):
             return False
         if self.environ.get("FORCE_COLOR"):
             return True
-        return bool(self.env.stderr_isatty)
+        return bool(isatty)
 
     @property
     def width(self) -> int | None:

@@ -771,23 +771,21 @@ def _source_row(r: tuple) -> dict[str, Any]:
     }
 
 
+def _conditions(*pairs: tuple[str, Any]) -> tuple[list[str], list[Any]]:
+    """The SQL conditions (``"column op ?"``) of the pairs whose value is given."""
+    given = [(sql, value) for sql, value in pairs if value is not None]
+    return [sql for sql, _ in given], [value for _, value in given]
+
+
 def _filters(
     source_id: str | None, event_type: str | None, lo: int | None, hi: int | None
 ) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if source_id is not None:
-        clauses.append("source_id = ?")
-        params.append(source_id)
-    if event_type is not None:
-        clauses.append("type = ?")
-        params.append(event_type)
-    if lo is not None:
-        clauses.append("timestamp >= ?")
-        params.append(lo)
-    if hi is not None:
-        clauses.append("timestamp < ?")
-        params.append(hi)
+    clauses, params = _conditions(
+        ("source_id = ?", source_id),
+        ("type = ?", event_type),
+        ("timestamp >= ?", lo),
+        ("timestamp < ?", hi),
+    )
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
@@ -849,19 +847,13 @@ def _count_days(
     first_day: int | None,
     end_day: int | None,
 ) -> tuple[int, set[str]]:
-    clauses, params = ["n > 0"], []
-    if source_id is not None:
-        clauses.append("source_id = ?")
-        params.append(source_id)
-    if event_type is not None:
-        clauses.append("type = ?")
-        params.append(event_type)
-    if first_day is not None:
-        clauses.append("day >= ?")
-        params.append(first_day)
-    if end_day is not None:
-        clauses.append("day < ?")
-        params.append(end_day)
+    clauses, params = _conditions(
+        ("source_id = ?", source_id),
+        ("type = ?", event_type),
+        ("day >= ?", first_day),
+        ("day < ?", end_day),
+    )
+    clauses.insert(0, "n > 0")
     total = 0
     types: set[str] = set()
     for type_, n in conn.execute(
@@ -892,17 +884,10 @@ def _count_range(
     # is confirmed with one index probe instead of a DISTINCT scan.
     day_lo = lo // DAY_MS if lo is not None else None
     day_hi = (hi - 1) // DAY_MS if hi is not None else None
-    cand_where = ["n > 0"]
-    cand_params: list[Any] = []
-    if source_id is not None:
-        cand_where.append("source_id = ?")
-        cand_params.append(source_id)
-    if day_lo is not None:
-        cand_where.append("day >= ?")
-        cand_params.append(day_lo)
-    if day_hi is not None:
-        cand_where.append("day <= ?")
-        cand_params.append(day_hi)
+    cand_where, cand_params = _conditions(
+        ("source_id = ?", source_id), ("day >= ?", day_lo), ("day <= ?", day_hi)
+    )
+    cand_where.insert(0, "n > 0")
     candidates = [
         r[0]
         for r in conn.execute(
