@@ -270,3 +270,16 @@ def test_event_data_cannot_drive_the_terminal(cli, api):
         assert result.exit_code == 0, result.stderr
         assert not any(c in result.stdout for c in "\x1b\x07\x9b\u202e")
         assert result.json()["data"][0]["properties"]["note"] == hostile
+
+
+def test_query_in_path_is_kept_beside_field_params(cli, api):
+    source = api.post("/streams/sources", json={"name": "q", "type": "server"}).json()
+    for n in range(3):
+        api.post(
+            "/streams/events", json={"sourceId": source["id"], "type": "x", "properties": {"n": n}}
+        )
+    result = cli("api", "GET", "/streams/events?limit=1", "-f", "eventType=x", "-v")
+    assert result.exit_code == 0, result.stderr
+    assert len(result.json()["data"]) == 1
+    assert result.json()["summary"]["totalEvents"] == 3
+    assert "limit=1" in result.stderr and "eventType=x" in result.stderr

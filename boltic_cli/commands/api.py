@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import parse_qsl
 
 import typer
 
@@ -87,6 +88,9 @@ def api(
         params = _query_params(fields)
     elif fields:
         body = fields
+    # httpx replaces a URL's query when given params: merge PATH's own query first.
+    path, _, query = path.partition("?")
+    params = parse_qsl(query, keep_blank_values=True) + (params or [])
     with ctx.make_client() as client:
         response = client.request(
             verb, path, params=params or None, json=body, content=content, headers=headers
