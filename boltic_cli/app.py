@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # Global options that work after the command too (design.md, CLI conventions).
 HOISTED_FLAGS = {"--json", "--debug", "-v", "--verbose", "--no-color"}
-HOISTED_OPTIONS = {"-o", "--output"}
+HOISTED_OPTIONS = {"-o", "--output", "--request-timeout"}
 
 
 def hoist_output_options(args: list[str]) -> list[str]:
@@ -58,7 +58,9 @@ def hoist_output_options(args: list[str]) -> list[str]:
         elif arg in HOISTED_OPTIONS and i + 1 < len(args):
             front.extend(args[i : i + 2])
             i += 1
-        elif arg.startswith("--output=") or (arg.startswith("-o") and len(arg) > 2):
+        elif arg.startswith(("--output=", "--request-timeout=")) or (
+            arg.startswith("-o") and len(arg) > 2
+        ):
             front.append(arg)
         else:
             rest.append(arg)

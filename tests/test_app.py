@@ -60,3 +60,17 @@ def test_hoist_output_options():
         "sources",
         "list",
     ]
+
+
+def test_request_timeout_works_after_the_command_too():
+    assert hoist_output_options(["sources", "list", "--request-timeout", "2"]) == [
+        "--request-timeout",
+        "2",
+        "sources",
+        "list",
+    ]
+    assert hoist_output_options(["sources", "list", "--request-timeout=2"]) == [
+        "--request-timeout=2",
+        "sources",
+        "list",
+    ]
