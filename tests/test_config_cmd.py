@@ -190,3 +190,11 @@ def test_invalid_config_file_is_one_line_exit_2(run_cli, config_file):
     assert result.stderr.count("\n") == 1
     assert "not valid TOML" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("key", ["api-url", "apiUrl", "API_URL", "Output"])
+def test_set_refuses_a_misspelt_known_key(run_cli, config_file, key):
+    result = run_cli("config", "set", key, "http://127.0.0.1:9000/v1")
+    assert result.exit_code == 2
+    assert "did you mean" in result.stderr and result.stderr.count("\n") == 1
+    assert not config_file.exists()

@@ -145,11 +145,28 @@ def _checked_value(key: str, value: str) -> str:
         raise ConfigError(
             f"invalid key {key!r}: use letters, digits, '_' or '-', starting with a letter"
         )
+    meant = _known_key_meant(key)
+    if meant is not None:
+        # Free keys are allowed (e.g. a webhook secret), but a misspelt known key
+        # would be saved and silently never used.
+        raise ConfigError(f"unknown key {key!r}", hint=f"did you mean {meant}?")
     if key == "api_url":
         return check_api_url(value)
     if key == "output" and value.lower() not in OUTPUT_FORMATS:
         raise ConfigError(f"output must be one of {', '.join(OUTPUT_FORMATS)}")
     return value.lower() if key == "output" else value
+
+
+KNOWN_KEYS = ("api_url", "output")
+
+
+def _known_key_meant(key: str) -> str | None:
+    """The known key that ``key`` spells differently (``api-url``, ``apiUrl``), if any."""
+    folded = key.replace("-", "").replace("_", "").lower()
+    for known in KNOWN_KEYS:
+        if key != known and folded == known.replace("_", ""):
+            return known
+    return None
 
 
 def _warn_if_overridden(ctx: Context, settings: Settings, key: str) -> None:
