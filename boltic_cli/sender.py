@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from boltic_cli.errors import AuthenticationFailed, BolticError, NetworkError
@@ -44,15 +44,23 @@ class InputItem:
     line: int
     body: dict[str, Any] | None = None
     error: str | None = None
+    # Position in a JSON array (1-based): several items can share a line.
+    item: int | None = None
 
 
 @dataclass(frozen=True)
 class SendFailure:
     line: int
     error: dict[str, Any]  # {"code", "message", "details"}, like the API's Error
+    item: int | None = None  # position in a JSON array input
+
+    @property
+    def where(self) -> str:
+        return f"line {self.line}" + (f", item {self.item}" if self.item is not None else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"line": self.line, "error": self.error}
+        where = {"line": self.line} | ({"item": self.item} if self.item is not None else {})
+        return {**where, "error": self.error}
 
 
 @dataclass
@@ -212,6 +220,11 @@ class _ArrayReader:
 
 
 def _json_array_items(head: str, chunks: Iterator[str]) -> Iterator[InputItem]:
+    for number, item in enumerate(_json_array_values(head, chunks), start=1):
+        yield replace(item, item=number)
+
+
+def _json_array_values(head: str, chunks: Iterator[str]) -> Iterator[InputItem]:
     reader = _ArrayReader(head, chunks)
     decoder = json.JSONDecoder()
     reader.skip(_WHITESPACE)
@@ -321,10 +334,10 @@ class BulkSender:
             if self._abort.is_set():
                 return
             if item.error is not None:
-                self._record_failure(item.line, {"code": None, "message": item.error})
+                self._record_failure(item, {"code": None, "message": item.error})
                 continue
             assert item.body is not None
-            self._put((item.line, self._with_source(item.body)))
+            self._put((item, self._with_source(item.body)))
 
     def _put(self, work: Any) -> None:
         # A timeout keeps the feeding thread responsive to Ctrl-C and to a fatal error.
@@ -361,30 +374,30 @@ class BulkSender:
                 return
             if self._abort.is_set():
                 continue
-            line, body = work
-            self._send_one(events, line, body)
+            item, body = work
+            self._send_one(events, item, body)
 
-    def _send_one(self, events: EventSender, line: int, body: dict[str, Any]) -> None:
+    def _send_one(self, events: EventSender, item: InputItem, body: dict[str, Any]) -> None:
         try:
             events.send_event(body)
         except FATAL_ERRORS as e:
-            self._record_failure(line, _error_dict(e))
+            self._record_failure(item, _error_dict(e))
             with self._lock:
                 if self._fatal is None:
                     self._fatal = e
             self._abort.set()
         except BolticError as e:
-            self._record_failure(line, _error_dict(e))
+            self._record_failure(item, _error_dict(e))
         except Exception as e:  # a worker must never die silently with the count wrong
-            self._record_failure(line, {"code": None, "message": f"{type(e).__name__}: {e}"})
+            self._record_failure(item, {"code": None, "message": f"{type(e).__name__}: {e}"})
         else:
             with self._lock:
                 self._summary.sent += 1
                 if self.on_sent is not None:
                     self.on_sent(self._summary)
 
-    def _record_failure(self, line: int, error: dict[str, Any]) -> None:
-        failure = SendFailure(line, error)
+    def _record_failure(self, item: InputItem, error: dict[str, Any]) -> None:
+        failure = SendFailure(item.line, error, item.item)
         with self._lock:
             self._summary.failed += 1
             self._summary.failures.append(failure)

@@ -435,3 +435,17 @@ def test_generate_bad_duration_is_a_usage_error(cli, api, source):
 
     assert result.exit_code == 2
     assert stored_events(api)["summary"]["totalEvents"] == 0
+
+
+def test_items_of_a_one_line_json_array_are_told_apart(cli, api):
+    source = api.post("/streams/sources", json={"name": "arr", "type": "server"}).json()
+    text = '[{"type": "ok"}, {"nope": 1}, {"type": "ok2"}]'
+    result = cli("events", "send", source["id"], "--file", "-", input=text)
+    assert result.exit_code == 1
+    assert "line 1, item 2:" in result.stderr
+    assert "item 1" not in result.stderr and "item 3" not in result.stderr
+    as_json = cli("events", "send", source["id"], "--file", "-", "-o", "json", input=text)
+    failures = [json.loads(line) for line in as_json.stderr.splitlines() if '"line"' in line]
+    assert [(f["line"], f["item"]) for f in failures] == [(1, 2)]
+    events = api.get("/streams/events", params={"sourceId": source["id"]}).json()
+    assert events["summary"]["totalEvents"] == 4

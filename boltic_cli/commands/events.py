@@ -306,7 +306,7 @@ def _failure_reporter(
         if ctx.is_json:
             text = dumps_json(failure.to_dict())
         else:
-            text = sanitize(f"line {failure.line}: {_describe_error(failure.error)}")
+            text = sanitize(f"{failure.where}: {_describe_error(failure.error)}")
         if progress is not None:
             progress.print(text)
         else:
