@@ -159,6 +159,7 @@ class Column:
     key: str | Callable[[dict], Any]  # dotted path into the wire dict, or a function of it
     kind: str = "text"  # text | time | json | number | secret-json
     max_width: int | None = None
+    name: str | None = None  # plain output's label for a computed value (default: the key)
 
     def value(self, row: dict) -> Any:
         return self.key(row) if callable(self.key) else lookup(row, self.key)
@@ -166,6 +167,8 @@ class Column:
     @property
     def label(self) -> str:
         """The name plain output puts before a single object's value: the wire path."""
+        if self.name is not None:
+            return self.name
         return self.key if isinstance(self.key, str) else self.header
 
 
@@ -351,7 +354,8 @@ class Output:
         return count
 
     def _write_csv(self, items: list[Any]) -> None:
-        rows = [mask_secrets(_as_row(item)) for item in items]
+        # CSV is data, like JSON: secrets are masked only where people read (table, plain).
+        rows = [_as_row(item) for item in items]
         fields = list(dict.fromkeys(key for row in rows for key in row))
         writer = csv.writer(self.stdout, lineterminator="\n")
         writer.writerow([sanitize(str(field)) for field in fields])
@@ -371,10 +375,10 @@ class Output:
             value = mask_secrets(value)
         return _scalar_text(value)
 
-    def _table_cell(self, column: Column, row: dict, now: datetime) -> str:
+    def _table_cell(self, column: Column, row: dict, now: datetime, *, short: bool = False) -> str:
         value = column.value(row)
         if column.kind == "time" and (when := _parse_time(value)) is not None:
-            return format_local_time(when, now)
+            return format_age(when, now) if short else format_local_time(when, now)
         if column.kind == "secret-json":
             value = mask_secrets(value)
         return _scalar_text(value)
@@ -391,19 +395,43 @@ class Output:
         from rich.text import Text
 
         now = self.clock()
-        table = self._new_table(show_header=True)
-        for index, column in enumerate(columns):
+        cells = [
+            [self._table_cell(column, row, now, short=True) for column in columns] for row in rows
+        ]
+        long_cells = [[self._table_cell(column, row, now) for column in columns] for row in rows]
+        boxed = self.stdout_isatty
+        layout = _TableLayout(columns, self.console.width, boxed=boxed)
+        short_times = layout.fit(cells, long_cells)
+        if boxed and not layout.fits:
+            # The box's rules cost three columns each: drop them before cutting more.
+            boxed = False
+            layout = _TableLayout(columns, self.console.width, boxed=boxed)
+            short_times = layout.fit(cells, long_cells)
+        if not short_times:
+            cells = long_cells
+        table = self._new_table(show_header=True, boxed=boxed)
+        for column, width in zip(columns, layout.widths, strict=True):
             table.add_column(
                 Text(column.header),
                 justify="right" if column.kind == "number" else "left",
-                max_width=column.max_width,
-                # The first column names the row (an id): a wrapped id can't be copied.
-                no_wrap=index == 0 or column.kind in ("time", "number"),
+                width=width,
+                # A header may wrap at its spaces; the cells of a column that doesn't
+                # wrap are never wider than it.
                 overflow="ellipsis" if column.max_width else "fold",
             )
-        for row in rows:
-            table.add_row(*(Text(self._table_cell(column, row, now)) for column in columns))
-        self.console.print(table)
+        for row_cells in cells:
+            table.add_row(
+                *(
+                    Text(cell, no_wrap=not wraps)
+                    for cell, wraps in zip(row_cells, layout.wraps, strict=True)
+                )
+            )
+        total = layout.total_width
+        # Whole ids beat fitting the terminal: a table that can't fit is printed wider.
+        too_wide = total > self.console.width
+        if too_wide:
+            table.width = total
+        self.console.print(table, crop=not too_wide)
 
     def _emit_fields(self, row: dict, columns: list[Column]) -> None:
         if self.format == "plain":
@@ -421,14 +449,15 @@ class Output:
             table.add_row(Text(column.header), Text(self._table_cell(column, row, now)))
         self.console.print(table)
 
-    def _new_table(self, *, show_header: bool) -> Table:
+    def _new_table(self, *, show_header: bool, boxed: bool | None = None) -> Table:
         from rich import box
         from rich.table import Table
 
+        boxed = self.stdout_isatty if boxed is None else boxed
         return Table(
-            box=box.ROUNDED if self.stdout_isatty else None,
+            box=box.ROUNDED if boxed else None,
             show_header=show_header,
-            pad_edge=self.stdout_isatty,
+            pad_edge=boxed,
             header_style="bold",
         )
 
@@ -452,6 +481,101 @@ class Output:
         else:
             self.stderr.write(line + "\n")
             self.stderr.flush()
+
+
+# A text column whose values are all at most this wide (a type, a status) is never
+# wrapped: "webhook" cut into "web/hoo/k" is unreadable.
+SHORT_TEXT = 16
+# Wrapping columns (names, JSON) keep at least this much before the others give way.
+COMFORTABLE = 12
+NARROW = 8
+
+
+class _TableLayout:
+    """Column widths for a table that fits ``width`` terminal columns where it can.
+
+    Ids, numbers, times and short text (types, statuses) are never cut or wrapped.
+    When room runs short, the time column drops the local time for the age alone,
+    headers of short columns wrap at their spaces, and names and JSON wrap or are cut.
+    """
+
+    def __init__(self, columns: list[Column], width: int, *, boxed: bool) -> None:
+        self.columns = columns
+        count = len(columns)
+        # Rich's padding is one space either side of a cell (none at the edges without
+        # a box); a box adds a rule between columns and one at each edge.
+        overhead = 3 * count + 1 if boxed else 2 * (count - 1)
+        self.room = max(width - overhead, 0)
+        self.overhead = overhead
+        self.widths: list[int] = []
+        self.wraps: list[bool] = []
+        self.fits = True
+
+    @property
+    def total_width(self) -> int:
+        return sum(self.widths) + self.overhead
+
+    def _wraps(self, index: int, column: Column, cell_width: int) -> bool:
+        if index == 0 or column.key == "id" or column.kind in ("number", "time"):
+            return False
+        return column.max_width is not None or cell_width > SHORT_TEXT or column.kind != "text"
+
+    def _plan(self, cells: list[list[str]]) -> tuple[list[int], list[int], list[int]]:
+        """Each column's floor, its width before other columns give way, and its natural."""
+        from rich.cells import cell_len
+
+        floors, comfortable, naturals = [], [], []
+        self.wraps = []
+        for index, column in enumerate(self.columns):
+            widest = max((cell_len(row[index]) for row in cells), default=0)
+            header_word = max((cell_len(w) for w in column.header.split()), default=0)
+            natural = max(widest, cell_len(column.header))
+            if column.max_width is not None:
+                natural = max(min(natural, column.max_width), header_word)
+            wraps = self._wraps(index, column, widest)
+            self.wraps.append(wraps)
+            if wraps:
+                # The header stays whole; past that a cut name beats a hidden column.
+                floors.append(max(header_word, 1))
+                comfortable.append(max(header_word, min(natural, COMFORTABLE)))
+            else:
+                floors.append(max(widest, header_word))
+                comfortable.append(natural)
+            naturals.append(natural)
+        return floors, comfortable, naturals
+
+    def fit(self, short_cells: list[list[str]], long_cells: list[list[str]]) -> bool:
+        """Set the widths; True when times are shown as ages only (to fit)."""
+        floors, comfortable, naturals = self._plan(long_cells)
+        short = sum(comfortable) > self.room and short_cells != long_cells
+        if short:
+            floors, comfortable, naturals = self._plan(short_cells)
+        widths = list(floors)
+        # First the wrapping columns get a readable width, then short columns their
+        # whole header, then whatever is left goes to the wrapping columns.
+        order = [i for i, w in enumerate(self.wraps) if w]
+        order += [i for i, w in enumerate(self.wraps) if not w]
+        readable = [
+            max(floors[i], min(comfortable[i], NARROW)) if self.wraps[i] else floors[i]
+            for i in range(len(widths))
+        ]
+        for i in order:
+            widths[i] += max(0, min(readable[i] - widths[i], self.room - sum(widths)))
+        self.fits = sum(readable) <= self.room
+        if not self.fits:
+            # Too wide for the terminal anyway: lines will wrap there, so keep names
+            # readable rather than cut to a letter or two.
+            widths = readable
+        for i in order:
+            widths[i] += max(0, min(comfortable[i] - widths[i], self.room - sum(widths)))
+        wanting = [i for i in order if naturals[i] > widths[i]]
+        while wanting and self.room > sum(widths):
+            share = max((self.room - sum(widths)) // len(wanting), 1)
+            for i in wanting:
+                widths[i] += max(0, min(share, naturals[i] - widths[i], self.room - sum(widths)))
+            wanting = [i for i in wanting if naturals[i] > widths[i]]
+        self.widths = widths
+        return short
 
 
 def _dump_yaml(data: Any) -> str:

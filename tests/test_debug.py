@@ -124,6 +124,30 @@ def test_status_plain_of_quiet_source(cli, source):
     assert "No events received yet." in result.stderr
 
 
+def test_status_plain_labels_are_the_wire_names(cli, api, source):
+    send(api, source["id"])
+
+    result = cli("debug", "status", "web")
+
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    labels = [line.split("\t", 1)[0] for line in lines[:5]]
+    assert labels == ["source", "status", "connected", "lastEventAt", "eventsToday"]
+    fields = dict(line.split("\t", 1) for line in lines[:5])
+    assert fields["status"] == "active"
+    assert fields["connected"] == "yes"
+    assert fields["eventsToday"] == "1"
+    assert source["id"] in fields["source"]
+
+
+def test_status_table_keeps_human_headers(cli, api, source):
+    result = cli("debug", "status", "web", "-o", "table")
+
+    assert result.exit_code == 0, result.stderr
+    firsts = [line.split("  ")[0] for line in result.stdout.splitlines()]
+    assert firsts[:5] == ["Source", "Status", "Connected", "Last event", "Events today"]
+
+
 def test_status_unknown_source_is_exit_3(cli):
     assert cli("debug", "status", "nope").exit_code == 3
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+
+import pytest
 
 
 def stored_destinations(api) -> list[dict]:
@@ -159,3 +163,40 @@ def test_list_quiet_and_table_width(cli, api):
     assert lines[0].split() == ["ID", "NAME", "TYPE", "STATUS", "CONFIG", "CREATED"]
     assert all(len(line) <= 120 for line in lines)
     assert len(lines) == 3
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["piped", "terminal"])
+@pytest.mark.parametrize("columns", ["80", "60"])
+def test_list_table_on_a_narrow_terminal_keeps_ids_whole_and_every_header(cli, api, columns, tty):
+    for name in ("a-destination-with-a-rather-long-name", "two"):
+        api.post(
+            "/streams/destinations",
+            json={"name": name, "type": "webhook", "config": {"url": "https://e.example/x"}},
+        )
+    ids = [d["id"] for d in stored_destinations(api)]
+
+    result = cli("destinations", "list", "-o", "table", env={"COLUMNS": columns}, tty=tty)
+
+    assert result.exit_code == 0, result.stderr
+    words = result.stdout.split()
+    for id_ in ids:
+        assert id_ in words
+    for header in ("ID", "NAME", "TYPE", "STATUS", "CONFIG", "CREATED"):
+        assert header in words
+    assert words.count("webhook") == words.count("active") == 2
+    if columns == "80":
+        assert all(len(line) <= 80 for line in result.stdout.splitlines())
+
+
+def test_csv_is_data_and_keeps_secrets(cli, api):
+    api.post(
+        "/streams/destinations",
+        json={"name": "wh", "type": "webhook", "config": {"url": "https://e/x", "apiKey": "k9"}},
+    )
+
+    result = cli("destinations", "list", "-o", "csv")
+
+    assert result.exit_code == 0, result.stderr
+    row = next(csv.DictReader(io.StringIO(result.stdout)))
+    assert json.loads(row["config"]) == {"url": "https://e/x", "apiKey": "k9"}
+    assert "k9" not in cli("destinations", "list").stdout

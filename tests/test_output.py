@@ -84,7 +84,7 @@ DESTINATIONS = [
 ]
 
 
-def make_output(fmt: str, *, tty: bool = False, color: bool = False) -> Output:
+def make_output(fmt: str, *, tty: bool = False, color: bool = False, width: int = 100) -> Output:
     return Output(
         format=fmt,
         stdout=io.StringIO(),
@@ -92,13 +92,15 @@ def make_output(fmt: str, *, tty: bool = False, color: bool = False) -> Output:
         color=color,
         stdout_isatty=tty,
         stderr_isatty=tty,
-        width=100,
+        width=width,
         clock=lambda: NOW,
     )
 
 
-def render(fmt: str, data, *, columns=None, tty: bool = False, color: bool = False):
-    output = make_output(fmt, tty=tty, color=color)
+def render(
+    fmt: str, data, *, columns=None, tty: bool = False, color: bool = False, width: int = 100
+):
+    output = make_output(fmt, tty=tty, color=color, width=width)
     output.emit(data, columns=columns)
     return output.stdout.getvalue(), output.stderr.getvalue()
 
@@ -190,6 +192,63 @@ def test_table_piped_has_no_box_and_local_times_with_ages(india_time):
         "                d] café :smile:",
     ]
     assert err == ""
+
+
+LONG_IDS = [
+    StreamSource(
+        id=f"src_01M8BYP6ES6A0PP5B6X7CYW6{n}",
+        name=name,
+        type=type_,
+        status="inactive" if n == 2 else "active",
+        events_today=n * 1000,
+        created_at=NOW - timedelta(seconds=8 + n),
+    )
+    for n, (name, type_) in enumerate(
+        [("checkout-service-for-the-shop", "javascript"), ("web", "server"), ("app", "mobile")]
+    )
+]
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["piped", "terminal"])
+def test_table_at_80_columns_keeps_ids_whole_and_short_columns_unwrapped(india_time, tty):
+    out, _ = render("table", LONG_IDS, columns=COLUMNS, tty=tty, width=80)
+    lines = stripped_lines(out)
+    assert all(len(line) <= 80 for line in lines)
+    words = out.split()
+    for header in ("ID", "NAME", "TYPE", "STATUS", "EVENTS", "TODAY", "CREATED"):
+        assert header in words
+    for source in LONG_IDS:
+        row = next(line for line in lines if source.id in line.split())
+        assert source.type in row.split() and source.status in row.split()
+        assert f"{source.events_today}" in row.split()
+    # The local time gives way to the age alone.
+    assert "8s ago" in out and "17:29" not in out
+
+
+def test_table_at_60_columns_is_wider_rather_than_cut(india_time):
+    out, _ = render("table", LONG_IDS, columns=COLUMNS, width=60)
+    words = out.split()
+    for source in LONG_IDS:
+        assert source.id in words
+    for header in ("ID", "NAME", "TYPE", "STATUS", "EVENTS", "TODAY", "CREATED"):
+        assert header in words
+    assert {"javascript", "server", "mobile", "inactive"} <= set(words)
+    assert "…" not in " ".join(w for w in words if w.startswith("src_"))
+
+
+def test_table_id_column_anywhere_is_never_cut(india_time):
+    columns = [Column("NAME", "name", max_width=40), Column("ID", "id")]
+    out, _ = render("table", LONG_IDS, columns=columns, width=40)
+    for source in LONG_IDS:
+        assert source.id in out.split()
+
+
+def test_plain_label_of_a_computed_column_is_its_name():
+    columns = [Column("Source", lambda r: r["id"], name="source"), Column("Status", "status")]
+    out, _ = render("plain", SOURCES[0], columns=columns)
+    assert out.splitlines() == ["source\tsrc_01JDW8K2M3", "status\tactive"]
+    out, _ = render("table", SOURCES[0], columns=columns)
+    assert stripped_lines(out) == ["Source  src_01JDW8K2M3", "Status  active"]
 
 
 def test_table_on_a_terminal_has_a_box(india_time):
@@ -327,7 +386,7 @@ def test_mask_secrets_nested_without_touching_the_input():
     assert config["webhookSecret"] == "s3cr3t"
 
 
-def test_secrets_masked_in_table_plain_csv_but_kept_in_json_yaml():
+def test_secrets_masked_in_table_and_plain_but_kept_in_csv_json_yaml():
     columns = [Column("ID", "id"), Column("CONFIG", "config", "json")]
     plain, _ = render("plain", DESTINATIONS, columns=columns)
     assert plain.splitlines() == [
@@ -336,13 +395,12 @@ def test_secrets_masked_in_table_plain_csv_but_kept_in_json_yaml():
     ]
     table, _ = render("table", DESTINATIONS, columns=columns)
     assert "Bearer abc" not in table and "BEGIN KEY" not in table
-    rows = list(csv.DictReader(io.StringIO(render("csv", DESTINATIONS)[0])))
-    assert json.loads(rows[0]["config"]) == {
-        "url": "https://example.com/in",
-        "headers": {"Authorization": MASK},
-    }
-    assert rows[1]["status"] == ""
+    # CSV is data, like JSON: a script reading it gets the real values.
     wire = [d.to_wire() for d in DESTINATIONS]
+    rows = list(csv.DictReader(io.StringIO(render("csv", DESTINATIONS)[0])))
+    assert [json.loads(row["config"]) for row in rows] == [d["config"] for d in wire]
+    assert MASK not in render("csv", DESTINATIONS)[0]
+    assert rows[1]["status"] == ""
     assert json.loads(render("json", DESTINATIONS)[0]) == wire
     assert yaml.safe_load(render("yaml", DESTINATIONS)[0]) == wire
 

@@ -105,6 +105,46 @@ def test_list_table_at_fixed_width(cli, api):
     assert lines[1].split()[:5] == [source["id"], "checkout-service", "server", "active", "0"]
 
 
+def _table_ids_and_headers(cli, what: str, columns: str, tty: bool):
+    result = cli(what, "list", "-o", "table", env={"COLUMNS": columns}, tty=tty)
+    assert result.exit_code == 0, result.stderr
+    return result.stdout, result.stdout.split()
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["piped", "terminal"])
+@pytest.mark.parametrize("columns", ["80", "60"])
+def test_list_table_on_a_narrow_terminal_keeps_ids_whole_and_every_header(cli, api, columns, tty):
+    sources = [
+        create_source(api, "checkout-service-with-a-long-name", "javascript"),
+        create_source(api, "web", "server"),
+        create_source(api, "app", "mobile"),
+    ]
+
+    out, words = _table_ids_and_headers(cli, "sources", columns, tty)
+
+    for source in sources:
+        assert source["id"] in words
+    for header in ("ID", "NAME", "TYPE", "STATUS", "EVENTS", "TODAY", "CREATED"):
+        assert header in words
+    # Short columns are never wrapped into letters, nor squeezed out.
+    for value in ("javascript", "server", "mobile", "active"):
+        assert value in words
+    # The long local time gives way to the age alone.
+    assert "ago" in out or "just now" in out
+    assert sources[0]["createdAt"][:10] not in out
+    if columns == "80":
+        assert all(len(line) <= 80 for line in out.splitlines())
+
+
+def test_list_table_at_120_columns_keeps_local_time_and_age(cli, api):
+    create_source(api, "checkout-service", "server")
+
+    out = cli("sources", "list", "-o", "table", tty=True).stdout
+
+    assert "(just now)" in out or " ago)" in out
+    assert all(len(line) <= 120 for line in out.splitlines())
+
+
 def test_list_with_no_sources(cli):
     assert cli("sources", "list", "-o", "json").json() == []
     table = cli("sources", "list", "-o", "table")
@@ -132,6 +172,35 @@ def test_get_plain_shows_fields(cli, api):
     assert fields["id"] == source["id"]
     assert fields["name"] == "api-backend"
     assert fields["eventsToday"] == "0"
+    assert fields["writeKey"] == source["writeKey"]
+
+
+def test_get_table_shows_the_write_key(cli, api):
+    source = create_source(api, "api-backend")
+
+    result = cli("sources", "get", "api-backend", "-o", "table")
+
+    assert result.exit_code == 0, result.stderr
+    assert ["WRITE", "KEY", source["writeKey"]] in [
+        line.split() for line in result.stdout.splitlines()
+    ]
+
+
+def test_create_piped_shows_the_write_key(cli, api):
+    result = cli("sources", "create", "--name", "shop", "--type", "server")
+
+    assert result.exit_code == 0, result.stderr
+    fields = dict(line.split("\t", 1) for line in result.stdout.splitlines())
+    source = stored_sources(api)[0]
+    assert fields["id"] == source["id"]
+    assert fields["writeKey"] == source["writeKey"]
+
+
+def test_list_does_not_show_write_keys(cli, api):
+    source = create_source(api, "web")
+
+    assert source["writeKey"] not in cli("sources", "list").stdout
+    assert source["writeKey"] not in cli("sources", "list", "-o", "table").stdout
 
 
 def test_ambiguous_name_is_a_usage_error_listing_the_matches(cli, api):

@@ -106,10 +106,15 @@ def status(
 def status_columns() -> list[Any]:
     from boltic_cli.output import Column
 
+    # Tables show human headers; plain output labels each line with its wire name.
     return [
-        Column("Source", lambda r: f"{r['source'].get('name', '')} ({r['source'].get('id')})"),
-        Column("Status", "source.status"),
-        Column("Connected", lambda r: "yes" if r["connected"] else "no"),
+        Column(
+            "Source",
+            lambda r: f"{r['source'].get('name', '')} ({r['source'].get('id')})",
+            name="source",
+        ),
+        Column("Status", "source.status", name="status"),
+        Column("Connected", lambda r: "yes" if r["connected"] else "no", name="connected"),
         Column("Last event", "lastEventAt", kind="time"),
         Column("Events today", "eventsToday", kind="number"),
     ]

@@ -38,6 +38,15 @@ def source_columns() -> list[Column]:
     ]
 
 
+def source_detail_columns() -> list[Column]:
+    """One source's fields: the list's columns and its write key (meant to be shared)."""
+    from boltic_cli.output import Column
+
+    columns = source_columns()
+    status = next(i for i, c in enumerate(columns) if c.key == "status")
+    return [*columns[: status + 1], Column("WRITE KEY", "writeKey"), *columns[status + 1 :]]
+
+
 def _complete_source(ctx: click.Context, incomplete: str) -> list[tuple[str, str]]:
     from boltic_cli.completers import complete_source
 
@@ -82,7 +91,7 @@ def create(
     if ctx.output.format == "table":
         _show_created(ctx, source)
     else:
-        ctx.output.emit(source, columns=source_columns())
+        ctx.output.emit(source, columns=source_detail_columns())
 
 
 def _show_created(ctx: Context, source: StreamSource) -> None:
@@ -128,7 +137,7 @@ def get(source: SourceArg) -> None:
     ctx = current()
     with ctx.make_client() as client:
         found = resolve_source(client, source)
-    ctx.output.emit(found, columns=source_columns())
+    ctx.output.emit(found, columns=source_detail_columns())
 
 
 @app.command("delete")
