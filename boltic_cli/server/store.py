@@ -572,23 +572,19 @@ class Store:
     ) -> Future:
         """Future[StoredResponse]; ``row`` has id, name, type, write_key, status, created_at."""
 
-        def run(conn: sqlite3.Connection, undo: list) -> StoredResponse:
-            replay = self._replay(conn, idem)
-            if replay is not None:
-                return replay
-            conn.execute(
-                "INSERT INTO sources (id, name, type, write_key, status, created_at) "
-                "VALUES (:id, :name, :type, :write_key, :status, :created_at)",
-                row,
-            )
-            response = StoredResponse(201, render({**row, "events_today": 0}))
-            self._record(conn, idem, response)
+        def remember(undo: list) -> None:
             info = SourceInfo(row["id"], row["write_key"], row["status"])
             self._remember(info)
             undo.append(lambda: self._forget(info))
-            return response
 
-        return self.submit(run)
+        return self._create(
+            "sources",
+            ("id", "name", "type", "write_key", "status", "created_at"),
+            row,
+            lambda: render({**row, "events_today": 0}),
+            idem,
+            after=remember,
+        )
 
     def delete_source(self, source_id: str) -> Future:
         """Future[None]; fails with SourceGone. Deletes the source's events and counts."""
@@ -614,18 +610,39 @@ class Store:
     ) -> Future:
         """Future[StoredResponse]; ``row`` has id, name, type, config (JSON text), status,
         created_at."""
+        return self._create(
+            "destinations",
+            ("id", "name", "type", "config", "status", "created_at"),
+            row,
+            lambda: render(row),
+            idem,
+        )
+
+    def _create(
+        self,
+        table: str,
+        columns: tuple[str, ...],
+        row: dict[str, Any],
+        body: Callable[[], str],
+        idem: Idempotency | None,
+        after: Callable[[list], None] | None = None,
+    ) -> Future:
+        """Future[StoredResponse]: insert ``row`` and answer 201 with ``body()``, once per
+        Idempotency-Key (a retry gets the first answer); ``after(undo)`` runs on a real insert."""
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join(':' + c for c in columns)})"
+        )
 
         def run(conn: sqlite3.Connection, undo: list) -> StoredResponse:
             replay = self._replay(conn, idem)
             if replay is not None:
                 return replay
-            conn.execute(
-                "INSERT INTO destinations (id, name, type, config, status, created_at) "
-                "VALUES (:id, :name, :type, :config, :status, :created_at)",
-                row,
-            )
-            response = StoredResponse(201, render(row))
+            conn.execute(sql, row)
+            response = StoredResponse(201, body())
             self._record(conn, idem, response)
+            if after is not None:
+                after(undo)
             return response
 
         return self.submit(run)
