@@ -38,20 +38,23 @@ class MemoryKeyring(KeyringBackend):
         del self.entries[(service, username)]
 
 
-def start_server(db: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    """`boltic server --port 0` (stderr discarded) and the API URL it printed first."""
+def start_server(
+    db: Path, env: dict[str, str], *args: str, stderr: int = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[str], str]:
+    """`boltic server --port 0 ARGS` and the API URL it printed first."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "boltic_cli", "server", "--port", "0", "--db", str(db)],
+        [sys.executable, "-m", "boltic_cli", "server", "--port", "0", "--db", str(db), *args],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         env=env,
         text=True,
     )
     assert process.stdout is not None
     url = process.stdout.readline().strip()
     if not url:
+        log = process.stderr.read() if process.stderr is not None else ""
         reap(process)
-        raise AssertionError("boltic server did not print its URL")
+        raise AssertionError(f"boltic server did not print its URL: {log}")
     return process, url
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
+from tests.support import reap, start_server
 
 
 @pytest.fixture
@@ -76,18 +76,7 @@ def start_server_process(
         "BOLTIC_SERVER_TOKEN": ADMIN_TOKEN,
         **(env_extra or {}),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "boltic_cli", "server", "--port", "0", "--db", str(db), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
-    assert process.stdout is not None
-    url = process.stdout.readline().strip()
-    if not url:
-        process.kill()
-        raise AssertionError(f"server did not start: {process.stderr.read()}")
+    process, url = start_server(db, env, *args, stderr=subprocess.PIPE)
     return ServerProcess(process, url, db)
 
 
@@ -103,12 +92,7 @@ def server_process(tmp_path: Path) -> Iterator[Any]:
 
     yield start
     for server in started:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait(10)
-        for stream in (server.process.stdout, server.process.stderr):
-            if stream is not None:
-                stream.close()
+        reap(server.process)
 
 
 @pytest.fixture
