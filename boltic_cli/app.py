@@ -216,13 +216,17 @@ class BolticGroup(TyperGroup):
         session = Session(env if isinstance(env, Environment) else Environment())
         extra.pop("standalone_mode", None)
         argv = list(sys.argv[1:] if args is None else args)
-        code = run(
-            lambda: super(BolticGroup, self).main(
+
+        def invoke() -> Any:
+            if not all(arg.isascii() for arg in argv):
+                from boltic_cli.params import check_arguments
+
+                check_arguments(argv)  # bytes that are not UTF-8: exit 2 naming the option
+            return super(BolticGroup, self).main(
                 argv, prog_name or "boltic", standalone_mode=False, obj=session, **extra
-            ),
-            session,
-            argv,
-        )
+            )
+
+        code = run(invoke, session, argv)
         sys.exit(int(code))
 
 
@@ -311,6 +315,14 @@ def run(invoke: Any, session: Session, argv: list[str]) -> int:
     except Terminated:
         (session.env.stderr or sys.stderr).write("Terminated\n")
         return ExitStatus.TERMINATED
+    except RecursionError:
+        # Only an answer from some other server can nest this deep: ours refuses
+        # bodies deeper than 200 levels, and so does the CLI's input.
+        if debug:
+            traceback.print_exc()
+        stderr = session.env.stderr or sys.stderr
+        stderr.write("Error: the data is nested too deeply to handle\n")
+        return ExitStatus.ERROR
     except Exception as e:
         if debug:
             traceback.print_exc()

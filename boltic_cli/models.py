@@ -18,10 +18,29 @@ Status = Literal["active", "inactive"]
 
 
 def to_utc(value: datetime) -> datetime:
-    """Normalise to UTC; a time without an offset is taken as UTC."""
+    """Normalise to UTC; a time without an offset is taken as UTC.
+
+    Raises ``ValueError`` (a validation error in a model: 422 at the server) when the
+    UTC form leaves years 1..9999, e.g. ``9999-12-31T23:59:59-01:00`` (design.md,
+    "Values the CLI and server must survive").
+    """
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"time {value.isoformat()} is out of range: in UTC it falls outside years 1..9999"
+        ) from None
+
+
+def no_nul(value: str) -> str:
+    """``value`` unless it holds U+0000, which cannot be an identifier in every store
+    (PostgreSQL text refuses it): ``ValueError`` (422 at the server). Used for ``type``,
+    ids and names; inside ``properties`` and ``context`` U+0000 is kept."""
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (U+0000)")
+    return value
 
 
 def format_time(value: datetime) -> str:
@@ -33,6 +52,13 @@ def format_time(value: datetime) -> str:
         f".{v.microsecond // 1000:03d}Z"
     )
 
+
+# Text that names or identifies something: no U+0000 (``no_nul``).
+Name = Annotated[str, AfterValidator(no_nul)]
+
+# A time input (a query parameter): normalised to UTC, a validation error outside
+# years 1..9999 (``to_utc``).
+UtcTime = Annotated[datetime, AfterValidator(to_utc)]
 
 Timestamp = Annotated[
     datetime,
@@ -54,7 +80,7 @@ class WireModel(BaseModel):
 
 
 class StreamSourceInput(WireModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name = Field(min_length=1, max_length=200)
     type: SourceType
 
 
@@ -89,11 +115,11 @@ class EventContext(WireModel):
 
 
 class EventInput(WireModel):
-    source_id: str = Field(min_length=1)
-    type: str = Field(min_length=1, max_length=200)
+    source_id: Name = Field(min_length=1)
+    type: Name = Field(min_length=1, max_length=200)
     properties: dict[str, Any] | None = None
-    user_id: str | None = None
-    anonymous_id: str | None = None
+    user_id: Name | None = None
+    anonymous_id: Name | None = None
     timestamp: Timestamp | None = None
     context: EventContext | None = None
 
@@ -113,8 +139,8 @@ class Event(WireModel):
 
 
 class StreamDestinationInput(WireModel):
-    name: str = Field(min_length=1, max_length=200)
-    type: str = Field(min_length=1, max_length=100)
+    name: Name = Field(min_length=1, max_length=200)
+    type: Name = Field(min_length=1, max_length=100)
     config: dict[str, Any]
 
 

@@ -108,10 +108,53 @@ def format_age(when: datetime, now: datetime) -> str:
     return f"{text} ago" if seconds > 0 else f"in {text}"
 
 
+def local_time(when: datetime) -> tuple[datetime, bool]:
+    """``when`` in the machine's time zone, and True; or, when that conversion leaves
+    the calendar (``9999-12-31T23:00Z`` east of UTC, ``0001-01-01T00:00Z`` west of it)
+    or the platform cannot convert it, ``when`` in UTC and False. Never raises: a
+    stored time, planted by anyone with a write key, must not break a view."""
+    aware = _aware(when)
+    try:
+        return aware.astimezone(), True
+    except (OverflowError, ValueError, OSError):
+        return aware.astimezone(UTC), False
+
+
 def format_local_time(when: datetime, now: datetime) -> str:
-    """``when`` in the machine's time zone with its age: ``2026-11-26 16:49:14 (12s ago)``."""
-    local = _aware(when).astimezone()
-    return f"{local:%Y-%m-%d %H:%M:%S} ({format_age(when, now)})"
+    """``when`` in the machine's time zone with its age: ``2026-11-26 16:49:14 (12s ago)``;
+    in UTC, marked so, where local time cannot show it (``local_time``)."""
+    local, is_local = local_time(when)
+    zone = "" if is_local else " UTC"
+    return f"{_date_time_text(local)}{zone} ({format_age(when, now)})"
+
+
+def _date_time_text(value: datetime) -> str:
+    # Not strftime: "%Y" does not pad years before 1000 on every platform.
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
+        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    )
+
+
+def cell_width(text: str) -> int:
+    """How many terminal cells ``text`` takes (CJK and emoji are two wide)."""
+    from rich.cells import cell_len
+
+    return cell_len(text)
+
+
+def pad_cells(text: str, width: int) -> str:
+    """``text`` padded with spaces to ``width`` terminal cells (``ljust`` by display width)."""
+    return text + " " * max(width - cell_width(text), 0)
+
+
+def clip_cells(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` terminal cells, ending in ``…`` when cut."""
+    if cell_width(text) <= width:
+        return text
+    from rich.cells import set_cell_size
+
+    return set_cell_size(text, max(width - 1, 0)).rstrip() + "…"
 
 
 def _aware(value: datetime) -> datetime:
@@ -205,6 +248,22 @@ def _scalar_text(value: Any) -> str:
     if isinstance(value, dict | list):
         return dumps_json(value)
     return sanitize(str(value))
+
+
+# OWASP "CSV injection": a cell starting with one of these is a formula to a spreadsheet.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> str:
+    """A CSV cell: ``_scalar_text`` (sanitized text, nested values as JSON), with ``'``
+    before text that a spreadsheet would run as a formula: text starting with ``=``,
+    ``+``, ``-``, ``@``, TAB or CR that is not a number (OWASP's advice; README,
+    Security). Numbers (``-5``, ``+1.5e3``) stay as they are."""
+    text = _scalar_text(value)
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + text
+    return text
 
 
 def _as_row(item: Any) -> dict:
@@ -359,9 +418,9 @@ class Output:
         rows = [_as_row(item) for item in items]
         fields = list(dict.fromkeys(key for row in rows for key in row))
         writer = csv.writer(self.stdout, lineterminator="\n")
-        writer.writerow([sanitize(str(field)) for field in fields])
+        writer.writerow([csv_cell(str(field)) for field in fields])
         for row in rows:
-            writer.writerow([_scalar_text(row.get(field)) for field in fields])
+            writer.writerow([csv_cell(row.get(field)) for field in fields])
         self.stdout.flush()
 
     def _write_plain_row(self, row: dict, columns: list[Column]) -> None:

@@ -92,6 +92,7 @@ def run_cli(cli_env):
         tty: bool = False,
         sleep: Any = None,
         clock: Any = None,
+        charset: str = "utf-8",
     ) -> CliResult:
         environ = {**cli_env, **(env or {})}
         environment = Environment(
@@ -105,7 +106,8 @@ def run_cli(cli_env):
             environment.sleep = sleep
         if clock is not None:
             environment.clock = clock
-        result = CliRunner().invoke(app, list(args), input=input, obj=environment)
+        # charset: the encoding of the runner's stdin/stdout/stderr (a cp1252 console...).
+        result = CliRunner(charset=charset).invoke(app, list(args), input=input, obj=environment)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
         return CliResult(result.exit_code, result.stdout, result.stderr)
