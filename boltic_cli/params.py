@@ -44,6 +44,7 @@ MAX_OPTION_DEPTH = MAX_JSON_DEPTH - 1
 _BRACKET_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 BOM = "\ufeff"
+DEPTH_PROBLEM = f"nested deeper than the server accepts ({MAX_JSON_DEPTH} levels in a request body)"
 
 
 def _reject_constant(name: str) -> Any:
@@ -98,7 +99,7 @@ def check_depth(text: str, max_depth: int = MAX_JSON_DEPTH) -> None:
         if char in "[{":
             depth += 1
             if depth > max_depth:
-                raise ValueError(f"nested deeper than {max_depth} levels (the server's limit)")
+                raise ValueError(DEPTH_PROBLEM)
         elif char in "]}":
             depth -= 1
 

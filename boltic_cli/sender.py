@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from boltic_cli.errors import AuthenticationFailed, BolticError, NetworkError
 from boltic_cli.params import (
+    DEPTH_PROBLEM,
     MAX_JSON_DEPTH,
     check_text,
     json_depth,
@@ -131,7 +132,7 @@ def _item_from_value(line: int, value: Any, *, checked: bool = True) -> InputIte
     if not checked:
         try:
             if json_depth(value) > MAX_JSON_DEPTH:
-                raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels (the server's limit)")
+                raise ValueError(DEPTH_PROBLEM)
             check_text(value)
         except ValueError as e:
             return InputItem(line, error=f"invalid JSON: {e}")
