@@ -263,7 +263,10 @@ def _report(error: BolticError, session: Session, argv: list[str]) -> None:
         line += f": {error.details}"
     if error.hint:
         line += f" ({error.hint})"
-    stderr.write(line + "\n")
+    from boltic_cli.output import sanitize
+
+    # Messages quote input and server details: one line, nothing a terminal acts on.
+    stderr.write(sanitize(line) + "\n")
     if _wants_json(session, argv):
         stderr.write(json.dumps(error.to_dict()) + "\n")
     stderr.flush()
