@@ -828,8 +828,8 @@ def test_a_hanging_keyring_is_bounded_exit_4(run_cli, cli_env, keyring_backend):
     login = run_cli("auth", "login", "--profile", "other", "--with-token", input="tok_" + "x" * 20)
     refused(login, "cannot store the token in the system keyring", "BOLTIC_TOKEN", code=4)
     # BOLTIC_TOKEN wins without asking the keyring.
-    status = run_cli("auth", "status", "-o", "json", env={"BOLTIC_TOKEN": "tok_env_0123456789"})
-    assert status.exit_code == 0, status.stderr
+    token = run_cli("auth", "token", env={"BOLTIC_TOKEN": "tok_env_0123456789"})
+    assert (token.exit_code, token.stdout) == (0, "tok_env_0123456789\n"), token.stderr
 
 
 @pytest.mark.parametrize("keyring_backend", [BrokenKeyring], indirect=True)

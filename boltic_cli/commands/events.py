@@ -543,23 +543,20 @@ def _print_summary(
 
 def bar_chart(counts: Counter[str], width: int, *, max_label: int = 24) -> list[str]:
     """One line per key, most frequent first: label, a bar scaled to ``width``, count."""
-    from boltic_cli.output import sanitize
+    from boltic_cli.output import cell_width, clip_cells, pad_cells, sanitize
 
     if not counts:
         return []
     rows = counts.most_common()
-    labels = [_clip(sanitize(label) or "(none)", max_label) for label, _ in rows]
-    label_width = max(len(label) for label in labels)
+    # Display cells, not characters: 注文完了 is 8 cells wide (design.md).
+    labels = [clip_cells(sanitize(label) or "(none)", max_label) for label, _ in rows]
+    label_width = max(cell_width(label) for label in labels)
     top = rows[0][1]
     lines = []
     for label, (_, count) in zip(labels, rows, strict=True):
         bar = "█" * max(1, round(count / top * width))
-        lines.append(f"{label.ljust(label_width)}  {bar} {count:,}")
+        lines.append(f"{pad_cells(label, label_width)}  {bar} {count:,}")
     return lines
-
-
-def _clip(text: str, size: int) -> str:
-    return text if len(text) <= size else text[: size - 1] + "…"
 
 
 # events generate

@@ -9,7 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from boltic_cli.models import Error, EventAccepted, EventInput, EventQueryResult, format_time
+from boltic_cli.models import (
+    Error,
+    EventAccepted,
+    EventInput,
+    EventQueryResult,
+    UtcTime,
+    format_time,
+)
 from boltic_cli.server.auth import header, principal
 from boltic_cli.server.responses import Problem
 from boltic_cli.server.routes import (
@@ -103,8 +110,8 @@ def query_events(
     request: Request,
     source_id: Annotated[str | None, Query(alias="sourceId")] = None,
     event_type: Annotated[str | None, Query(alias="eventType")] = None,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: Annotated[datetime | None, Query()] = None,
+    from_: Annotated[UtcTime | None, Query(alias="from")] = None,
+    to: Annotated[UtcTime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     result = runtime(request).store.query_events(
