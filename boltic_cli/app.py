@@ -323,9 +323,11 @@ def run(invoke: Any, session: Session, argv: list[str]) -> int:
         # bodies deeper than 200 levels, and so does the CLI's input.
         if debug:
             traceback.print_exc()
-        stderr = session.env.stderr or sys.stderr
-        stderr.write("Error: the data is nested too deeply to handle\n")
-        return ExitStatus.ERROR
+        from boltic_cli.errors import UnexpectedResponse
+
+        error = UnexpectedResponse("the data is nested too deeply to handle")
+        _report(error, session, argv)
+        return error.exit_status
     except Exception as e:
         if debug:
             traceback.print_exc()

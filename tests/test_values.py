@@ -314,6 +314,25 @@ def test_deep_lines_in_a_file_are_per_line_failures(cli, api, source, tmp_path):
     assert len(stored(api, source["id"])) == 4
 
 
+def test_an_answer_nested_beyond_any_parser_is_one_line_not_a_recursion_error(run_cli):
+    """Only a server other than ours can answer this (ours refuses such bodies)."""
+    import httpx
+
+    body = '{"data": [{"id": "src_1", "name": ' + deep_text(5000, '"x"') + "}]}"
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(200, text=body, headers={"content-type": "application/json"})
+    )
+    env = {"BOLTIC_API_URL": "http://api.test/v1", "BOLTIC_TOKEN": "t" * 20}
+    for fmt in ("json", "table", "yaml"):
+        result = run_cli("sources", "list", "-o", fmt, env=env, transport=transport)
+        assert result.exit_code == 1
+        assert result.stderr.splitlines()[0] == "Error: the data is nested too deeply to handle"
+        assert "RecursionError" not in result.stderr
+        if fmt == "json":
+            error = json.loads(result.stderr.splitlines()[1])["error"]
+            assert error["exitCode"] == 1
+
+
 def test_a_deep_where_value_is_plain_text():
     from boltic_cli.params import parse_where
 
