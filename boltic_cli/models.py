@@ -53,16 +53,30 @@ def format_time(value: datetime) -> str:
     )
 
 
+def _as_field_error(check: Any, kind: str) -> Any:
+    # A PydanticCustomError is reported with exactly its message (a ValueError would be
+    # prefixed "Value error, "): the server's 422 ``details`` reads "type: must not ...".
+    from pydantic_core import PydanticCustomError
+
+    def validate(value: Any) -> Any:
+        try:
+            return check(value)
+        except ValueError as e:
+            raise PydanticCustomError(kind, str(e).replace("{", "(")) from None
+
+    return validate
+
+
 # Text that names or identifies something: no U+0000 (``no_nul``).
-Name = Annotated[str, AfterValidator(no_nul)]
+Name = Annotated[str, AfterValidator(_as_field_error(no_nul, "nul_character"))]
 
 # A time input (a query parameter): normalised to UTC, a validation error outside
 # years 1..9999 (``to_utc``).
-UtcTime = Annotated[datetime, AfterValidator(to_utc)]
+UtcTime = Annotated[datetime, AfterValidator(_as_field_error(to_utc, "time_out_of_range"))]
 
 Timestamp = Annotated[
     datetime,
-    AfterValidator(to_utc),
+    AfterValidator(_as_field_error(to_utc, "time_out_of_range")),
     PlainSerializer(format_time, return_type=str, when_used="json"),
 ]
 
