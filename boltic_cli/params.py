@@ -200,39 +200,54 @@ def _json_problem(error: ValueError) -> str:
 # --- -p key=value / key:=json ------------------------------------------------------
 
 
-def parse_fields(items: Iterable[str], *, max_depth: int = MAX_OPTION_DEPTH) -> dict[str, Any]:
+def parse_fields(
+    items: Iterable[str], *, option: str | None = None, max_depth: int = MAX_OPTION_DEPTH
+) -> dict[str, Any]:
     """httpie-style fields as a dict: ``key=text``, ``key:=json``, ``a.b=c`` nests.
 
     JSON values are strict (``loads_json``); the whole dict may nest at most
     ``max_depth`` levels (by default: what fits one level inside a request body).
+    A bad item is a ``UsageError`` quoting it (cut when long), after ``option: ``
+    when the flag is given (``-p``).
     """
     result: dict[str, Any] = {}
     for item in items:
-        path, value = _parse_field(item, max_depth)
-        _set_path(result, path, value, item)
+        try:
+            path, value = _parse_field(item, max_depth)
+            _set_path(result, path, value, item)
+        except UsageError as e:
+            if option is None:
+                raise
+            raise UsageError(f"{option}: {e.message}") from None
     return result
+
+
+def _quoted(item: str, limit: int = 60) -> str:
+    """``repr`` of a field for a message, cut to ``limit`` characters."""
+    shown = _printable(item)
+    return repr(shown if len(shown) <= limit else shown[: limit - 1] + "…")
 
 
 def _parse_field(item: str, max_depth: int) -> tuple[list[str], Any]:
     try:
         check_text(item)
     except ValueError as e:
-        raise UsageError(f"invalid field {_printable(item)!r}: {e}") from None
+        raise UsageError(f"invalid field {_quoted(item)}: {e}") from None
     equals = item.find("=")
     if equals < 0:
-        raise UsageError(f"invalid field {item!r}: expected key=value or key:=<json>")
+        raise UsageError(f"invalid field {_quoted(item)}: expected key=value or key:=<json>")
     typed = equals > 0 and item[equals - 1] == ":"
     key = item[: equals - 1] if typed else item[:equals]
     raw = item[equals + 1 :]
     path = key.split(".")
     if not key or not all(path):
-        raise UsageError(f"invalid field {item!r}: the key is empty")
+        raise UsageError(f"invalid field {_quoted(item)}: the key is empty")
     if not typed:
         return path, raw
     try:
         return path, _loads(raw, max_depth - len(path))
     except ValueError as e:
-        raise UsageError(f"invalid JSON in field {item!r}: {_json_problem(e)}") from None
+        raise UsageError(f"invalid JSON in field {_quoted(item)}: {_json_problem(e)}") from None
 
 
 def _set_path(target: dict[str, Any], path: list[str], value: Any, item: str) -> None:
@@ -240,7 +255,9 @@ def _set_path(target: dict[str, Any], path: list[str], value: Any, item: str) ->
         child = target.setdefault(part, {})
         if not isinstance(child, dict):
             prefix = ".".join(path[: depth + 1])
-            raise UsageError(f"invalid field {item!r}: {prefix} is already set to a non-object")
+            raise UsageError(
+                f"invalid field {_quoted(item)}: {prefix} is already set to a non-object"
+            )
         target = child
     target[path[-1]] = value
 
