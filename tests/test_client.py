@@ -710,14 +710,15 @@ def test_event_sender_over_an_injected_transport_uses_it():
 def test_plain_http_skips_the_ca_bundle_and_https_still_verifies():
     import ssl
 
-    from boltic_cli.client import _LazyTLSTransport
+    from boltic_cli._compat import httpx_transport_ssl_context
+    from boltic_cli.client_transport import LazyTLSTransport
 
-    transport = _LazyTLSTransport()
+    transport = LazyTLSTransport()
     with httpx.Client(transport=transport, timeout=1) as http:
         for url in ("http://127.0.0.1:9/v1/x", "https://127.0.0.1:9/v1/x"):
             with pytest.raises(httpx.ConnectError):
                 http.get(url)
             if url.startswith("http:"):
                 assert transport._plain is not None and transport._tls is None
-    context = transport._tls._pool._ssl_context
+    context = httpx_transport_ssl_context(transport._tls)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
