@@ -85,13 +85,20 @@ def completion_base_classes() -> tuple[type, type, type]:
     """The (bash, zsh, fish) completion classes Typer registers, to subclass.
 
     Typer's own (``typer._completion_classes``) complete Typer's way; the fallback
-    is Click's public ``shell_completion`` classes, which work with Click's scripts.
+    is Click's public ``shell_completion`` classes (present in the click package, not
+    in the copy Typer vendors since 0.29: there RuntimeError says what to update).
     """
     try:
         from typer._completion_classes import BashComplete, FishComplete, ZshComplete
-    except ImportError:  # fallback: Click's public classes
+    except ImportError:  # fallback: Click's public classes (the click package has them)
         sc = _load_click().shell_completion
-        return sc.BashComplete, sc.ZshComplete, sc.FishComplete
+        try:
+            return sc.BashComplete, sc.ZshComplete, sc.FishComplete
+        except AttributeError:
+            raise RuntimeError(
+                "this Typer has neither typer._completion_classes nor Click's completion "
+                "classes: boltic_cli._compat needs updating for it"
+            ) from None
     return BashComplete, ZshComplete, FishComplete
 
 
@@ -104,13 +111,13 @@ def completion_script(prog_name: str, complete_var: str, shell: str) -> str:
     """The completion script of ``shell`` for ``prog_name``, as Typer writes it.
 
     Typer's writer is private (``typer._completion_shared``); the fallback is the
-    ``source()`` of the completion class registered for the shell.
+    ``source()`` of the completion class registered for the shell (or Typer's own).
     """
     try:
         from typer._completion_shared import get_completion_script
     except ImportError:  # fallback: the registered class's own script
-        click = _load_click()
-        cls = click.shell_completion.get_completion_class(shell)
+        by_name = {cls.name: cls for cls in completion_base_classes()}
+        cls = _load_click().shell_completion.get_completion_class(shell) or by_name.get(shell)
         if cls is None:
             raise ValueError(f"no completion for shell {shell!r}") from None
         return cls(None, {}, prog_name, complete_var).source()
