@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from boltic_cli.credentials import KEYRING_SERVICE
+from tests.support import AppTransport
 
 TOKEN = "tok_9f8e7d6c5b4a3210zyxw"
 
@@ -256,7 +257,7 @@ def test_stored_token_authenticates_against_server(
         input=server_settings.admin_token,
     )
     assert result.exit_code == 0, result.stderr
-    context = Context(env=Environment(environ=cli_env, transport=api._transport).resolved())
+    context = Context(env=Environment(environ=cli_env, transport=AppTransport(api)).resolved())
     assert context.settings.profile == "cloud"
     with context.make_client() as client:
         assert client.list_stream_sources() == []

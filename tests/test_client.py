@@ -19,6 +19,7 @@ from boltic_cli.client import (
     parse_retry_after,
 )
 from boltic_cli.models import EventInput, StreamDestinationInput, StreamSourceInput
+from tests.support import AppTransport
 
 TOKEN = "sekrit-admin-token-XYZ"
 BASE = "https://api.example.test/v1"
@@ -598,7 +599,7 @@ def test_lost_answer_to_a_post_does_not_store_twice(api):
                 raise httpx.RemoteProtocolError("server disconnected", request=request)
             return response
 
-    transport = LoseFirstAnswer(api._transport)
+    transport = LoseFirstAnswer(AppTransport(api))
     slept: list[float] = []
     with BolticClient(
         "http://testserver/v1", ADMIN_TOKEN, transport=transport, sleep=slept.append
