@@ -120,3 +120,23 @@ def no_keyring():
     keyring.set_keyring(fail.Keyring())
     yield
     keyring.set_keyring(previous)
+
+
+# Tests that are slow although not e2e (seconds each: fuzzing, big inputs), by node-id
+# prefix. A test file may also mark its own with @pytest.mark.slow.
+SLOW_MODULES = (
+    "tests/conformance/",
+    "tests/test_events_send.py::test_file_of_2000_with_3_broken_lines",
+    "tests/cli_faults/test_input_faults.py::test_file_turning_non_utf8_late",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every e2e test (a subprocess: a server, the installed boltic) and every test of
+    SLOW_MODULES is also ``slow``, so ``pytest -m "not slow"`` is the quick inner loop.
+    CI runs everything (README's test command selects no marker)."""
+    slow = pytest.mark.slow
+    for item in items:
+        path = item.nodeid.replace("\\", "/")
+        if item.get_closest_marker("e2e") is not None or path.startswith(SLOW_MODULES):
+            item.add_marker(slow)
