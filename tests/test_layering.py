@@ -52,6 +52,9 @@ KNOWN_BREAKS: set[tuple[str, str]] = {
 }
 # Known cycles (sorted module lists), same rules as KNOWN_BREAKS.
 KNOWN_CYCLES: set[tuple[str, ...]] = {
+    # output reads OUTPUT_FORMATS from context; context builds the Output (inside a
+    # function). Lead: keep the list in output (context re-exports it), or in a base module.
+    ("context", "output"),
     # routes/__init__.routers() imports the route modules, which import helpers from
     # routes/__init__ (server layout work, lane-s/lead: e.g. helpers into routes/_common).
     (
@@ -191,6 +194,8 @@ def breaks(imports: Iterable[Import]) -> list[tuple[Import, str]]:
             continue
         if imp.target in COMPAT or imp.target == imp.source:
             continue
+        if src == "server" and imp.target == "settings":
+            continue  # settings owns the local admin-token file (design.md allows this one)
         dst = layer_of(imp.target)
         if src == "unknown" or dst == "unknown":
             found.append((imp, "module not placed in a layer (add it to the table)"))
@@ -210,8 +215,6 @@ def breaks(imports: Iterable[Import]) -> list[tuple[Import, str]]:
             and _command_group(imp.source) != _command_group(imp.target)
         ):
             found.append((imp, "command groups never import each other"))
-        elif src == "server" and dst == "base" and imp.target == "":
-            continue  # __version__
     return found
 
 
