@@ -164,10 +164,7 @@ class ServerProcess:
         }
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "boltic_cli", "server", "--port", "0", "--db", str(self.db)]
-        if self.token is not None:
-            cmd += ["--token", self.token]
-        return cmd
+        return server_command(self.db, *(["--token", self.token] if self.token else []))
 
     def start(self) -> str:
         self._proc = subprocess.Popen(
@@ -239,12 +236,21 @@ class ServerProcess:
         self.stop()
 
 
+def server_command(db: Path, *args: str) -> list[str]:
+    """The command line of every ``boltic server`` the tests start: a free port, ``db``."""
+    return [sys.executable, "-m", "boltic_cli", "server", "--port", "0", "--db", str(db), *args]
+
+
 def start_server(
     db: Path, env: dict[str, str], *args: str, stderr: int = subprocess.DEVNULL
 ) -> tuple[subprocess.Popen[str], str]:
-    """`boltic server --port 0 ARGS` and the API URL it printed first."""
+    """`boltic server --port 0 ARGS` and the API URL it printed first.
+
+    The short form of ``ServerProcess`` for tests that read the process's pipes
+    themselves (nothing drains them); reap it with ``stop_server`` or ``reap``.
+    """
     process = subprocess.Popen(
-        [sys.executable, "-m", "boltic_cli", "server", "--port", "0", "--db", str(db), *args],
+        server_command(db, *args),
         stdout=subprocess.PIPE,
         stderr=stderr,
         env=env,
