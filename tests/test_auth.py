@@ -292,14 +292,14 @@ def test_status_with_a_write_key_makes_no_call_it_may_not_make(cli, api):
 
 def test_login_refuses_a_token_the_api_refuses(run_cli, api, memory_keyring, config_dir):
     login = ("auth", "login", "--api-url", "http://testserver/v1", "--with-token")
-    refused = run_cli(*login, input="wrong-token", transport=api._transport)
+    refused = run_cli(*login, input="wrong-token", transport=AppTransport(api))
     assert refused.exit_code == 4
     assert "refused this token: nothing stored" in refused.stderr
     assert memory_keyring.entries == {}
 
     from tests.conftest import ADMIN_TOKEN
 
-    accepted = run_cli(*login, input=ADMIN_TOKEN, transport=api._transport)
+    accepted = run_cli(*login, input=ADMIN_TOKEN, transport=AppTransport(api))
     assert accepted.exit_code == 0, accepted.stderr
     assert "could not check" not in accepted.stderr
     assert memory_keyring.entries == {(KEYRING_SERVICE, "cloud"): ADMIN_TOKEN}
