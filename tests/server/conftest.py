@@ -51,7 +51,7 @@ def store(api, server_app):
 
 
 @dataclass
-class ServerHandle:
+class StartedServer:
     """A ``boltic server`` subprocess from ``tests.support.start_server``, its pipes unread."""
 
     process: subprocess.Popen
@@ -69,7 +69,7 @@ class ServerHandle:
 
 def start_server_process(
     db: Path, env_extra: dict[str, str] | None = None, *args: str
-) -> ServerHandle:
+) -> StartedServer:
     env = {
         **os.environ,
         "BOLTIC_DATA_DIR": str(db.parent / "data"),
@@ -77,13 +77,13 @@ def start_server_process(
         **(env_extra or {}),
     }
     process, url = start_server(db, env, *args, stderr=subprocess.PIPE)
-    return ServerHandle(process, url, db)
+    return StartedServer(process, url, db)
 
 
 @pytest.fixture
 def server_process(tmp_path: Path) -> Iterator[Any]:
     """A factory of ``boltic server`` subprocesses; all are killed at the end."""
-    started: list[ServerHandle] = []
+    started: list[StartedServer] = []
 
     def start(env_extra: dict[str, str] | None = None, *args: str, db: Path | None = None):
         server = start_server_process(db or tmp_path / "server.db", env_extra, *args)
