@@ -26,12 +26,12 @@ def to_utc(value: datetime) -> datetime:
 
 def format_time(value: datetime) -> str:
     """RFC 3339 UTC with milliseconds and ``Z``: ``2026-11-26T11:19:14.123Z``."""
-    v = to_utc(value)
-    # Not strftime: "%Y" does not pad years before 1000, which breaks RFC 3339.
-    return (
-        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
-        f".{v.microsecond // 1000:03d}Z"
-    )
+    # Not strftime: "%Y" does not pad years before 1000, which breaks RFC 3339;
+    # isoformat pads them, truncates to milliseconds, and is C (every stored event
+    # formats one or two times).
+    if value.tzinfo is not UTC:
+        value = to_utc(value)
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 Timestamp = Annotated[

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import encode_basestring_ascii as _text
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -71,7 +73,7 @@ async def send_event(request: Request) -> Response:
     rt = runtime(request)
     try:
         await _check_source(rt.store, principal(request.scope), body.source_id, {})
-        record = _record(body, rt.ids.new("evt_"), rt.store.now_ms(), _seen(request))
+        record = _record(body, rt.ids.new("evt_"), _receipt(request, rt.store.now_ms()))
     except ItemRefused as e:
         raise e.problem() from None
     stored = await committed(rt.store.insert_event(record, idempotency(request, raw)))
@@ -96,8 +98,8 @@ async def send_event_batch(request: Request) -> Response:
     rt = runtime(request)
     store = rt.store
     caller = principal(request.scope)
-    received_ms = store.now_ms()
-    seen = _seen(request)
+    receipt = _receipt(request, store.now_ms())
+    ids = iter(rt.ids.new_many("evt_", sum(isinstance(i, EventInput) for i in items)))
     # Items are sized only when the whole body could hold one over the item limit.
     check_size = len(raw) > MAX_ITEM_BYTES
     refused: dict[int, ItemRefused] = {}
@@ -109,7 +111,7 @@ async def send_event_batch(request: Request) -> Response:
             if isinstance(item, ItemRefused):
                 raise item
             await _check_source(store, caller, item.source_id, sources)
-            record = _record(item, rt.ids.new("evt_"), received_ms, seen)
+            record = _record(item, next(ids), receipt)
             if check_size and len(record.body) > MAX_ITEM_BYTES:
                 _check_item_size(item)
         except ItemRefused as e:
@@ -212,55 +214,81 @@ def _render_batch(
     )
 
 
-def _seen(request: Request) -> tuple[str | None, str | None]:
-    """The peer address and User-Agent, for an event's context when the sender gave none."""
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What one request adds to each of its events: the time it was received and the
+    context the server saw (peer address, User-Agent), as JSON text made once."""
+
+    received_ms: int
+    received_at: str
+    ip: str | None
+    user_agent: str | None
+    # ',"context":{...}' for an event that brings no context ("" if nothing was seen).
+    seen_context: str
+
+
+def _receipt(request: Request, received_ms: int) -> Receipt:
     client = request.scope.get("client")
-    return (client[0] if client else None), header(request.scope, b"user-agent")
+    ip = client[0] if client else None
+    user_agent = header(request.scope, b"user-agent")
+    seen = _fill_context({}, ip, user_agent)
+    return Receipt(
+        received_ms,
+        format_time(from_ms(received_ms)),
+        ip,
+        user_agent,
+        ',"context":' + COMPACT_JSON.encode(seen) if seen else "",
+    )
 
 
-def _record(
-    body: EventInput, event_id: str, received_ms: int, seen: tuple[str | None, str | None]
-) -> EventRecord:
-    """The stored event: what the sender sent, plus id, times and the context we saw.
-
-    Built from the model's fields, not a full ``to_wire()`` dump: ``properties`` came
-    from JSON and is stored as it is; only ``context`` (a model) is dumped."""
-    received_at = format_time(from_ms(received_ms))
-    context: dict[str, Any] = body.context.to_wire() if body.context is not None else {}
-    ip, user_agent = seen
+def _fill_context(context: dict[str, Any], ip: str | None, user_agent: str | None) -> dict:
     if "ip" not in context and ip:
         context["ip"] = ip
     if "userAgent" not in context and user_agent is not None:
         context["userAgent"] = user_agent
-    wire: dict[str, Any] = {"id": event_id, "sourceId": body.source_id, "type": body.type}
-    if body.properties is not None:
-        wire["properties"] = body.properties
-    if body.user_id is not None:
-        wire["userId"] = body.user_id
-    if body.anonymous_id is not None:
-        wire["anonymousId"] = body.anonymous_id
-    if body.message_id is not None:
-        wire["messageId"] = body.message_id
-    if context:
-        wire["context"] = context
-    if body.timestamp is None:
-        timestamp_ms = received_ms
-        wire["timestamp"] = received_at
-    else:
-        timestamp_ms = to_ms(body.timestamp)
-        wire["timestamp"] = format_time(body.timestamp)
-    wire["receivedAt"] = received_at
+    return context
+
+
+def _record(body: EventInput, event_id: str, receipt: Receipt) -> EventRecord:
+    """The stored event: what the sender sent, plus id, times and the context we saw.
+
+    The JSON text is joined from pieces (keys in the Event's order: id, sourceId, type,
+    properties, userId, anonymousId, messageId, context, timestamp, receivedAt) so the
+    parts a request's events share are encoded once; ``properties`` came from JSON
+    and is encoded as it is. Raises ItemRefused (422) for a number JSON cannot carry."""
+    parts = ['{"id":"', event_id, '","sourceId":', _text(body.source_id)]
+    parts += [',"type":', _text(body.type)]
     try:
-        text = COMPACT_JSON.encode(wire)
+        if body.properties is not None:
+            parts += [',"properties":', COMPACT_JSON.encode(body.properties)]
+        if body.user_id is not None:
+            parts += [',"userId":', _text(body.user_id)]
+        if body.anonymous_id is not None:
+            parts += [',"anonymousId":', _text(body.anonymous_id)]
+        if body.message_id is not None:
+            parts += [',"messageId":', _text(body.message_id)]
+        if body.context is None:
+            parts.append(receipt.seen_context)
+        else:
+            context = _fill_context(body.context.to_wire(), receipt.ip, receipt.user_agent)
+            if context:
+                parts += [',"context":', COMPACT_JSON.encode(context)]
     except ValueError:
         raise ItemRefused(422, "invalid event", NOT_FINITE) from None
+    if body.timestamp is None:
+        timestamp_ms = receipt.received_ms
+        timestamp = receipt.received_at
+    else:
+        timestamp_ms = to_ms(body.timestamp)
+        timestamp = format_time(body.timestamp)
+    parts += [',"timestamp":"', timestamp, '","receivedAt":"', receipt.received_at, '"}']
     return EventRecord(
         id=event_id,
         source_id=body.source_id,
         type=body.type,
         timestamp=timestamp_ms,
-        received_at=received_ms,
-        body=text,
+        received_at=receipt.received_ms,
+        body="".join(parts),
         message_id=body.message_id,
     )
 
