@@ -8,7 +8,9 @@ Against `boltic server` in a subprocess (temp database), alternating the two loa
   - single: POST /streams/events, one event per request, 16 keep-alive connections;
   - batch: POST /streams/events/batch, bodies of 500 events (~100 KiB), 4 connections;
 events/s is what the database holds afterwards divided by wrk's duration (every
-answer is sent after the commit, so stored == acknowledged; wrk's non-2xx must be 0).
+answer is sent after the commit, so stored == acknowledged; wrk's non-2xx must be 0),
+with the CPU time and run-queue wait per stored event of each server thread (the
+event loop "MainThread", the writer "boltic-writer", the executor's readers).
 Then, in this process, the CPU time per item of each step of a batch: validating the
 body, making ids, building the stored JSON, rendering the answer, and the INSERT with
 its indexes and counting triggers (plus the same INSERT without the triggers and
@@ -72,12 +74,29 @@ def count(db: Path) -> int:
 
 
 def run_load(server: Server, db: Path, url: str, script: Path, seconds: int, conns: int) -> dict:
-    before = count(db)
+    before, threads_before = count(db), server.threads()
     started = time.monotonic()
     result = wrk(url, script, seconds, conns)
     elapsed = time.monotonic() - started
     stored = count(db) - before
-    return {**result, "stored": stored, "events_per_s": round(stored / elapsed)}
+    threads_after = server.threads()
+    per_event = {}
+    for name, end in threads_after.items():
+        start = threads_before.get(name, {"cpu_s": 0.0, "runqueue_wait_s": 0.0})
+        cpu = (end["cpu_s"] - start["cpu_s"]) / max(stored, 1) * 1e6
+        if cpu >= 0.1:
+            per_event[name] = {
+                "cpu_us": round(cpu, 1),
+                "runqueue_wait_us": round(
+                    (end["runqueue_wait_s"] - start["runqueue_wait_s"]) / max(stored, 1) * 1e6, 1
+                ),
+            }
+    return {
+        **result,
+        "stored": stored,
+        "events_per_s": round(stored / elapsed),
+        "server_threads_per_event": per_event,
+    }
 
 
 def per_item_costs(work: Path, source_id: str) -> dict:
