@@ -305,6 +305,16 @@ class Output:
     def is_json(self) -> bool:
         return self.format in ("json", "ndjson")
 
+    def can_show(self, text: str) -> bool:
+        """Whether stdout's encoding holds every character of ``text`` (a chart's "█" on
+        a cp1252 console does not: it would be written as ``\\u2588`` escapes)."""
+        encoding = getattr(self.stdout, "encoding", None) or "utf-8"
+        try:
+            text.encode(encoding)
+        except (UnicodeEncodeError, LookupError):
+            return False
+        return True
+
     @cached_property
     def console(self) -> Console:
         return self._make_console(self.stdout, self.color)

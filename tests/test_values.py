@@ -863,3 +863,48 @@ def test_a_failing_keyring_is_one_line_exit_4(run_cli, cli_env, keyring_backend)
     assert json.loads(error_json)["error"]["exitCode"] == 4
     login = run_cli("auth", "login", "--profile", "other", "--with-token", input="tok_" + "x" * 20)
     refused(login, "D-Bus connection refused", code=4)
+
+
+# --- boltic api prints the answer's bytes ---------------------------------------------------
+
+
+def _answer(body: bytes, content_type: str = "application/json"):
+    import httpx
+
+    return httpx.MockTransport(
+        lambda request: httpx.Response(200, content=body, headers={"content-type": content_type})
+    )
+
+
+API_ENV = {"BOLTIC_API_URL": "http://api.test/v1", "BOLTIC_TOKEN": "t" * 20}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a":1,"a":2}',  # duplicate keys: a parser would keep one
+        b'{ "n" : 1.10, "big": 123456789012345678901234567890e-5 }\n',
+        b'{"s":"\\u00e9\\ud83d\\ude00","t":"caf\xc3\xa9"}',
+        b"[1, 2]\n\n",
+        b'\xef\xbb\xbf{"bom": true}',
+    ],
+)
+def test_api_prints_the_answer_bytes_unchanged_when_piped(run_cli, body):
+    result = run_cli("api", "GET", "/anything", env=API_ENV, transport=_answer(body))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.encode("utf-8") == body
+
+
+def test_api_pretty_prints_on_a_terminal_only(run_cli):
+    result = run_cli(
+        "api", "GET", "/x", env=API_ENV, transport=_answer(b'{"a":1,"b":[2]}'), tty=True
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == '{\n  "a": 1,\n  "b": [\n    2\n  ]\n}\n'
+
+
+def test_api_bytes_from_the_real_server(cli, api, source):
+    send(api, source["id"], "注文", properties={"e": "🎉", "n": 10**30})
+    result = cli("api", "GET", "/streams/events")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.encode() == api.get("/streams/events").content
