@@ -7,7 +7,7 @@ import json
 import secrets
 import shlex
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,7 +20,6 @@ from boltic_cli.errors import BolticError
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient
     from boltic_cli.models import StreamSource
-    from boltic_cli.tail import TailRecord, TailView
 
 app = new_app(no_args_is_help=False)
 
@@ -244,7 +243,9 @@ def demo_traffic(
 def tail_everything(
     ctx: Context, client: BolticClient, *, history: int, duration: float | None
 ) -> None:
-    from boltic_cli.tail import Tail, TailView, all_source_ids
+    """Follow every source (new ones join as they appear) the way ``debug tail --all`` does."""
+    from boltic_cli.output import TailView
+    from boltic_cli.tail import Tail, all_source_ids
 
     names: dict[str, str] = {}
     clock = ctx.env.clock
@@ -256,26 +257,4 @@ def tail_everything(
         clock=lambda: clock().timestamp(),
         sleep=ctx.env.sleep,
     )
-    view = TailView(names=names, multi_source=True)
-    started = engine.clock()
-    show = record_printer(ctx, view)
-    try:
-        for record in engine.records():
-            show(record)
-    finally:
-        ctx.output.info(view.summary(engine.stats, elapsed=engine.clock() - started))
-
-
-def record_printer(ctx: Context, view: TailView) -> Callable[[TailRecord], None]:
-    if not (ctx.output_format == "table" and ctx.env.stdout_isatty):
-        return lambda record: ctx.output.emit_tail_record(record, view)
-
-    def show(record: TailRecord) -> None:
-        if record.kind == "event":
-            ctx.output.console.print(
-                view.terminal_line(record), no_wrap=True, overflow="ellipsis", crop=True
-            )
-        else:
-            ctx.output.emit_tail_record(record, view)
-
-    return show
+    ctx.output.follow_tail(engine, TailView(names=names, multi_source=True))
