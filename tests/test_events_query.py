@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from boltic_cli.commands.events import bar_chart
+from boltic_cli.commands.events.query import bar_chart
 from boltic_cli.models import format_time
 from tests.conftest import ADMIN_TOKEN, CliResult
 

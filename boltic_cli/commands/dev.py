@@ -6,7 +6,6 @@ import contextlib
 import json
 import secrets
 import shlex
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -214,30 +213,17 @@ def demo_traffic(
     if not enabled:
         yield
         return
-    from boltic_cli.generator import run_generator
+    from boltic_cli.traffic import TrafficRunner
 
-    stop = threading.Event()
-    failure: list[BaseException] = []
-
-    def send() -> None:
+    assert source.id is not None
+    with dev_client(url, token) as client:
+        runner = TrafficRunner(client, source.id, rate=rate)
         try:
-            with dev_client(url, token) as client:
-                assert source.id is not None
-                run_generator(
-                    client, source.id, rate=rate, count=None, duration=None, types=None, stop=stop
-                )
-        except BolticError as e:
-            failure.append(e)
-
-    thread = threading.Thread(target=send, name="boltic-dev-demo", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-        if failure:
-            ctx.output.warn(f"demo traffic stopped: {failure[0]}")
+            with runner:
+                yield
+        finally:
+            if isinstance(runner.error, BolticError):
+                ctx.output.warn(f"demo traffic stopped: {runner.error}")
 
 
 def tail_everything(
