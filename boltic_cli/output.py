@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
     from rich.table import Table
     from rich.text import Text
 
@@ -247,6 +248,7 @@ class Output:
         self.stderr_isatty = stderr_isatty
         self.width = width
         self.clock = clock
+        self._progress: ProgressLine | None = None  # messages print above it while shown
 
     @property
     def is_json(self) -> bool:
@@ -558,6 +560,35 @@ class Output:
 
     # messages on stderr
 
+    @contextlib.contextmanager
+    def progress(self, *counters: str, **fields: Any) -> Iterator[ProgressLine | None]:
+        """A transient progress line on a terminal's stderr; None when stderr is not one.
+
+        ``counters`` are Rich ``TextColumn`` templates over the task
+        (``"{task.completed:,.0f} sent"``, ``"{task.fields[failed]:,} failed"``);
+        ``fields`` their initial values. A spinner leads and the elapsed time ends
+        the line. While it is shown, ``info``/``log``/``warn`` print above it.
+        """
+        if not self.stderr_isatty:
+            yield None
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        progress = Progress(
+            SpinnerColumn(),
+            *(TextColumn(counter) for counter in counters),
+            TimeElapsedColumn(),
+            console=self.err_console,
+            transient=True,
+        )
+        line = ProgressLine(progress, progress.add_task("progress", total=None, **fields))
+        with progress:
+            self._progress = line
+            try:
+                yield line
+            finally:
+                self._progress = None
+
     def info(self, text: str) -> None:
         """A message for the user on stderr, one line, sanitised."""
         self._message(text, None)
@@ -575,13 +606,42 @@ class Output:
 
     def _message(self, text: str, style: str | None) -> None:
         line = sanitize(text)
-        if self.stderr_color and style:
+        if self._progress is not None:
+            self._progress.print(line, style)
+        elif self.stderr_color and style:
             from rich.text import Text
 
             self.err_console.print(Text(line, style=style), soft_wrap=True)
         else:
             self.stderr.write(line + "\n")
             self.stderr.flush()
+
+
+class ProgressLine:
+    """The handle ``Output.progress`` yields: move the counts, print above the line."""
+
+    def __init__(self, progress: Progress, task: Any) -> None:
+        self._progress = progress
+        self._task = task
+
+    @property
+    def speed(self) -> float | None:
+        """Recent completions per second, as Rich estimates it (None at first)."""
+        return self._progress.tasks[0].speed
+
+    def update(self, *, completed: float | None = None, **fields: Any) -> None:
+        """Set the count and/or fields the counters show."""
+        self._progress.update(self._task, completed=completed, **fields)
+
+    def advance(self, amount: float = 1) -> None:
+        """Add ``amount`` to the count."""
+        self._progress.advance(self._task, amount)
+
+    def print(self, line: str, style: str | None = None) -> None:
+        """A line above the progress line (already sanitised by the caller)."""
+        from rich.text import Text
+
+        self._progress.console.print(Text(line, style=style or ""), soft_wrap=True)
 
 
 class TailView:

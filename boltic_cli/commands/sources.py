@@ -107,9 +107,7 @@ def _show_created(ctx: Context, source: StreamSource) -> None:
             "",
             curl_for_test_event(ctx.settings.api_url, source),
         ]
-    console = ctx.output.console
-    for line in lines:
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    ctx.output.text_lines(lines)
 
 
 def curl_for_test_event(api_url: str, source: StreamSource) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -56,7 +54,8 @@ def generate(
     seconds = parse_duration(duration, option="--duration").total_seconds() if duration else None
     with ctx.make_client() as client:
         source_id = resolve_source_id(client, source)
-        with _generate_progress(ctx) as on_sent:
+        with ctx.output.progress("{task.completed:,.0f} events sent") as progress:
+            on_sent = (lambda event: progress.advance()) if progress is not None else None
             runner = TrafficRunner(
                 client,
                 source_id,
@@ -76,25 +75,6 @@ def generate(
                         _report_generate_summary(ctx, runner.stop())
                     raise
     _report_generate_summary(ctx, summary)
-
-
-@contextlib.contextmanager
-def _generate_progress(ctx: Context) -> Iterator[Callable[[dict], None] | None]:
-    if not ctx.env.stderr_isatty:
-        yield None
-        return
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.completed:,.0f} events sent"),
-        TimeElapsedColumn(),
-        console=ctx.output.err_console,
-        transient=True,
-    )
-    task = progress.add_task("generate", total=None)
-    with progress:
-        yield lambda event: progress.advance(task)
 
 
 def _report_generate_summary(ctx: Context, summary: TrafficSummary) -> None:

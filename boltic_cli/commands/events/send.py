@@ -14,6 +14,7 @@ from boltic_cli.errors import PartialFailure, UsageError
 
 if TYPE_CHECKING:
     from boltic_cli.context import Context
+    from boltic_cli.output import ProgressLine
     from boltic_cli.sender import InputItem, SendFailure, SendSummary
 
 
@@ -165,21 +166,22 @@ def _send_file(ctx: Context, source: str | None, file: str, concurrency: int) ->
             items = read_items(stream)
         except UnicodeDecodeError:
             raise _not_utf8(file) from None
-        with _send_progress(ctx) as progress:
+        counters = ("{task.completed:,.0f} sent", "{task.fields[failed]:,} failed")
+        with ctx.output.progress(*counters, "{task.fields[rate]}", failed=0, rate="") as progress:
             sender = BulkSender(
                 client,
                 concurrency=concurrency,
                 default_source_id=default_source,
-                on_sent=progress.update if progress else None,
-                on_failure=_failure_reporter(ctx, progress),
+                on_sent=_progress_updater(progress),
+                on_failure=_failure_reporter(ctx),
             )
             try:
                 sender.run(_utf8_checked(items, file))
             except BaseException:
-                _report_send_summary(ctx, sender.summary(), progress)
+                _report_send_summary(ctx, sender.summary())
                 raise
             summary = sender.summary()
-            _report_send_summary(ctx, summary, progress)
+            _report_send_summary(ctx, summary)
     if summary.failed:
         total = summary.sent + summary.failed
         raise PartialFailure(f"{summary.failed} of {total} events failed")
@@ -210,46 +212,19 @@ def _not_utf8(file: str) -> UsageError:
     return UsageError(f"{'stdin' if file == '-' else file} is not UTF-8 text")
 
 
-class _SendProgress:
-    """A progress line with counts and rate on a terminal's stderr."""
+def _progress_updater(progress: ProgressLine | None) -> Callable[[SendSummary], None] | None:
+    if progress is None:
+        return None
 
-    def __init__(self, ctx: Context) -> None:
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    def update(summary: SendSummary) -> None:
+        speed = progress.speed
+        rate = f"{speed:,.0f}/s" if speed else ""
+        progress.update(completed=summary.sent, failed=summary.failed, rate=rate)
 
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.completed:,.0f} sent"),
-            TextColumn("{task.fields[failed]:,} failed"),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            console=ctx.output.err_console,
-            transient=True,
-        )
-        self.task = self.progress.add_task("send", total=None, failed=0, rate="")
-        self.console = self.progress.console
-
-    def update(self, summary: SendSummary) -> None:
-        task = self.progress.tasks[0]
-        rate = f"{task.speed:,.0f}/s" if task.speed else ""
-        self.progress.update(self.task, completed=summary.sent, failed=summary.failed, rate=rate)
-
-    def print(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+    return update
 
 
-@contextlib.contextmanager
-def _send_progress(ctx: Context) -> Iterator[_SendProgress | None]:
-    if not ctx.env.stderr_isatty:
-        yield None
-        return
-    progress = _SendProgress(ctx)
-    with progress.progress:
-        yield progress
-
-
-def _failure_reporter(
-    ctx: Context, progress: _SendProgress | None
-) -> Callable[[SendFailure], None]:
+def _failure_reporter(ctx: Context) -> Callable[[SendFailure], None]:
     from boltic_cli.output import dumps_json, sanitize
 
     def report(failure: SendFailure) -> None:
@@ -257,10 +232,7 @@ def _failure_reporter(
             text = dumps_json(failure.to_dict())
         else:
             text = sanitize(f"{failure.where}: {_describe_error(failure.error)}")
-        if progress is not None:
-            progress.print(text)
-        else:
-            ctx.output.log(text)
+        ctx.output.log(text)
 
     return report
 
@@ -275,9 +247,7 @@ def _describe_error(error: dict[str, Any]) -> str:
     return text
 
 
-def _report_send_summary(
-    ctx: Context, summary: SendSummary, progress: _SendProgress | None = None
-) -> None:
+def _report_send_summary(ctx: Context, summary: SendSummary) -> None:
     figures = summary.to_dict()
     if ctx.is_json:
         ctx.output.emit(figures)
@@ -288,7 +258,4 @@ def _report_send_summary(
     )
     if summary.interrupted:
         text += " (stopped early)"
-    if progress is not None:
-        progress.print(text)
-    else:
-        ctx.output.log(text)
+    ctx.output.log(text)
