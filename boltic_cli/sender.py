@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from boltic_cli.errors import AuthenticationFailed, BolticError, NetworkError
+from boltic_cli.params import json_kind
 
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient, EventSender
@@ -119,20 +120,8 @@ def _item_from_text(line: int, text: str) -> InputItem:
 
 def _item_from_value(line: int, value: Any) -> InputItem:
     if not isinstance(value, dict):
-        return InputItem(line, error=f"expected a JSON object, got {_json_kind(value)}")
+        return InputItem(line, error=f"expected a JSON object, got {json_kind(value)}")
     return InputItem(line, body=value)
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    return "a number"
 
 
 def _decode_reason(error: ValueError) -> str:

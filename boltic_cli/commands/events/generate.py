@@ -46,12 +46,12 @@ def generate(
 
     Prints a summary at the end (sent, failed, seconds, rate).
     """
+    from boltic_cli.durations import duration_seconds
     from boltic_cli.lookup import resolve_source_id
-    from boltic_cli.params import parse_duration
     from boltic_cli.traffic import TrafficRunner
 
     ctx = current()
-    seconds = parse_duration(duration, option="--duration").total_seconds() if duration else None
+    seconds = duration_seconds(duration, option="--duration")
     with ctx.make_client() as client:
         source_id = resolve_source_id(client, source)
         with ctx.output.progress("{task.completed:,.0f} events sent") as progress:

@@ -89,7 +89,7 @@ def query(
     On a terminal the table is followed by the totals and a chart of events per type.
     -o json prints {data, summary}; -o ndjson one event per line.
     """
-    from boltic_cli.params import parse_time
+    from boltic_cli.durations import parse_time
 
     ctx = current()
     now = ctx.env.clock()

@@ -131,8 +131,9 @@ def _event_body(
     timestamp: str | None,
 ) -> dict[str, Any]:
     """The EventInput fields the options describe (all checked before any request)."""
+    from boltic_cli.durations import parse_time
     from boltic_cli.models import format_time
-    from boltic_cli.params import load_json_object, parse_fields, parse_time
+    from boltic_cli.params import load_json_object, parse_fields
 
     body: dict[str, Any] = {"type": type_}
     merged: dict[str, Any] = {}
