@@ -502,3 +502,64 @@ def test_importing_output_loads_neither_rich_nor_yaml_nor_pydantic():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+# -- the one route to the terminal -------------------------------------------------
+
+
+def test_raw_writes_text_and_bytes_unchanged_and_log_goes_to_stderr():
+    out = make_output("table")
+    out.raw('{"a": 1}\n')
+    out.log("database: /tmp/x.db")
+    out.log("bad \x1b[2J line")
+    assert out.stdout.getvalue() == '{"a": 1}\n'
+    assert out.stderr.getvalue() == "database: /tmp/x.db\nbad \\x1b[2J line\n"
+
+    class Binary(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.buffer = io.BytesIO()
+
+    binary = Output(
+        format="plain",
+        stdout=Binary(),
+        stderr=io.StringIO(),
+        color=False,
+        stdout_isatty=False,
+        stderr_isatty=False,
+        width=80,
+        clock=lambda: NOW,
+    )
+    binary.raw(b"\xff\x00raw")
+    assert binary.stdout.buffer.getvalue() == b"\xff\x00raw"
+    out.raw(b"caf\xc3\xa9\n")  # no binary buffer: decoded
+    assert out.stdout.getvalue().endswith("café\n")
+
+
+def test_text_lines_print_prose_on_stdout_without_markup():
+    out = make_output("table", tty=True, width=20)
+    out.text_lines(["", "Total events:  [bold]3[/bold] and a long line that is not wrapped"])
+    assert out.stdout.getvalue() == (
+        "\nTotal events:  [bold]3[/bold] and a long line that is not wrapped\n"
+    )
+
+
+def test_progress_is_none_off_a_terminal_and_messages_print_above_it_on_one():
+    quiet = make_output("table")
+    with quiet.progress("{task.completed:,.0f} sent") as progress:
+        assert progress is None
+        quiet.log("one")
+    assert quiet.stderr.getvalue() == "one\n"
+
+    out = make_output("table", tty=True)
+    with out.progress("{task.completed:,.0f} sent", "{task.fields[failed]} failed", failed=0) as p:
+        assert p is not None
+        p.advance()
+        p.update(completed=41, failed=2)
+        out.log("line 3: bad \x1b[31m")
+        out.warn("careful")
+    text = out.stderr.getvalue()
+    assert "line 3: bad \\x1b[31m" in text and "Warning: careful" in text
+    assert "\x1b[31m" not in text
+    out.log("after")  # the line is gone: messages are plain again
+    assert out.stderr.getvalue().endswith("after\n")
