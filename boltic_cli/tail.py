@@ -378,6 +378,12 @@ class Tail:
         return TailRecord("connected", state.source_id, info=info)
 
 
+def seconds_from(wall_clock: Callable[[], datetime]) -> Callable[[], float]:
+    """A ``clock`` for ``Tail`` made from a wall clock (``Environment.clock``): POSIX
+    seconds, so a test that moves the environment's clock moves the tail too."""
+    return lambda: wall_clock().timestamp()
+
+
 def all_source_ids(client: Any, names: dict[str, str]) -> Callable[[], list[str]]:
     """For tailing every source: a function the engine calls for the current source ids;
     each call also keeps ``names`` (id -> name) current for the view."""

@@ -278,8 +278,9 @@ def event_filter(types: list[str] | None, where: list[str] | None) -> Callable[[
 
 def engine_clock(ctx: Context) -> Callable[[], float]:
     """Seconds from the environment's clock, so tests that move it move the tail."""
-    clock = ctx.env.clock
-    return lambda: clock().timestamp()
+    from boltic_cli.tail import seconds_from
+
+    return seconds_from(ctx.env.clock)
 
 
 def source_names(client: BolticClient, refs: list[str]) -> dict[str, str]:

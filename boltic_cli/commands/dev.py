@@ -200,16 +200,15 @@ def tail_everything(
 ) -> None:
     """Follow every source (new ones join as they appear) the way ``debug tail --all`` does."""
     from boltic_cli.output import TailView
-    from boltic_cli.tail import Tail, all_source_ids
+    from boltic_cli.tail import Tail, all_source_ids, seconds_from
 
     names: dict[str, str] = {}
-    clock = ctx.env.clock
     engine = Tail(
         client,
         all_source_ids(client, names),
         history=history,
         duration=duration,
-        clock=lambda: clock().timestamp(),
+        clock=seconds_from(ctx.env.clock),
         sleep=ctx.env.sleep,
     )
     ctx.output.follow_tail(engine, TailView(names=names, multi_source=True))
