@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from boltic_cli.commands.events import app, complete_event_type, complete_source
+from boltic_cli.completers import complete_event_type, complete_source
 from boltic_cli.context import current
 
 if TYPE_CHECKING:
@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from boltic_cli.traffic import TrafficSummary
 
 
-@app.command("generate")
 def generate(
     source: Annotated[
         str,

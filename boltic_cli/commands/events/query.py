@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from boltic_cli.commands.events import app, complete_event_type, complete_source
+from boltic_cli.completers import complete_event_type, complete_source
 from boltic_cli.context import current
 from boltic_cli.errors import UsageError
 
@@ -43,7 +43,6 @@ def event_columns(source_names: dict[str, str] | None = None) -> list[Column]:
     ]
 
 
-@app.command("query")
 def query(
     source: Annotated[
         str | None,

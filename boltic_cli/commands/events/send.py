@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
-from boltic_cli.commands.events import app, complete_event_type, complete_source
+from boltic_cli.completers import complete_event_type, complete_source
 from boltic_cli.context import current
 from boltic_cli.errors import PartialFailure, UsageError
 
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from boltic_cli.sender import InputItem, SendFailure, SendSummary
 
 
-@app.command("send")
 def send(
     source: Annotated[
         str | None,
