@@ -299,6 +299,9 @@ class TrafficRunner:
     error: BaseException | None = None
     poll_seconds: float = 0.2
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    # Set by the thread itself when it ends: after a Ctrl-C interrupted a join(),
+    # Thread.is_alive() can wrongly say False (CPython), so it is not trusted here.
+    _finished: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     def __enter__(self) -> TrafficRunner:
@@ -316,17 +319,17 @@ class TrafficRunner:
     def wait(self) -> TrafficSummary:
         """Block until the run ends by itself (count, duration); raise what failed it."""
         assert self._thread is not None, "start() first"
-        while self._thread.is_alive():
-            self._thread.join(timeout=self.poll_seconds)
+        while not self._finished.wait(self.poll_seconds):
+            pass
         if self.error is not None:
             raise self.error
         return self.summary
 
     def stop(self) -> TrafficSummary:
         """End the run (if still going: the summary is marked ``interrupted``) and join."""
-        if self._thread is not None and self._thread.is_alive():
+        if self._thread is not None and not self._finished.is_set():
             self._stop.set()
-            self._thread.join()
+            self._finished.wait()
             self.summary.interrupted = True
         return self.summary
 
@@ -345,6 +348,8 @@ class TrafficRunner:
             )
         except BaseException as e:
             self.error = e
+        finally:
+            self._finished.set()
 
 
 def _done(
