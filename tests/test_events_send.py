@@ -14,7 +14,6 @@ import pytest
 
 from boltic_cli.sender import MAX_ITEM_CHARS, BulkSender, InputItem, read_items
 from tests.conftest import ADMIN_TOKEN
-from tests.support import BOLTIC, reap
 
 
 @pytest.fixture
@@ -438,6 +437,8 @@ def test_generate_on_a_terminal_prints_the_summary_on_stderr(cli, source):
 def test_generate_stopped_by_a_signal_prints_its_summary_first(
     api, source, live_server, cli_env, sig, status
 ):
+    from tests.support import BOLTIC, reap
+
     env = {**cli_env, "BOLTIC_API_URL": live_server, "BOLTIC_TOKEN": ADMIN_TOKEN}
     process = subprocess.Popen(
         [BOLTIC, "events", "generate", source["id"], "--rate", "50", "-o", "json"],
