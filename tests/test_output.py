@@ -563,3 +563,75 @@ def test_progress_is_none_off_a_terminal_and_messages_print_above_it_on_one():
     assert "\x1b[31m" not in text
     out.log("after")  # the line is gone: messages are plain again
     assert out.stderr.getvalue().endswith("after\n")
+
+
+# -- the live tail's rendering -----------------------------------------------------
+
+
+class ScriptedTail:
+    """What Output.follow_tail needs of a Tail (clock, stats, records), with set records."""
+
+    def __init__(self, records):
+        from boltic_cli.tail import TailStats
+
+        self.now = 0.0
+        self.stats = TailStats(started=0.0)
+        self._records = records
+        self.idle_hooks = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def records(self, *, on_idle=None):
+        self.idle_hooks.append(on_idle)
+        for record in self._records:
+            if on_idle is not None:
+                on_idle()
+            self.now += 1.0
+            if record.kind == "event":
+                self.stats.shown += 1
+            yield record
+
+
+def tail_records():
+    from boltic_cli.models import Event
+    from boltic_cli.tail import TailRecord
+
+    when = datetime(2026, 11, 26, 12, 0, 1, 250000, tzinfo=UTC)
+    event = Event(id="evt_1", type="sign\x1bup", received_at=when, user_id="u1")
+    return [
+        TailRecord("connected", "src_1"),
+        TailRecord("event", "src_1", event),
+        TailRecord("gap", "src_1", info={"message": "more than 500 events arrived"}),
+        TailRecord("event", "src_1", event),
+        TailRecord("event", "src_1", event),
+    ]
+
+
+def test_follow_tail_piped_prints_lines_and_a_summary_and_stops_at_max_events():
+    from boltic_cli.output import TailView
+
+    out = make_output("plain")
+    tail = ScriptedTail(tail_records())
+    out.follow_tail(tail, TailView(names={"src_1": "web"}), max_events=2)
+    lines = out.stdout.getvalue().splitlines()
+    assert lines == ["2026-11-26T12:00:01.250Z\tsign\\x1bup\tu1\t"] * 2
+    assert out.stderr.getvalue().splitlines() == [
+        "connected to web",
+        "Warning: gap in web: more than 500 events arrived",
+        "2 events shown in 4.0s (0.5/s)",
+    ]
+    assert tail.idle_hooks == [None]  # nothing to refresh off a terminal
+
+
+def test_follow_tail_on_a_terminal_refreshes_through_the_idle_hook():
+    from boltic_cli.output import TailView
+
+    out = make_output("table", tty=True, width=60)
+    tail = ScriptedTail(tail_records())
+    out.follow_tail(tail, TailView(names={"src_1": "web"}))
+    assert callable(tail.idle_hooks[0])  # the status line's refresh, not a swapped sleep
+    text = out.stdout.getvalue()
+    assert text.count("sign\\x1bup  u1") == 3 and "sign\x1bup" not in text
+    assert "gap in web" in text and "connected to web" not in text
+    assert out.stderr.getvalue() == "3 events shown in 5.0s (0.6/s)\n"
