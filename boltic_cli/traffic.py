@@ -298,6 +298,7 @@ class TrafficRunner:
     summary: TrafficSummary = field(default_factory=TrafficSummary)
     error: BaseException | None = None
     poll_seconds: float = 0.2
+    stop_timeout: float | None = None  # longest wait for the thread when the block ends
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     # Set by the thread itself when it ends: after a Ctrl-C interrupted a join(),
     # Thread.is_alive() can wrongly say False (CPython), so it is not trusted here.
@@ -309,7 +310,7 @@ class TrafficRunner:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        self.stop(self.stop_timeout)
 
     def start(self) -> None:
         """Start sending from a daemon thread."""
@@ -325,11 +326,13 @@ class TrafficRunner:
             raise self.error
         return self.summary
 
-    def stop(self) -> TrafficSummary:
-        """End the run (if still going: the summary is marked ``interrupted``) and join."""
+    def stop(self, timeout: float | None = None) -> TrafficSummary:
+        """End the run (if still going: the summary is marked ``interrupted``) and wait for
+        the thread, at most ``timeout`` seconds (a send stuck in a slow request is left
+        to its daemon thread then)."""
         if self._thread is not None and not self._finished.is_set():
             self._stop.set()
-            self._finished.wait()
+            self._finished.wait(timeout)
             self.summary.interrupted = True
         return self.summary
 

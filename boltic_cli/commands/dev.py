@@ -24,6 +24,7 @@ DEV_SOURCE_NAME = "dev"
 DEFAULT_PORT = 8765
 HOST = "127.0.0.1"
 PROBE_TIMEOUT = 2.0
+DEMO_STOP_TIMEOUT = 10.0  # seconds the demo thread gets to finish its last send
 
 
 @app.command()
@@ -186,7 +187,7 @@ def demo_traffic(
 
     assert source.id is not None
     with dev_client(url, token) as client:
-        runner = TrafficRunner(client, source.id, rate=rate)
+        runner = TrafficRunner(client, source.id, rate=rate, stop_timeout=DEMO_STOP_TIMEOUT)
         try:
             with runner:
                 yield
