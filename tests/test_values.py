@@ -244,6 +244,7 @@ def test_arguments_that_are_not_utf8_are_exit_2_naming_the_option(cli, api, args
     assert api.get("/streams/sources").json()["data"] == []  # nothing was created
 
 
+@pytest.mark.e2e
 def test_argument_bytes_that_are_not_utf8_through_the_installed_cli(tmp_path):
     """The real process: bytes from the shell arrive as surrogates (PEP 383)."""
     env = {"PATH": "/usr/bin:/bin", "BOLTIC_CONFIG_DIR": str(tmp_path), "LANG": "C.UTF-8"}
@@ -600,6 +601,7 @@ def test_errors_naming_event_text_survive_an_ascii_stderr(cli, api, source):
     assert "\\u30bd" in line
 
 
+@pytest.mark.e2e
 def test_output_escapes_through_the_installed_cli_and_a_real_server(tmp_path):
     """PYTHONIOENCODING=cp1252 / ascii and LANG=C against `boltic server` on loopback."""
     from tests.support import reap, start_server
@@ -647,6 +649,7 @@ def test_output_escapes_through_the_installed_cli_and_a_real_server(tmp_path):
         reap(server)
 
 
+@pytest.mark.e2e
 def test_stdin_is_read_as_utf8_whatever_the_locale(tmp_path):
     process = subprocess.run(
         [sys.executable, "-c", "import sys; from boltic_cli.params import load_json_object; "
