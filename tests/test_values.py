@@ -912,3 +912,12 @@ def test_api_bytes_from_the_real_server(cli, api, source):
     result = cli("api", "GET", "/streams/events")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.encode() == api.get("/streams/events").content
+
+
+def test_api_input_file_with_a_bom_and_crlf(cli, api, source, tmp_path):
+    body = {"sourceId": source["id"], "type": "bom", "properties": {"x": "é"}}
+    path = tmp_path / "event.json"
+    path.write_bytes(BOM + json.dumps(body, indent=1).replace("\n", "\r\n").encode())
+    result = cli("api", "POST", "/streams/events", "--input", str(path))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert stored(api, source["id"])[0]["properties"] == {"x": "é"}
