@@ -390,3 +390,83 @@ def test_a_failing_request_ends_the_run_with_that_error():
         pytest.raises(NotFound),
     ):
         event_stats(c, since=T0, until=T0 + 5 * HOUR, by=HOUR)
+
+
+# -- the terminal view ------------------------------------------------------------------------
+
+
+def render_stats(stats, width: int) -> str:
+    from io import StringIO
+
+    from rich.console import Console, Group
+
+    from boltic_cli.output_charts import stats_lines
+
+    buffer = StringIO()
+    console = Console(file=buffer, width=width, color_system=None, force_terminal=False)
+    console.print(Group(*stats_lines(stats, width)))
+    return buffer.getvalue()
+
+
+STATS_KOLKATA_60 = """\
+Events per hour  2026-03-02 15:30 to 2026-03-02 17:30 (IST)
+15:30* 2 ███████████████████████████████████████████████████
+16:00  2 ███████████████████████████████████████████████████
+17:00* 2 ███████████████████████████████████████████████████
+* partial bucket: cut by the window's start or end
+
+TYPE                  COUNT  SHARE
+\\x1b[2J日本語カート🛒     3  50.0% █████████████████████████
+b                         2  33.3% ████████████████▋
+c                         1  16.7% ████████▍
+
+6 events, 3 types; exact counts from 7 queries
+"""
+
+
+def test_stats_view_in_local_time_by_display_width_and_sanitised(
+    client, api, source, monkeypatch, restore_zone
+):
+    from rich.cells import cell_len
+
+    zone(monkeypatch, "Asia/Kolkata")
+    half = timedelta(minutes=30)
+    hostile = "\x1b[2J日本語カート🛒"
+    plant(
+        api,
+        source["id"],
+        [
+            (hostile, T0),
+            (hostile, T0 + half - MS),
+            ("b", T0 + half),
+            ("b", T0 + 3 * half - MS),
+            (hostile, T0 + 3 * half),
+            ("c", T0 + 2 * HOUR - MS),
+        ],
+    )
+    stats = event_stats(client, since=T0, until=T0 + 2 * HOUR, by=HOUR)
+
+    assert render_stats(stats, 60) == STATS_KOLKATA_60
+    for width in (30, 40, 80, 120):
+        text = render_stats(stats, width)
+        assert all(cell_len(line) <= width for line in text.splitlines())
+        assert "\x1b" not in text
+
+
+def test_stats_rows_for_csv_and_plain(client, api, source, monkeypatch, restore_zone):
+    from boltic_cli.output_charts import stats_rows
+
+    zone(monkeypatch, "UTC")
+    plant(api, source["id"], [("a", T0), ("b", T0 + HOUR)])
+    stats = event_stats(client, since=T0, until=T0 + 2 * HOUR, by=HOUR)
+
+    assert stats_rows(stats) == [
+        {"kind": "bucket", "from": "2026-03-02T10:00:00.000Z", "to": "2026-03-02T11:00:00.000Z",
+         "type": "", "count": 1},
+        {"kind": "bucket", "from": "2026-03-02T11:00:00.000Z", "to": "2026-03-02T12:00:00.000Z",
+         "type": "", "count": 1},
+        {"kind": "type", "from": "2026-03-02T10:00:00.000Z", "to": "2026-03-02T12:00:00.000Z",
+         "type": "a", "count": 1},
+        {"kind": "type", "from": "2026-03-02T10:00:00.000Z", "to": "2026-03-02T12:00:00.000Z",
+         "type": "b", "count": 1},
+    ]  # fmt: skip
