@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from boltic_cli.models import EventQueryResult
 
 COUNT_LIMIT = 1  # a count needs only the summary; the smallest page the spec allows
-DISCOVERY_LIMIT = 1000  # the largest page queryEvents allows: most types per request
+DISCOVERY_LIMIT = 1000  # the first page: the largest queryEvents allows, most types at once
+NARROW_LIMIT = 200  # pages of narrowed windows: cheaper, and the window shrinks faster
 MAX_BUCKETS = 10_000
 DEFAULT_CONCURRENCY = 4
 
@@ -300,40 +301,72 @@ def _discover_types(
     runner: _Runner, sources: list[str | None], lo: int, hi: int
 ) -> tuple[set[str], list[int]]:
     """Every type name among the matches in ``[lo, hi)`` (per source filter), and each
-    source filter's total over the window (to tell how many events stayed unnamed)."""
+    source filter's total over the window (to tell how many events stayed unnamed).
+
+    Round by round: a page of each open window; a window is done when its page holds
+    all its events, or shows ``uniqueEventTypes`` types, or the types it lacks are all
+    accounted for by type names already found (one ``limit=1`` count each); otherwise
+    the part the page did not cover is halved for the next round.
+    """
     found: set[str] = set()
     frontier = [(source, lo, hi) for source in sources]
     window_totals: list[int] = []
-    first = True
+    limit = DISCOVERY_LIMIT
     while frontier:
-        calls = [_page_call(runner, source, a, b) for source, a, b in frontier]
-        results = runner.run(calls)
-        next_frontier = []
-        for (source, a, b), result in zip(frontier, results, strict=True):
-            if first:
-                window_totals.append(_total(result))
-            next_frontier.extend(_unexplored(source, a, b, result, found))
-        frontier = next_frontier
-        first = False
+        results = runner.run([_page_call(runner, s, a, b, limit) for s, a, b in frontier])
+        if not window_totals:
+            window_totals = [_total(result) for result in results]
+        pages = []
+        for window, result in zip(frontier, results, strict=True):
+            seen = {event.type for event in result.data if event.type is not None}
+            found |= seen
+            pages.append((window, result, seen))
+        # Windows still missing types: are the missing ones among the names known now?
+        open_windows = [(w, r, seen) for w, r, seen in pages if _missing(r, seen) != 0]
+        checks = [
+            (index, name)
+            for index, (_, result, seen) in enumerate(open_windows)
+            if _missing(result, seen) is not None
+            for name in sorted(found - seen)
+        ]
+        present = runner.run(
+            [_count_call(runner, open_windows[i][0][0], name, *open_windows[i][0][1:])
+             for i, name in checks]
+        )  # fmt: skip
+        accounted = [0] * len(open_windows)
+        for (index, _), count in zip(checks, present, strict=True):
+            accounted[index] += count > 0
+        frontier = []
+        for index, ((source, a, b), result, seen) in enumerate(open_windows):
+            missing = _missing(result, seen)
+            if missing is not None and accounted[index] >= missing:
+                continue
+            frontier.extend(_halves(source, a, b, result))
+        limit = NARROW_LIMIT
     return found, window_totals
 
 
-def _page_call(runner: _Runner, source: str | None, lo: int, hi: int) -> Callable[[], Any]:
-    return lambda: runner.query(source, None, lo, hi, DISCOVERY_LIMIT)
+def _page_call(
+    runner: _Runner, source: str | None, lo: int, hi: int, limit: int
+) -> Callable[[], Any]:
+    return lambda: runner.query(source, None, lo, hi, limit)
 
 
-def _unexplored(
-    source: str | None, lo: int, hi: int, result: EventQueryResult, found: set[str]
-) -> list[tuple[str | None, int, int]]:
-    """Add the page's types to ``found``; the halves of what the page left unexplored."""
-    seen = {event.type for event in result.data if event.type is not None}
-    found |= seen
-    total = _total(result)
-    if len(result.data) >= total:
-        return []  # every match was on the page
+def _missing(result: EventQueryResult, seen: set[str]) -> int | None:
+    """How many of the window's types its page did not show: 0 when the page held every
+    match, None when the server does not say how many types there are."""
+    if len(result.data) >= _total(result):
+        return 0  # every match was on the page
     unique = result.summary.unique_event_types if result.summary is not None else None
-    if unique is not None and len(seen) >= unique:
-        return []
+    if unique is None:
+        return None
+    return max(0, unique - len(seen))
+
+
+def _halves(
+    source: str | None, lo: int, hi: int, result: EventQueryResult
+) -> list[tuple[str | None, int, int]]:
+    """The two halves of the part of ``[lo, hi)`` the page did not cover."""
     # Newest first: every match later than the page's oldest timestamp was on the page,
     # so the types not seen are at or before it (ties included, hence +1 ms).
     stamps = [to_ms(event.timestamp) for event in result.data if event.timestamp is not None]

@@ -189,12 +189,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=HERE / "bench_stats.json")
     parser.add_argument("--max-load", type=float, default=3.0)
+    parser.add_argument(
+        "--keep", type=Path, help="build the database in this dir once and reuse it (for tuning)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-stats-") as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         env = isolated_env(work)
-        build_s = build_database(work / "bench.db", args.events, datetime.now(UTC))
-        print(f"built {args.events:,} events in {build_s:.1f}s", file=sys.stderr)
+        build_s = 0.0
+        if not (work / "bench.db").exists():
+            build_s = build_database(work / "bench.db", args.events, datetime.now(UTC))
+            print(f"built {args.events:,} events in {build_s:.1f}s", file=sys.stderr)
         waited = wait_for_quiet(args.max_load, max_wait=120, poll_seconds=10)
         load_before = load_averages()
         server, url = start_server(work, env, TOKEN)
