@@ -10,6 +10,8 @@ being reorganised).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +19,9 @@ if TYPE_CHECKING:
     from rich.console import Group
     from rich.text import Text
 
+    from boltic_cli.output import Output
     from boltic_cli.stats import EventStats
-    from boltic_cli.top import SourceSnapshot, TopSnapshot
+    from boltic_cli.top import SourceSnapshot, TopFeed, TopSnapshot
 
 SPARKS = "▁▂▃▄▅▆▇█"
 BAR = "█"
@@ -380,3 +383,114 @@ def _duration(value: timedelta) -> str:
             amount = seconds // unit
             return name if amount == 1 else f"{amount} {name}s"
     return f"{value.total_seconds():g} seconds"
+
+
+# -- to the terminal (methods of Output once this module is folded into output) -----------------
+
+PROGRESS_AFTER = 0.5  # seconds before a progress line appears: quick runs stay quiet
+
+
+@contextlib.contextmanager
+def stats_progress(
+    output: Output, clock: Callable[[], float]
+) -> Iterator[Callable[[int, int], None]]:
+    """A ``(done, planned)`` callback for ``event_stats``: on a terminal's stderr, a
+    transient progress bar once the run has taken more than PROGRESS_AFTER seconds;
+    elsewhere it does nothing."""
+    if not output.stderr_isatty:
+        yield lambda done, planned: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    started = clock()
+    progress = Progress(
+        TextColumn("counting events"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} queries"),
+        TimeElapsedColumn(),
+        console=output.err_console,
+        transient=True,
+    )
+    task = progress.add_task("stats", total=1)
+    shown = False
+
+    def update(done: int, planned: int) -> None:
+        nonlocal shown
+        if not shown and clock() - started >= PROGRESS_AFTER:
+            progress.start()
+            shown = True
+        progress.update(task, completed=done, total=max(planned, 1), refresh=shown)
+
+    try:
+        yield update
+    finally:
+        if shown:
+            progress.stop()
+
+
+def emit_stats(output: Output, stats: EventStats) -> None:
+    """``events stats`` in the chosen format: json/yaml the whole object; ndjson one
+    line per bucket and type (``stats_rows``); csv and plain the same rows; a table is
+    the bar chart over time and the types table, as wide as the terminal."""
+    if output.format in ("json", "yaml"):
+        output.emit(stats.to_wire())
+        return
+    if output.format in ("ndjson", "csv", "plain"):
+        output.emit(stats_rows(stats))
+        return
+    for line in stats_lines(stats, output.console.width):
+        output.console.print(line, no_wrap=True, overflow="ellipsis", crop=True)
+
+
+def follow_top(output: Output, feed: TopFeed) -> TopSnapshot:
+    """Run ``feed`` and show its snapshots until it ends or Ctrl-C: on a terminal with the
+    table format a full-screen Rich Live view (the alternate screen, restored on the way
+    out, whatever ends it), elsewhere one JSON snapshot per line, flushed. A one-line
+    summary goes to stderr at the end (also on Ctrl-C); a closed pipe ends quietly."""
+    last: list[TopSnapshot] = []
+
+    def keep(snapshot: TopSnapshot) -> None:
+        last[:1] = [snapshot]
+
+    try:
+        if output.format == "table" and output.stdout_isatty:
+            from rich.live import Live
+
+            console = output.console
+            with Live(console=console, screen=True, auto_refresh=False, transient=True) as live:
+
+                def show(snapshot: TopSnapshot) -> None:
+                    keep(snapshot)
+                    live.update(top_view(snapshot, console.width, console.height), refresh=True)
+
+                feed.run(show)
+        else:
+
+            def emit(snapshot: TopSnapshot) -> None:
+                keep(snapshot)
+                output.emit_record(snapshot.to_wire())
+
+            feed.run(emit)
+    except BrokenPipeError:
+        raise
+    except BaseException:
+        if last:
+            output.info(top_summary(last[0]))
+        raise
+    if last:
+        output.info(top_summary(last[0]))
+    return last[0] if last else feed.aggregator.snapshot()
+
+
+def top_summary(snapshot: TopSnapshot) -> str:
+    """What ``debug top`` saw, for stderr when it ends."""
+    sources = len(snapshot.sources)
+    text = (
+        f"{snapshot.events_total:,} event{'s' if snapshot.events_total != 1 else ''} from "
+        f"{sources} source{'s' if sources != 1 else ''} in {_seconds(snapshot.elapsed)}"
+    )
+    if snapshot.gaps:
+        text += f", {snapshot.gaps} gap{'s' if snapshot.gaps != 1 else ''} (events missed)"
+    if snapshot.reconnects:
+        text += f", {snapshot.reconnects} reconnect{'s' if snapshot.reconnects != 1 else ''}"
+    return text

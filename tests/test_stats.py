@@ -43,9 +43,11 @@ def zone(monkeypatch, name: str) -> None:
 
 
 @pytest.fixture
-def restore_zone():
+def restore_zone(monkeypatch):
+    """Put the time zone back after a test that set one with ``zone``."""
     yield
-    time.tzset()  # after monkeypatch put TZ back
+    monkeypatch.undo()
+    time.tzset()
 
 
 def plant(api, source_id: str, items: list[tuple[str, datetime]]) -> None:
