@@ -10,10 +10,11 @@ Type names are not in the summary, only how many there are. They are found from 
 events the pages return: a window whose page shows as many distinct types as its
 ``uniqueEventTypes`` (or every one of its events) is done; otherwise the part of the
 window the page did not cover (events are newest first, so the part at or before the
-page's oldest ``timestamp``) is split in two and each half asked again. Each round
-narrows the window around the rare types hidden among common ones, so a rare type
-costs about two queries per halving. More than a page of events at one millisecond
-cannot be split further in time: their unseen types are counted as ``unnamed``.
+page's oldest ``timestamp``) is cut in four and each part asked again, unless the
+types it lacks are all names found already (one ``limit=1`` count each tells). Each
+round narrows the window around the rare types hidden among common ones. More than a
+page of events at one millisecond cannot be split further in time: their unseen types
+are counted as ``unnamed``.
 
 Windows are ``[since, until)``: ``from`` inclusive, ``to`` exclusive (design.md), in
 whole milliseconds (the wire's resolution). Bucket edges fall on multiples of the
@@ -28,12 +29,14 @@ rich or output.
 
 from __future__ import annotations
 
+import itertools
+import queue
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from boltic_cli.errors import UnexpectedResponse, UsageError
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
 COUNT_LIMIT = 1  # a count needs only the summary; the smallest page the spec allows
 DISCOVERY_LIMIT = 1000  # the first page: the largest queryEvents allows, most types at once
 NARROW_LIMIT = 200  # pages of narrowed windows: cheaper, and the window shrinks faster
+SPLIT = 4  # an unexplored window is cut in this many
 MAX_BUCKETS = 10_000
 DEFAULT_CONCURRENCY = 4
 
@@ -104,7 +108,8 @@ class EventStats:
             "to": format_time(self.until),
             "bucketSeconds": self.by.total_seconds(),
             "totalEvents": self.total,
-            "uniqueEventTypes": len(self.types) + (1 if self.unnamed else 0),
+            # Unnamed events are of at least one more type.
+            "uniqueEventTypes": sum(1 for _, n in self.types if n) + (1 if self.unnamed else 0),
         }
         if self.source_ids:
             wire["sourceIds"] = list(self.source_ids)
@@ -156,16 +161,57 @@ def bucket_edges(since_ms: int, until_ms: int, by_ms: int, offset_ms: int = 0) -
     return edges
 
 
+class _Pool:
+    """A fixed set of worker threads taking calls by priority (lower first, then in
+    order): the type search, whose rounds wait on each other, goes before the counts
+    queued behind it, so the counts fill the time the search spends waiting."""
+
+    def __init__(self, workers: int) -> None:
+        self._queue: queue.PriorityQueue[tuple[int, int, Any, Any]] = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"boltic-stats-{n}", daemon=True)
+            for n in range(max(1, workers))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, call: Callable[[], Any], priority: int) -> Future:
+        future: Future = Future()
+        self._queue.put((priority, next(self._order), future, call))
+        return future
+
+    def shutdown(self) -> None:
+        """Cancel what has not started; the workers end after their current call."""
+        for _ in self._threads:
+            self._queue.put((sys.maxsize, next(self._order), None, None))
+
+    def _work(self) -> None:
+        while True:
+            _, _, future, call = self._queue.get()
+            if future is None:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as e:  # handed to the waiting caller
+                future.set_exception(e)
+
+
+SEARCH, COUNT = 0, 1  # priorities
+
+
 @dataclass
 class _Runner:
-    """Runs queries on a bounded pool; counts them; reports progress from the caller's thread."""
+    """Runs queries on the pool; counts them; reports progress from the caller's thread."""
 
     client: BolticClient
-    pool: ThreadPoolExecutor
+    pool: _Pool
     on_progress: ProgressCallback | None
     done: int = 0
     planned: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    started: list[Future] = field(default_factory=list)
 
     def query(
         self, source_id: str | None, event_type: str | None, lo: int, hi: int, limit: int
@@ -178,24 +224,36 @@ class _Runner:
             limit=limit,
         )
 
-    def run(self, calls: Sequence[Callable[[], Any]]) -> list[Any]:
-        """Every call's result, in order; the first failure cancels the rest and is raised."""
-        futures: list[Future] = [self.pool.submit(call) for call in calls]
+    def start(self, calls: Sequence[Callable[[], Any]], priority: int = COUNT) -> list[Future]:
+        """Queue the calls; their results are collected later with ``run_until``."""
+        futures = [self.pool.submit(call, priority) for call in calls]
+        self.started += futures
         self.planned += len(futures)
         self._report()
-        pending = set(futures)
-        try:
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    future.result()  # raise the first failure at once
-                self.done += len(finished)
-                self._report()
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
-        return [future.result() for future in futures]
+        return futures
+
+    def run(self, calls: Sequence[Callable[[], Any]], priority: int = SEARCH) -> list[Any]:
+        """Every call's result, in order; the first failure anywhere is raised."""
+        return self.results(self.start(calls, priority))
+
+    def results(self, futures: list[Future]) -> list[Any]:
+        """Wait for ``futures`` (reporting progress as any started call ends)."""
+        wanted = set(futures)
+        while True:
+            pending = {f for f in self.started if not f.done()}
+            finished = [f for f in self.started if f.done()]
+            for future in finished:
+                if future.exception() is not None:
+                    raise future.exception()  # type: ignore[misc]
+            self.done = len(finished)
+            self._report()
+            if not wanted & pending:
+                return [future.result() for future in futures]
+            wait(wanted & pending, return_when=FIRST_COMPLETED)
+
+    def cancel(self) -> None:
+        for future in self.started:
+            future.cancel()
 
     def _report(self) -> None:
         if self.on_progress is not None:
@@ -237,40 +295,50 @@ def event_stats(
     offset = local_offset(since) if utc_offset is None else utc_offset
     by_ms = to_ms_delta(by)
     edges = bucket_edges(since_ms, until_ms, by_ms, to_ms_delta(offset))
-    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="boltic-stats")
+    pool = _Pool(concurrency)
     runner = _Runner(client, pool, on_progress)
+    filters = [(source, name) for source in sources for name in (given_types or [None])]
     try:
+        # The buckets need no type names: queued at once, behind the type search.
+        bucket_futures = runner.start(
+            [
+                _count_call(runner, source, name, lo, hi)
+                for lo, hi in itertools.pairwise(edges)
+                for source, name in filters
+            ]
+        )
         if given_types:
             names: list[str] = given_types
             window_totals: list[int] | None = None
         else:
             found, window_totals = _discover_types(runner, sources, since_ms, until_ms)
             names = sorted(found)
-        filters = [(source, name) for source in sources for name in (given_types or [None])]
-        bucket_calls = [
-            _count_call(runner, source, name, lo, hi)
-            for lo, hi in pairwise(edges)
-            for source, name in filters
-        ]
-        type_calls = [
-            _count_call(runner, source, name, since_ms, until_ms)
-            for name in names
-            for source in sources
-        ]
-        counts = runner.run([*bucket_calls, *type_calls])
+        type_futures = runner.start(
+            [
+                _count_call(runner, source, name, since_ms, until_ms)
+                for name in names
+                for source in sources
+            ]
+        )
+        counts = runner.results(bucket_futures)
+        type_counts = runner.results(type_futures)
+    except BaseException:
+        runner.cancel()
+        raise
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown()
     per_bucket = len(filters)
     buckets = []
-    for index, (lo, hi) in enumerate(pairwise(edges)):
+    for index, (lo, hi) in enumerate(itertools.pairwise(edges)):
         count = sum(counts[index * per_bucket : (index + 1) * per_bucket])
         buckets.append(StatsBucket(from_ms(lo), from_ms(hi), count, partial=hi - lo < by_ms))
-    type_counts = counts[len(bucket_calls) :]
     totals = {
         name: sum(type_counts[i * len(sources) : (i + 1) * len(sources)])
         for i, name in enumerate(names)
     }
-    ranked = sorted(((n, c) for n, c in totals.items() if c > 0), key=lambda p: (-p[1], p[0]))
+    # Types asked for by name are listed even with no events: that is the answer.
+    listed = totals.items() if given_types else ((n, c) for n, c in totals.items() if c > 0)
+    ranked = sorted(listed, key=lambda p: (-p[1], p[0]))
     unnamed = 0
     if window_totals is not None:
         unnamed = max(0, sum(window_totals) - sum(totals.values()))
@@ -306,7 +374,7 @@ def _discover_types(
     Round by round: a page of each open window; a window is done when its page holds
     all its events, or shows ``uniqueEventTypes`` types, or the types it lacks are all
     accounted for by type names already found (one ``limit=1`` count each); otherwise
-    the part the page did not cover is halved for the next round.
+    the part the page did not cover is cut in SPLIT for the next round.
     """
     found: set[str] = set()
     frontier = [(source, lo, hi) for source in sources]
@@ -323,10 +391,11 @@ def _discover_types(
             pages.append((window, result, seen))
         # Windows still missing types: are the missing ones among the names known now?
         open_windows = [(w, r, seen) for w, r, seen in pages if _missing(r, seen) != 0]
+        # (Fewer known names than missing types: a new name is in there, no need to ask.)
         checks = [
             (index, name)
             for index, (_, result, seen) in enumerate(open_windows)
-            if _missing(result, seen) is not None
+            if (missing := _missing(result, seen)) is not None and missing <= len(found - seen)
             for name in sorted(found - seen)
         ]
         present = runner.run(
@@ -341,7 +410,7 @@ def _discover_types(
             missing = _missing(result, seen)
             if missing is not None and accounted[index] >= missing:
                 continue
-            frontier.extend(_halves(source, a, b, result))
+            frontier.extend(_parts(source, a, b, result))
         limit = NARROW_LIMIT
     return found, window_totals
 
@@ -363,10 +432,11 @@ def _missing(result: EventQueryResult, seen: set[str]) -> int | None:
     return max(0, unique - len(seen))
 
 
-def _halves(
+def _parts(
     source: str | None, lo: int, hi: int, result: EventQueryResult
 ) -> list[tuple[str | None, int, int]]:
-    """The two halves of the part of ``[lo, hi)`` the page did not cover."""
+    """The part of ``[lo, hi)`` the page did not cover, in SPLIT windows: as many pages
+    as halving twice, in half the rounds."""
     # Newest first: every match later than the page's oldest timestamp was on the page,
     # so the types not seen are at or before it (ties included, hence +1 ms).
     stamps = [to_ms(event.timestamp) for event in result.data if event.timestamp is not None]
@@ -377,5 +447,6 @@ def _halves(
         lo = max(lo, to_ms(time_range.from_))
     if hi - lo <= 1:
         return []  # a single millisecond cannot be split: its unseen types stay unnamed
-    middle = (lo + hi) // 2
-    return [(source, lo, middle), (source, middle, hi)]
+    parts = min(SPLIT, hi - lo)
+    cuts = [lo + (hi - lo) * k // parts for k in range(parts + 1)]
+    return [(source, a, b) for a, b in itertools.pairwise(cuts)]

@@ -292,6 +292,18 @@ def test_source_and_type_filters_each_counted_and_summed(
     assert wire["totalEvents"] == 3
 
 
+def test_types_asked_for_are_listed_with_zero(client, api, source):
+    plant(api, source["id"], [("a", T0), ("b", T0)])
+
+    stats = event_stats(
+        client, since=T0, until=T0 + HOUR, by=HOUR, event_types=["a", "never"], utc_offset=HOUR * 0
+    )
+
+    assert stats.types == [("a", 1), ("never", 0)]
+    assert stats.total == 1
+    assert stats.to_wire()["uniqueEventTypes"] == 1
+
+
 def test_json_shape_and_progress_reaches_every_request(
     client, api, source, monkeypatch, restore_zone
 ):
