@@ -323,7 +323,7 @@ class BulkSender:
             if self._abort.is_set():
                 return
             if item.error is not None:
-                self._record_failure(item, {"code": None, "message": item.error})
+                self._record_failure(item, {"message": item.error})
                 continue
             assert item.body is not None
             self._put((item, self._with_source(item.body)))
@@ -378,7 +378,7 @@ class BulkSender:
         except BolticError as e:
             self._record_failure(item, _error_dict(e))
         except Exception as e:  # a worker must never die silently with the count wrong
-            self._record_failure(item, {"code": None, "message": f"{type(e).__name__}: {e}"})
+            self._record_failure(item, {"message": f"{type(e).__name__}: {e}"})
         else:
             with self._lock:
                 self._summary.sent += 1
@@ -395,7 +395,9 @@ class BulkSender:
 
 
 def _error_dict(error: BolticError) -> dict[str, Any]:
-    out: dict[str, Any] = {"code": error.code, "message": error.message}
+    out: dict[str, Any] = {"message": error.message}
+    if error.code is not None:
+        out["code"] = error.code
     if error.details:
         out["details"] = error.details
     return out

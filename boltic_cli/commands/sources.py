@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from boltic_cli._click import click
+from boltic_cli._compat import click
 from boltic_cli.commands import new_app
 from boltic_cli.context import current
-from boltic_cli.errors import BolticError, UsageError
+from boltic_cli.errors import Declined, UsageError
 
 if TYPE_CHECKING:
     from boltic_cli.context import Context
@@ -141,7 +141,7 @@ def delete(
         if not yes and not typer.confirm(
             f"Delete source {label} and all its events?", default=False, err=True
         ):
-            raise BolticError("nothing deleted")
+            raise Declined("Nothing deleted.")
         assert found.id is not None
         client.delete_stream_source(found.id)
     ctx.output.success(f"Deleted source {label}")
