@@ -26,9 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 # inside the client library, params beside durations.
 
 BASE = {"", "errors", "models", "durations", "params", "paths"}
-LIBRARY = {"client", "client_transport", "webhooks", "settings", "credentials", "lookup"}
-ENGINES = {"tail", "sender", "forward", "traffic", "generator"}
-PRESENTATION = {"output", "context", "completers"}
+# stats (events stats' counting over the client) is a library; top (debug top's
+# aggregator over the tail) an engine.
+LIBRARY = {"client", "client_transport", "webhooks", "settings", "credentials", "lookup", "stats"}
+ENGINES = {"tail", "sender", "forward", "traffic", "generator", "top"}
+PRESENTATION = {"output", "context", "completers", "output_charts"}  # output_charts: into output
 COMMANDS = {"app", "__main__"}  # and commands.*
 # Anything may import _compat; it imports nothing of ours. _click is its old name, kept
 # as an alias until commands/events (lane-t) imports _compat: remove it then.

@@ -17,6 +17,7 @@ from boltic_cli.models import format_time
 from boltic_cli.stats import bucket_edges, event_stats, from_ms, to_ms
 from tests.conftest import ADMIN_TOKEN
 from tests.spec_only import SpecOnlyTransport
+from tests.support import AppTransport
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday, 10:00 UTC
 MS = timedelta(milliseconds=1)
@@ -346,7 +347,7 @@ def test_against_a_spec_only_server_only_query_events_is_called(
     zone(monkeypatch, "Europe/Berlin")  # UTC+1 in March: hours line up with UTC's
     plant(api, source["id"], [("p", T0 + timedelta(minutes=i)) for i in range(0, 180, 7)])
     plant(api, source["id"], [("q", T0 + timedelta(minutes=100))])
-    transport = SpecOnlyTransport(api._transport)
+    transport = SpecOnlyTransport(AppTransport(api))
     with BolticClient("http://testserver/v1", ADMIN_TOKEN, transport=transport) as spec_client:
         stats = event_stats(spec_client, since=T0, until=T0 + 3 * HOUR, by=HOUR, concurrency=3)
 
@@ -361,7 +362,7 @@ def test_against_a_spec_only_server_only_query_events_is_called(
 def test_a_server_without_unique_types_still_names_every_type(source, api):
     """uniqueEventTypes is optional: without it, windows are split until pages hold all."""
 
-    inner = SpecOnlyTransport(api._transport)
+    inner = SpecOnlyTransport(AppTransport(api))
 
     def drop_unique(request: httpx.Request) -> httpx.Response:
         response = inner.handle_request(request)
