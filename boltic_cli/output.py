@@ -25,7 +25,9 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TextIO
 
-from boltic_cli.context import OUTPUT_FORMATS
+#: Every format ``-o`` takes (design.md, "CLI conventions"); the one list.
+OUTPUT_FORMATS = ("table", "plain", "json", "ndjson", "yaml", "csv")
+JSON_FORMATS = ("json", "ndjson")
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -253,7 +255,7 @@ class Output:
 
     @property
     def is_json(self) -> bool:
-        return self.format in ("json", "ndjson")
+        return self.format in JSON_FORMATS
 
     @cached_property
     def console(self) -> Console:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from boltic_cli.models import Error
@@ -98,11 +98,3 @@ async def committed(write: Awaitable[Any]) -> Any:
         raise Problem(422, "Idempotency-Key reused", str(e)) from None
     except SourceGone as e:
         raise Problem(404, "source not found", f"no source {e}") from None
-
-
-def routers() -> list[APIRouter]:
-    """The API's routers, to be included under /v1, the busiest (sending events) first:
-    routes are matched in order."""
-    from boltic_cli.server.routes import destinations, events, meta, sources
-
-    return [events.router, sources.router, destinations.router, meta.router]
