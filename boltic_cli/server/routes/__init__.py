@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Awaitable
-from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from boltic_cli.models import Error
@@ -90,11 +88,9 @@ def idempotency(request: Request, raw: bytes) -> Idempotency | None:
     return Idempotency(principal(request.scope).scope, key, digest)
 
 
-async def committed(write: Future | Awaitable[Any]) -> Any:
-    """Wait for a write without holding a worker thread; map store failures to answers."""
+async def committed(write: Awaitable[Any]) -> Any:
+    """Await a store write; map store failures to answers (503, 422, 404)."""
     try:
-        if isinstance(write, Future):
-            return await asyncio.wrap_future(write)
         return await write
     except StoreUnavailable as e:
         raise Problem(503, "the store cannot write", str(e), {"Retry-After": "1"}) from None
@@ -102,11 +98,3 @@ async def committed(write: Future | Awaitable[Any]) -> Any:
         raise Problem(422, "Idempotency-Key reused", str(e)) from None
     except SourceGone as e:
         raise Problem(404, "source not found", f"no source {e}") from None
-
-
-def routers() -> list[APIRouter]:
-    """The API's routers, to be included under /v1, the busiest (sending events) first:
-    routes are matched in order."""
-    from boltic_cli.server.routes import destinations, events, meta, sources
-
-    return [events.router, sources.router, destinations.router, meta.router]
