@@ -55,7 +55,8 @@ def plant(api, source_id: str, items: list[tuple[str, datetime]]) -> None:
     """Store events of (type, timestamp) straight through the running app's store (fast
     setup; what is measured is only read back through the API). Ids grow in planting
     order, so among ties the first planted is the last on a page."""
-    from boltic_cli.server.store import EventRecord, insert_events
+    from boltic_cli.server.store import EventRecord
+    from boltic_cli.server.store.sqlite import insert_events
 
     store = api.app.state.runtime.store
     records = []

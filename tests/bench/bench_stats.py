@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 from boltic_cli.client import BolticClient  # noqa: E402
 from boltic_cli.models import format_time  # noqa: E402
 from boltic_cli.server.ids import IdGenerator, new_write_key  # noqa: E402
-from boltic_cli.server.store import DAY_MS, EventRecord, connect, insert_events, migrate  # noqa: E402
+from boltic_cli.server.store import DAY_MS, EventRecord  # noqa: E402
+from boltic_cli.server.store.sqlite import connect, insert_events, migrate  # noqa: E402
 from boltic_cli.stats import event_stats  # noqa: E402
 from tests.bench._common import (  # noqa: E402
     BOLTIC,
