@@ -28,7 +28,7 @@ BASE = {"", "errors", "models", "durations", "params", "paths"}
 # aggregator over the tail) an engine.
 LIBRARY = {"client", "client_transport", "webhooks", "settings", "credentials", "lookup", "stats"}
 ENGINES = {"tail", "sender", "forward", "traffic", "generator", "top"}
-PRESENTATION = {"output", "context", "completers", "output_charts"}  # output_charts: into output
+PRESENTATION = {"output", "context", "completers"}
 COMMANDS = {"app", "__main__"}  # and commands.*
 # Anything may import _compat; it imports nothing of ours. _click is its old name, kept
 # as an alias until commands/events (lane-t) imports _compat: remove it then.

@@ -416,7 +416,7 @@ def render_stats(stats, width: int) -> str:
 
     from rich.console import Console, Group
 
-    from boltic_cli.output_charts import stats_lines
+    from boltic_cli.output import stats_lines
 
     buffer = StringIO()
     console = Console(file=buffer, width=width, color_system=None, force_terminal=False)
@@ -470,7 +470,7 @@ def test_stats_view_in_local_time_by_display_width_and_sanitised(
 
 
 def test_stats_rows_for_csv_and_plain(client, api, source, monkeypatch, restore_zone):
-    from boltic_cli.output_charts import stats_rows
+    from boltic_cli.output import stats_rows
 
     zone(monkeypatch, "UTC")
     plant(api, source["id"], [("a", T0), ("b", T0 + HOUR)])
@@ -486,3 +486,146 @@ def test_stats_rows_for_csv_and_plain(client, api, source, monkeypatch, restore_
         {"kind": "type", "from": "2026-03-02T10:00:00.000Z", "to": "2026-03-02T12:00:00.000Z",
          "type": "b", "count": 1},
     ]  # fmt: skip
+
+
+# -- boltic events stats ----------------------------------------------------------------------
+
+
+def test_command_json_is_exact_across_boundaries(cli, api, source, monkeypatch, restore_zone):
+    zone(monkeypatch, "UTC")
+    plant(api, source["id"], BOUNDARY_EVENTS)
+
+    result = cli(
+        "events", "stats", "--since", format_time(T0), "--until", format_time(T0 + 3 * HOUR),
+        "--by", "1h", "-o", "json",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    body = result.json()
+    assert [b["count"] for b in body["buckets"]] == [2, 2, 1]
+    assert [b["from"] for b in body["buckets"]] == [
+        "2026-03-02T10:00:00.000Z",
+        "2026-03-02T11:00:00.000Z",
+        "2026-03-02T12:00:00.000Z",
+    ]
+    assert body["types"] == [
+        {"type": "page_view", "count": 3},
+        {"type": "purchase", "count": 1},
+        {"type": "signup", "count": 1},
+    ]
+    assert body["totalEvents"] == 5
+
+
+def test_command_in_a_non_utc_zone_labels_local_hours(cli, api, source, monkeypatch, restore_zone):
+    zone(monkeypatch, "Asia/Kolkata")
+    half = timedelta(minutes=30)
+    plant(api, source["id"], [("a", T0 + half - MS), ("a", T0 + half), ("b", T0 + 3 * half)])
+
+    as_json = cli(
+        "events", "stats", "--since", format_time(T0), "--until", format_time(T0 + 2 * HOUR),
+        "-o", "json",
+    )  # fmt: skip
+    as_table = cli(
+        "events", "stats", "--since", format_time(T0), "--until", format_time(T0 + 2 * HOUR),
+        "-o", "table",
+    )  # fmt: skip
+
+    assert [b["count"] for b in as_json.json()["buckets"]] == [1, 1, 1]
+    assert [b["to"] for b in as_json.json()["buckets"]] == [
+        "2026-03-02T10:30:00.000Z",
+        "2026-03-02T11:30:00.000Z",
+        "2026-03-02T12:00:00.000Z",
+    ]
+    lines = as_table.stdout.splitlines()
+    assert lines[0].startswith("Events per hour  2026-03-02 15:30 to 2026-03-02 17:30 (IST)")
+    assert [line.split()[:2] for line in lines[1:4]] == [["15:30*", "1"], ["16:00", "1"],
+                                                           ["17:00*", "1"]]  # fmt: skip
+    assert all(cell_len_of(line) <= 120 for line in lines)
+
+
+def cell_len_of(text: str) -> int:
+    from rich.cells import cell_len
+
+    return cell_len(text)
+
+
+def test_command_csv_and_repeated_filters(
+    cli, api, source, other_source, monkeypatch, restore_zone
+):
+    zone(monkeypatch, "UTC")
+    plant(api, source["id"], [("a", T0), ("b", T0), ("c", T0)])
+    plant(api, other_source["id"], [("a", T0 + HOUR)])
+
+    result = cli(
+        "events", "stats", "--source", "web", "--source", other_source["id"], "--type", "a",
+        "--type", "c", "--since", format_time(T0), "--until", format_time(T0 + 2 * HOUR),
+        "-o", "csv",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["kind"], r["type"], r["count"]) for r in rows] == [
+        ("bucket", "", "2"),
+        ("bucket", "", "1"),
+        ("type", "a", "2"),
+        ("type", "c", "1"),
+    ]
+
+
+def test_command_against_a_spec_only_server_calls_only_spec_operations(
+    run_cli, api, source, monkeypatch, restore_zone
+):
+    zone(monkeypatch, "UTC")
+    plant(api, source["id"], [("a", T0), ("b", T0 + HOUR)])
+    transport = SpecOnlyTransport(AppTransport(api))
+
+    result = run_cli(
+        "events", "stats", "--source", "web", "--since", format_time(T0),
+        "--until", format_time(T0 + 2 * HOUR), "-o", "json",
+        env={"BOLTIC_API_URL": "http://testserver/v1", "BOLTIC_TOKEN": ADMIN_TOKEN},
+        transport=transport,
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert [b["count"] for b in result.json()["buckets"]] == [1, 1]
+    assert transport.refused == []
+    assert {path for _, path in transport.requests} == {"/streams/events", "/streams/sources"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--by", "0"], "--by"),
+        (["--by", "1s", "--since", "7d"], "at most 10,000"),
+        (["--since", "2026-03-02", "--until", "2026-03-01"], "before"),
+        (["--since", "yesterday"], "--since"),
+    ],
+)
+def test_bad_windows_are_usage_errors_before_any_request(run_cli, args, message):
+    # No server at this address: a request would end in exit 5, not 2.
+    env = {"BOLTIC_API_URL": "http://127.0.0.1:9/v1", "BOLTIC_TOKEN": ADMIN_TOKEN}
+    result = run_cli("events", "stats", *args, env=env)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_source_exits_3(cli, source):
+    result = cli("events", "stats", "--source", "nope")
+    assert result.exit_code == 3
+
+
+def test_types_asked_for_by_name_are_listed_even_without_events(cli, api, source):
+    plant(api, source["id"], [("a", T0)])
+
+    result = cli(
+        "events", "stats", "--type", "a", "--type", "never", "--since", format_time(T0),
+        "--until", format_time(T0 + HOUR), "-o", "json",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["types"] == [{"type": "a", "count": 1}, {"type": "never", "count": 0}]
+    assert result.json()["uniqueEventTypes"] == 1

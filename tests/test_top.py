@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from io import StringIO
+from typing import Any
 
 import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
 from boltic_cli.models import Event
-from boltic_cli.output_charts import bar, clip, sparkline, top_lines, top_view
+from boltic_cli.output import bar, clip_cells, sparkline, top_lines, top_view
 from boltic_cli.tail import Tail, TailRecord
 from boltic_cli.top import OTHER, TopAggregator, TopFeed
-from tests.support import FakeClock
+from tests.support import AppTransport, FakeClock
 
 WALL = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 _ids = iter(range(1, 10**9))
@@ -296,9 +298,9 @@ def test_bar_in_eighths_with_a_sliver_for_small_values():
 
 
 def test_clip_counts_display_cells():
-    assert clip("日本のショップ", 5) == "日本…"
-    assert cell_len(clip("日本のショップ", 6)) == 6
-    assert clip("short", 10) == "short"
+    assert clip_cells("日本のショップ", 5) == "日本…"
+    assert cell_len(clip_cells("日本のショップ", 6)) == 6
+    assert clip_cells("short", 10) == "short"
 
 
 # -- the feed, against the real server ------------------------------------------------------
@@ -352,3 +354,203 @@ def test_feed_counts_what_was_sent_per_source_and_type(client, api, script):
     # One snapshot per interval of the (fake) clock, the last at the end.
     assert 10 <= len(snapshots) <= 12
     assert snapshots[-1] is last
+
+
+# -- boltic debug top -----------------------------------------------------------------------
+
+
+class ScriptedTime:
+    """The command's wall clock, moved only by its sleeps; ``at[n]`` runs once the clock
+    has passed n seconds (where the test sends its traffic). It starts at the real time:
+    the server stamps receivedAt (and counts eventsToday) by its own clock."""
+
+    def __init__(self, at: dict[float, Any]) -> None:
+        self.start = self.now = datetime.now(UTC)
+        self.at = dict(at)
+
+    def clock(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += timedelta(seconds=max(seconds, 0.001))
+        elapsed = (self.now - self.start).total_seconds()
+        for when in sorted(self.at):
+            if when <= elapsed:
+                self.at.pop(when)()
+
+
+def post(api, source: dict, type_: str, n: int = 1) -> None:
+    for _ in range(n):
+        body = {"sourceId": source["id"], "type": type_}
+        assert api.post("/streams/events", json=body).status_code == 202
+
+
+def test_top_ndjson_snapshots_count_what_was_sent_per_source_and_type(cli, api):
+    web = api.post("/streams/sources", json={"name": "web", "type": "javascript"}).json()
+    shop = api.post("/streams/sources", json={"name": "shop", "type": "server"}).json()
+    post(api, web, "before_start", 4)  # history: in eventsToday, not in the counts
+    fake = ScriptedTime(
+        {
+            1.5: lambda: (post(api, web, "page_view", 6), post(api, shop, "purchase", 2)),
+            3.5: lambda: post(api, web, "signup", 3),
+            5.5: lambda: (post(api, shop, "purchase"), post(api, web, "page_view", 2)),
+        }
+    )
+
+    result = cli(
+        "debug", "top", "-o", "ndjson", "--duration", "8", sleep=fake.sleep, clock=fake.clock
+    )
+
+    assert result.exit_code == 0, result.stderr
+    snapshots = result.ndjson()
+    assert all(s["kind"] == "snapshot" for s in snapshots)
+    assert 7 <= len(snapshots) <= 9  # one per second, and the last at the end
+    last = snapshots[-1]
+    by_name = {s["name"]: s for s in last["sources"]}
+    assert by_name["web"]["typesSinceStart"] == {"page_view": 8, "signup": 3}
+    assert by_name["shop"]["typesSinceStart"] == {"purchase": 3}
+    assert by_name["web"]["typesInWindow"] == {"page_view": 8, "signup": 3}
+    assert by_name["web"]["eventsSinceStart"] == 11
+    assert by_name["web"]["eventsToday"] == 15
+    assert by_name["shop"]["eventsToday"] == 3
+    assert {t["type"]: t["count"] for t in last["types"]} == {
+        "page_view": 8,
+        "signup": 3,
+        "purchase": 3,
+    }
+    assert last["gaps"] == 0 and last["reconnects"] == 0
+    assert {s["status"] for s in last["sources"]} == {"connected"}
+    # Counts only grow, snapshot by snapshot.
+    totals = [s["eventsSinceStart"] for s in snapshots]
+    assert totals == sorted(totals) and totals[0] == 0
+    assert "14 events from 2 sources" in result.stderr
+
+
+def test_top_named_sources_only_and_both_forms_refused(cli, api):
+    web = api.post("/streams/sources", json={"name": "web", "type": "javascript"}).json()
+    other = api.post("/streams/sources", json={"name": "other", "type": "server"}).json()
+    fake = ScriptedTime({1.5: lambda: (post(api, web, "a"), post(api, other, "b"))})
+
+    result = cli(
+        "debug", "top", "web", "-o", "ndjson", "--duration", "3", sleep=fake.sleep,
+        clock=fake.clock,
+    )  # fmt: skip
+    both = cli("debug", "top", "web", "--all")
+    unknown = cli("debug", "top", "nope")
+
+    assert result.exit_code == 0, result.stderr
+    last = result.ndjson()[-1]
+    assert [s["name"] for s in last["sources"]] == ["web"]
+    assert last["types"] == [{"type": "a", "count": 1}]
+    assert both.exit_code == 2
+    assert unknown.exit_code == 3
+
+
+def test_top_on_a_spec_only_server(run_cli, api):
+    from tests.conftest import ADMIN_TOKEN
+    from tests.spec_only import SpecOnlyTransport
+
+    web = api.post("/streams/sources", json={"name": "web", "type": "javascript"}).json()
+    fake = ScriptedTime({1.5: lambda: post(api, web, "a", 3)})
+    transport = SpecOnlyTransport(AppTransport(api))
+
+    result = run_cli(
+        "debug", "top", "-o", "ndjson", "--duration", "3",
+        env={"BOLTIC_API_URL": "http://testserver/v1", "BOLTIC_TOKEN": ADMIN_TOKEN},
+        transport=transport, sleep=fake.sleep, clock=fake.clock,
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert result.ndjson()[-1]["types"] == [{"type": "a", "count": 3}]
+    assert transport.refused == []
+    assert {path for _, path in transport.requests} == {
+        "/streams/sources",
+        f"/streams/sources/{web['id']}/debug",
+    }
+
+
+@pytest.mark.e2e
+def test_top_through_a_pipe_against_a_real_server(server_settings, tmp_path):
+    """The installed boltic against uvicorn on a loopback port: snapshots arrive as the
+    traffic does, per source and type exactly what was sent; Ctrl-C ends it with 130
+    and a summary."""
+    import json
+    import os
+    import signal
+    import subprocess
+
+    import httpx
+
+    from boltic_cli.server.runner import start_in_thread
+    from tests.conftest import ADMIN_TOKEN
+    from tests.support import BOLTIC, reap
+
+    handle = start_in_thread(server_settings, "127.0.0.1", 0)
+    process = None
+    try:
+        http = httpx.Client(base_url=handle.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        web = http.post("/streams/sources", json={"name": "web", "type": "javascript"}).json()
+        shop = http.post("/streams/sources", json={"name": "shop", "type": "server"}).json()
+        env = {
+            **os.environ,
+            "BOLTIC_API_URL": handle.url,
+            "BOLTIC_TOKEN": ADMIN_TOKEN,
+            "BOLTIC_CONFIG_DIR": str(tmp_path / "config"),
+            "BOLTIC_DATA_DIR": str(tmp_path / "data"),
+        }
+        process = subprocess.Popen(
+            [BOLTIC, "debug", "top", "--interval", "0.5"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert process.stdout is not None
+        first = json.loads(process.stdout.readline())  # piped: JSON lines by default
+        assert first["kind"] == "snapshot" and first["eventsSinceStart"] == 0
+        sent = {("web", "page_view"): 5, ("web", "signup"): 2, ("shop", "purchase"): 3}
+        ids = {"web": web["id"], "shop": shop["id"]}
+        for (name, type_), n in sent.items():
+            for _ in range(n):
+                body = {"sourceId": ids[name], "type": type_}
+                assert http.post("/streams/events", json=body).status_code == 202
+        deadline = time.monotonic() + 20
+        while True:
+            snapshot = json.loads(process.stdout.readline())
+            if snapshot["eventsSinceStart"] >= 10 or time.monotonic() > deadline:
+                break
+        got = {
+            (source["name"], type_): count
+            for source in snapshot["sources"]
+            for type_, count in source["typesSinceStart"].items()
+        }
+        assert got == sent
+        assert snapshot["gaps"] == 0
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 130
+        assert "10 events from 2 sources" in process.stderr.read()
+    finally:
+        if process is not None:
+            reap(process)
+        handle.stop()
+
+
+def test_top_on_a_terminal_draws_full_screen_and_restores_it_on_ctrl_c(cli, api):
+    web = api.post("/streams/sources", json={"name": "web", "type": "javascript"}).json()
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    fake = ScriptedTime({1.2: lambda: post(api, web, "page_view", 2), 2.5: interrupt})
+    result = cli(
+        "debug", "top", tty=True, sleep=fake.sleep, clock=fake.clock,
+        env={"FORCE_COLOR": "1", "NO_COLOR": "", "COLUMNS": "80", "LINES": "24"},
+    )  # fmt: skip
+
+    assert result.exit_code == 130
+    out = result.stdout
+    assert out.index("\x1b[?1049h") < out.index("boltic debug top")  # alternate screen
+    last_frame = out.rindex("page_view")
+    assert out.rindex("\x1b[?1049l") > last_frame  # and back: the terminal is as it was
+    assert "\x1b[?25h" in out[last_frame:]  # the cursor shown again
+    assert "2 events from 1 source" in result.stderr
