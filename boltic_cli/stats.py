@@ -202,6 +202,16 @@ class _Pool:
 SEARCH, COUNT = 0, 1  # priorities
 
 
+def plan_buckets(
+    since: datetime, until: datetime, by: timedelta, utc_offset: timedelta | None = None
+) -> list[int]:
+    """The bucket edges (ms) ``event_stats`` will count: ``bucket_edges`` aligned to
+    ``utc_offset`` (default: the machine's local offset at ``since``). Callers may use
+    it to refuse a bad window before any request; raises ``UsageError``."""
+    offset = local_offset(since) if utc_offset is None else utc_offset
+    return bucket_edges(to_ms(since), to_ms(until), to_ms_delta(by), to_ms_delta(offset))
+
+
 @dataclass
 class _Runner:
     """Runs queries on the pool; counts them; reports progress from the caller's thread."""
@@ -292,9 +302,8 @@ def event_stats(
     sources: list[str | None] = list(dict.fromkeys(source_ids or [])) or [None]
     given_types = list(dict.fromkeys(event_types or []))
     since_ms, until_ms = to_ms(since), to_ms(until)
-    offset = local_offset(since) if utc_offset is None else utc_offset
     by_ms = to_ms_delta(by)
-    edges = bucket_edges(since_ms, until_ms, by_ms, to_ms_delta(offset))
+    edges = plan_buckets(since, until, by, utc_offset)
     pool = _Pool(concurrency)
     runner = _Runner(client, pool, on_progress)
     filters = [(source, name) for source in sources for name in (given_types or [None])]

@@ -70,7 +70,7 @@ def stats(
     from boltic_cli.durations import parse_duration, parse_time
     from boltic_cli.errors import UsageError
     from boltic_cli.lookup import resolve_source_id
-    from boltic_cli.stats import bucket_edges, event_stats, local_offset, to_ms, to_ms_delta
+    from boltic_cli.stats import event_stats, plan_buckets
 
     ctx = current()
     now = ctx.env.clock()
@@ -79,8 +79,7 @@ def stats(
     step = parse_duration(by, option="--by", positive=True)
     if start >= end:
         raise UsageError("--since must be before --until")
-    # Refused before any request: a window that makes too many buckets.
-    bucket_edges(to_ms(start), to_ms(end), to_ms_delta(step), to_ms_delta(local_offset(start)))
+    plan_buckets(start, end, step)  # too many buckets: refused before any request
     with ctx.make_client() as client:
         source_ids = [resolve_source_id(client, ref) for ref in source or []]
         with ctx.output.progress(
