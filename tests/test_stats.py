@@ -629,3 +629,26 @@ def test_types_asked_for_by_name_are_listed_even_without_events(cli, api, source
     assert result.exit_code == 0, result.stderr
     assert result.json()["types"] == [{"type": "a", "count": 1}, {"type": "never", "count": 0}]
     assert result.json()["uniqueEventTypes"] == 1
+
+
+def test_ctrl_c_while_counting_exits_130_without_a_traceback(run_cli, api, source):
+    plant(api, source["id"], [("a", T0)])
+    inner = AppTransport(api)
+    calls = []
+
+    class Interrupting(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            calls.append(request.url.path)
+            if len(calls) == 5:
+                raise KeyboardInterrupt
+            return inner.handle_request(request)
+
+    result = run_cli(
+        "events", "stats", "--since", format_time(T0), "--until", format_time(T0 + 10 * HOUR),
+        env={"BOLTIC_API_URL": "http://testserver/v1", "BOLTIC_TOKEN": ADMIN_TOKEN},
+        transport=Interrupting(),
+    )  # fmt: skip
+
+    assert result.exit_code == 130
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
