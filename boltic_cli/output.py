@@ -149,24 +149,11 @@ def _date_time_text(value: datetime) -> str:
 
 
 def cell_width(text: str) -> int:
-    """How many terminal cells ``text`` takes (CJK and emoji are two wide)."""
+    """How many terminal cells ``text`` takes (CJK and emoji are two wide). Padding and
+    cutting by cells: ``pad_cells`` and ``clip_cells`` (below, with the charts)."""
     from rich.cells import cell_len
 
     return cell_len(text)
-
-
-def pad_cells(text: str, width: int) -> str:
-    """``text`` padded with spaces to ``width`` terminal cells (``ljust`` by display width)."""
-    return text + " " * max(width - cell_width(text), 0)
-
-
-def clip_cells(text: str, width: int) -> str:
-    """``text`` cut to at most ``width`` terminal cells, ending in ``…`` when cut."""
-    if cell_width(text) <= width:
-        return text
-    from rich.cells import set_cell_size
-
-    return set_cell_size(text, max(width - 1, 0)).rstrip() + "…"
 
 
 def _aware(value: datetime) -> datetime:
@@ -1252,7 +1239,9 @@ def bucket_label_format(stats: EventStats) -> str:
     seconds = ":%S" if by.total_seconds() % 60 else ""
     if by >= timedelta(days=1) and by.total_seconds() % 86400 == 0:
         return "%a %Y-%m-%d"
-    start, end = stats.since.astimezone(), (stats.until - timedelta(milliseconds=1)).astimezone()
+    # local_time: UTC where local time would leave the calendar (never raises).
+    start, _ = local_time(stats.since)
+    end, _ = local_time(stats.until - timedelta(milliseconds=1))
     if start.date() == end.date():
         return f"%H:%M{seconds}"
     if start.year == end.year:
@@ -1273,7 +1262,7 @@ def stats_lines(stats: EventStats, width: int) -> list[Text]:
     counts = [f"{bucket.count:,}" for bucket in stats.buckets]
     label_width = max((_cells(label) for label in labels), default=0)
     count_width = max((len(c) for c in counts), default=1)
-    zone = stats.since.astimezone().tzname() or "local"
+    zone = local_time(stats.since)[0].tzname() or "local"
     lines: list[Text] = []
     head = Text(no_wrap=True)
     head.append(f"Events per {_duration(stats.by)}", style="bold")

@@ -433,6 +433,26 @@ def test_extreme_stored_times_render_in_every_zone_and_format(cli, api, source, 
     assert len(tail.stdout.splitlines()) == 3
 
 
+@pytest.mark.parametrize(
+    "window",
+    [
+        ("0001-01-01T00:00:00Z", "0001-01-01T05:00:00Z"),
+        ("9999-12-31T20:00:00Z", "9999-12-31T23:00Z"),
+    ],
+)
+def test_stats_windows_at_the_calendar_edges_render_in_every_zone(cli, api, source, zone, window):
+    send(api, source["id"], "edge", timestamp=window[0])
+    args = ("events", "stats", "--since", window[0], "--until", window[1], "--by", "1h")
+    for tty in (True, False):
+        out = cli(*args, tty=tty, env={"COLUMNS": "100"})
+        assert out.exit_code == 0, out.stderr
+    data = cli(*args, "-o", "json")
+    assert data.exit_code == 0, data.stderr
+    assert sum(bucket["count"] for bucket in data.json()["buckets"]) == 1
+    # The window's end as a date means its end: the first moment of year 10000.
+    refused(cli("events", "stats", "--since", window[0], "--until", "9999-12-31"), "out of range")
+
+
 def test_format_local_time_falls_back_to_utc(zone):
     from boltic_cli.output import format_local_time
 
