@@ -569,6 +569,10 @@ def test_text_output_falls_back_to_visible_escapes(cli, unicode_events, charset,
 @pytest.mark.parametrize("charset", ["cp1252", "ascii"])
 def test_debug_commands_survive_an_encoding_that_lacks_characters(cli, api, source, charset):
     send(api, source["id"], "注文完了", properties={"e": "🎉"})
+    for fmt in ("table", "json", "csv"):
+        stats = cli("events", "stats", "-o", fmt, charset=charset, tty=fmt == "table")
+        assert stats.exit_code == 0, (fmt, stats.stderr)
+        assert "\\u6ce8" in stats.stdout.lower()
     for fmt in ("json", "table", "plain", "yaml"):
         status = cli("debug", "status", "web", "-o", fmt, charset=charset, tty=fmt == "table")
         assert status.exit_code == 0, (fmt, status.stderr)
