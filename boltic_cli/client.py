@@ -74,6 +74,10 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 LOGIN_HINT = "run 'boltic auth login'"
 LOCAL_SERVER_HINT = "is `boltic server` running with another token?"
 REDACTED = "***"
+# design.md (Ids): a token starting with this is a source's write key, which may
+# only POST /streams/events (and the batch route); the CLI makes no other call with one.
+WRITE_KEY_PREFIX = "wk_"
+WRITE_KEY_ROUTES = frozenset({("POST", "/streams/events"), ("POST", "/streams/events/batch")})
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -196,6 +200,11 @@ class BolticClient:
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def is_write_key(self) -> bool:
+        """Whether the token is a source's write key (``wk_...``): it may only send events."""
+        return bool(self._token) and self._token.startswith(WRITE_KEY_PREFIX)
+
     # Operations (one per operationId)
 
     def list_stream_sources(self) -> list[StreamSource]:
@@ -309,6 +318,11 @@ class BolticClient:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
+        if self.is_write_key and (method, path) not in WRITE_KEY_ROUTES:
+            raise UsageError(
+                f"a write key (wk_...) can only send events, not {method} {path}; "
+                "use an admin token (BOLTIC_TOKEN or 'boltic auth login')"
+            )
         response = self.request(method, path, params=params, json=json, headers=headers)
         self.raise_for_status(response)
         if model is None:
