@@ -69,6 +69,8 @@ BACKOFF_CAP = 8.0
 # A server asking for a longer pause than this is not coming back within one
 # command run; waiting would only make the user wait for the same error.
 MAX_RETRY_AFTER = 60.0
+# The largest `limit` GET /streams/events takes (spec: 1..1000).
+MAX_EVENTS_LIMIT = 1000
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 LOGIN_HINT = "run 'boltic auth login'"
@@ -539,26 +541,28 @@ class BolticClient:
         event_type: str | None = None,
         from_: datetime | None = None,
         to: datetime | None = None,
-        page_size: int = 1000,
+        page_size: int = MAX_EVENTS_LIMIT,
         on_summary: Callable[[EventSummary | None], None] | None = None,
         on_warning: Callable[[str], None] | None = None,
+        on_missed: Callable[[int, datetime], None] | None = None,
     ) -> Iterator[Event]:
         """Every event matching the filters, newest first, fetched ``page_size`` at a time.
 
         The filters are ``query_events``' (``from_`` inclusive, ``to`` exclusive).
-        ``GET /streams/events`` has no cursor (spec), so each next page asks for
-        events before the oldest one seen (``to`` is exclusive, hence +1 ms, the
-        API's time precision, to include its ties) and drops the ties already
-        yielded: only ties at the page boundary can repeat, so that is all the
-        memory it keeps. More than ``page_size`` events at one timestamp cannot
-        all be reached this way: ``on_warning`` is told (one sentence) and the walk
-        goes on before them; events without a time end the walk the same way.
-        ``on_summary`` gets the first page's ``summary`` (it counts every match).
-        Raises what ``query_events`` raises; a request is made only as the
-        iterator is consumed.
+        ``GET /streams/events`` has no cursor (spec), so after a full page the walk
+        fetches the whole millisecond of the page's oldest event on its own
+        (``from`` = that time, ``to`` = +1 ms, the API's time precision, limit 1000,
+        the largest the spec allows), yields those not seen yet, and goes on before
+        that millisecond. Only more than 1000 events in one millisecond cannot all
+        be fetched: ``on_missed(count, timestamp)`` is told how many were left out
+        (and ``on_warning`` too, one sentence); events without a time end the walk
+        with a warning. The page size is the walker's business, not a user's
+        ``--limit``. ``on_summary`` gets the first page's ``summary`` (it counts
+        every match). Raises what ``query_events`` raises; a request is made only as
+        the iterator is consumed.
 
             with BolticClient(url, token) as client:
-                for event in client.iter_events(event_type="signup", page_size=500):
+                for event in client.iter_events(event_type="signup"):
                     ...
         """
         one_ms = timedelta(milliseconds=1)
@@ -566,35 +570,42 @@ class BolticClient:
         def when(event: Event) -> datetime | None:
             return event.timestamp or event.received_at
 
-        filters = {"source_id": source_id, "event_type": event_type, "from_": from_}
-        boundary_ids: set[str] = set()
+        filters = {"source_id": source_id, "event_type": event_type}
         first = True
         while True:
-            result = self.query_events(**filters, to=to, limit=page_size)
+            result = self.query_events(**filters, from_=from_, to=to, limit=page_size)
             if first and on_summary is not None:
                 on_summary(result.summary)
             first = False
-            for event in result.data:
-                if event.id not in boundary_ids:
-                    yield event
             if len(result.data) < page_size:
+                yield from result.data
                 return
-            newest, oldest = when(result.data[0]), when(result.data[-1])
-            if oldest is None or newest is None:
+            oldest = when(result.data[-1])
+            if oldest is None or any(when(e) is None for e in result.data):
+                yield from result.data
                 if on_warning is not None:
                     on_warning("events without a timestamp: cannot page further back")
                 return
-            if newest == oldest:
+            # The page may hold only part of its oldest millisecond: yield what is
+            # newer, then that millisecond whole, then go on before it.
+            yield from (e for e in result.data if when(e) != oldest)
+            tie = self.query_events(
+                **filters, from_=oldest, to=oldest + one_ms, limit=MAX_EVENTS_LIMIT
+            )
+            yield from tie.data
+            total = tie.summary.total_events if tie.summary is not None else None
+            missed = (total or 0) - len(tie.data)
+            if missed > 0:
                 if on_warning is not None:
                     on_warning(
-                        f"a full page of {page_size} events share the timestamp "
-                        f"{format_time(oldest)}; events at that time beyond the page "
-                        "cannot be fetched and are skipped"
+                        f"{missed:,} of {total:,} events at {format_time(oldest)} cannot be "
+                        f"fetched (the API returns at most {MAX_EVENTS_LIMIT} per request)"
                     )
-                to, boundary_ids = oldest, set()
-                continue
-            to = oldest + one_ms
-            boundary_ids = {e.id for e in result.data if e.id and when(e) == oldest}
+                if on_missed is not None:
+                    on_missed(missed, oldest)
+            if from_ is not None and oldest <= from_:
+                return
+            to = oldest
 
 
 def encode_json(value: Any) -> bytes:

@@ -73,7 +73,7 @@ def query(
             "--limit",
             min=1,
             max=MAX_LIMIT,
-            help="Events per page, 1..1000 (server default 100).",
+            help="Events in the one page, 1..1000 (server default 100); --all pages on its own.",
         ),
     ] = None,
     all_: Annotated[
@@ -100,7 +100,7 @@ def query(
         source_id = _source_filter(client, source)
         filters = {"source_id": source_id, "event_type": type_, "from_": from_, "to": to}
         if all_:
-            _query_all(ctx, client, filters, limit or MAX_LIMIT)
+            _query_all(ctx, client, filters)
         else:
             _query_page(ctx, client, filters, limit)
 
@@ -132,14 +132,31 @@ def _query_page(
         _print_summary(ctx, result.summary, counts, "this page")
 
 
-def _query_all(ctx: Context, client: BolticClient, filters: dict[str, Any], page: int) -> None:
+def _query_all(ctx: Context, client: BolticClient, filters: dict[str, Any]) -> None:
     first_summary: list[EventSummary | None] = []
+    missed: list[int] = []
     events = client.iter_events(
         **filters,
-        page_size=page,
         on_summary=first_summary.append,
         on_warning=ctx.output.warn,
+        on_missed=lambda count, when: missed.append(count),
     )
+    _emit_all(ctx, client, events, first_summary)
+    if missed:
+        from boltic_cli.errors import PartialFailure
+
+        raise PartialFailure(
+            f"{sum(missed):,} matching events could not be fetched "
+            "(more than 1000 share one millisecond)"
+        )
+
+
+def _emit_all(
+    ctx: Context,
+    client: BolticClient,
+    events: Iterator[Event],
+    first_summary: list[EventSummary | None],
+) -> None:
     if ctx.output.format in ("json", "yaml"):
         from boltic_cli.models import EventQueryResult
 
