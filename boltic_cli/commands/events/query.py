@@ -126,7 +126,9 @@ def _query_page(
         ctx.output.emit(result)
         return
     columns = event_columns(_source_names(ctx, client))
-    ctx.output.emit(result.data, columns=columns)
+    from boltic_cli.models import Event
+
+    ctx.output.emit(result.data, columns=columns, model=Event)
     if ctx.output.format == "table":
         counts = Counter(e.type or "" for e in result.data)
         _print_summary(ctx, result.summary, counts, "this page")
@@ -172,7 +174,9 @@ def _emit_all(
             yield event
 
     columns = event_columns(_source_names(ctx, client))
-    ctx.output.emit_stream(counted(events), columns=columns)
+    from boltic_cli.models import Event
+
+    ctx.output.emit_stream(counted(events), columns=columns, model=Event)
     if ctx.output.format == "table":
         summary = first_summary[0] if first_summary else None
         _print_summary(ctx, summary, counts, "all pages")
