@@ -692,6 +692,10 @@ class ProgressLine:
         self._progress.console.print(Text(line, style=style or ""), soft_wrap=True)
 
 
+# A "connected" notice names up to this many sources, else gives their count.
+MAX_NAMED_SOURCES = 5
+
+
 class TailView:
     """How tail records read, as text: the event lines and notices of ``debug tail``
     and ``dev``, the terminal's status line, the closing summary. No I/O here:
@@ -749,6 +753,11 @@ class TailView:
                 f"reconnecting to {source} in {info.get('retryIn', 0):g}s "
                 f"(attempt {info.get('attempt', 1)}: {info.get('reason', 'connection lost')})"
             )
+        sources = info.get("sourceIds")
+        if sources and len(sources) > 1:
+            if len(sources) > MAX_NAMED_SOURCES:
+                return f"connected to {len(sources)} sources"
+            return "connected to " + ", ".join(self._source_label(s) for s in sources)
         return f"connected to {source}"
 
     def status_line(self, stats: TailStats, *, elapsed: float, now: datetime) -> str:
