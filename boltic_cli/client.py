@@ -81,6 +81,14 @@ REDACTED = "***"
 WRITE_KEY_PREFIX = "wk_"
 WRITE_KEY_ROUTES = frozenset({("POST", "/streams/events"), ("POST", "/streams/events/batch")})
 
+# The spec's own operations' paths (below the base URL): a 404 "no route" on one of
+# them means the API URL is wrong, not the id.
+SPEC_LISTS = frozenset({"/streams/sources", "/streams/destinations"})
+SPEC_ROUTES = (
+    re.compile(r"^/streams/(sources|events|destinations)$"),
+    re.compile(r"^/streams/sources/[^/]+(/debug)?$"),
+)
+
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -403,9 +411,35 @@ class BolticClient:
         error = error_for_status(status, _clean(message), _clean(details) if details else None)
         if status == 401:
             error.hint = self._unauthorized_hint()
+        elif status == 404 and self._missing_route(response, message, details):
+            error.hint = self._base_path_hint()
         elif status == 429:
             error.hint = "rate limited; try again later"
         return error
+
+    def _missing_route(self, response: httpx.Response, message: str, details: str | None) -> bool:
+        """Whether a 404 says that one of the spec's own routes is not there: the API
+        URL is then wrong, most often for a missing ``/v1``. A list (GET sources or
+        destinations, which always exist) answering 404, or any spec route answered
+        with "no route" (our server's text)."""
+        base = self.base_url.path.rstrip("/")
+        path = response.request.url.path
+        if not path.startswith(base):
+            return False
+        relative = path[len(base) :]
+        if response.request.method == "GET" and relative in SPEC_LISTS:
+            return True
+        text = f"{message} {details or ''}".lower()
+        return "no route" in text and any(r.match(relative) for r in SPEC_ROUTES)
+
+    def _base_path_hint(self) -> str:
+        base = str(self.base_url).rstrip("/")
+        if not self.base_url.path.rstrip("/").endswith("/v1"):
+            return (
+                f"the API URL {base} may lack /v1: try {base}/v1 "
+                "(--api-url, BOLTIC_API_URL or 'boltic config set api_url')"
+            )
+        return f"is {base} the Streams API? check the API URL"
 
     def _unauthorized_hint(self) -> str:
         # The client does not know the profile; the local profile is the one on loopback.
