@@ -300,7 +300,9 @@ def run(invoke: Any, session: Session, argv: list[str]) -> int:
         hint = ""
         if isinstance(e, click.exceptions.UsageError) and e.ctx is not None:
             hint = f" (see '{e.ctx.command_path} --help')"
-        _report(UsageError(e.format_message() + hint), session, argv)
+        # Typer words a bad choice "Value error, 'x' is not one of ...": pydantic's prefix.
+        message = e.format_message().replace("Value error, ", "")
+        _report(UsageError(message + hint), session, argv)
         return ExitStatus.USAGE
     except (Interrupted, KeyboardInterrupt):
         (session.env.stderr or sys.stderr).write("Interrupted\n")

@@ -89,6 +89,13 @@ SPEC_ROUTES = (
     re.compile(r"^/streams/sources/[^/]+(/debug)?$"),
 )
 
+# What a request body is called in a message (not its model's name).
+INPUT_NAMES = {
+    "StreamSourceInput": "source",
+    "EventInput": "event",
+    "StreamDestinationInput": "destination",
+}
+
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -353,9 +360,10 @@ class BolticClient:
         try:
             return model.model_validate(body)
         except pydantic.ValidationError as e:
+            from boltic_cli.models import problem_field, problem_phrase
+
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-                for err in e.errors()[:5]
+                f"{problem_field(err)} {problem_phrase(err)}" for err in e.errors()[:5]
             )
             raise UnexpectedResponse(
                 f"{self._where(response)} answered {response.status_code} "
@@ -561,10 +569,14 @@ class BolticClient:
         try:
             return model.model_validate(body).to_wire()
         except pydantic.ValidationError as e:
+            # In the user's words: the field's wire name and what it allows, no model names.
+            from boltic_cli.models import problem_field, problem_phrase
+
+            what = INPUT_NAMES.get(model.__name__, "input")
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+                f"{problem_field(err, 'body')} {problem_phrase(err)}" for err in e.errors()
             )
-            raise UsageError(f"invalid {model.__name__}", details=problems) from None
+            raise UsageError(f"invalid {what}: {_clean(problems)}") from None
 
     # -- paging without a cursor (events query --all) ------------------------------
 
