@@ -595,17 +595,19 @@ class BolticClient:
         """Every event matching the filters, newest first, fetched ``page_size`` at a time.
 
         The filters are ``query_events``' (``from_`` inclusive, ``to`` exclusive).
-        ``GET /streams/events`` has no cursor (spec), so after a full page the walk
-        fetches the whole millisecond of the page's oldest event on its own
-        (``from`` = that time, ``to`` = +1 ms, the API's time precision, limit 1000,
-        the largest the spec allows), yields those not seen yet, and goes on before
-        that millisecond. Only more than 1000 events in one millisecond cannot all
-        be fetched: ``on_missed(count, timestamp)`` is told how many were left out
-        (and ``on_warning`` too, one sentence); events without a time end the walk
-        with a warning. The page size is the walker's business, not a user's
-        ``--limit``. ``on_summary`` gets the first page's ``summary`` (it counts
-        every match). Raises what ``query_events`` raises; a request is made only as
-        the iterator is consumed.
+        ``GET /streams/events`` has no cursor (spec), so each next page asks for
+        events before the oldest one seen (``to`` is exclusive, hence +1 ms, the API's
+        time precision, to include its ties) and drops the ties already yielded. A
+        full page that is all one millisecond cannot move on that way: that
+        millisecond is then fetched on its own (``from`` = it, ``to`` = +1 ms, limit
+        1000, the largest the spec allows) and the walk goes on before it. Only more
+        than 1000 events in one millisecond cannot all be fetched:
+        ``on_missed(count, timestamp)`` is told how many were left out (and
+        ``on_warning``, one sentence). Events without a time end the walk with a
+        warning. The page size is the walker's business, not a user's ``--limit``.
+        ``on_summary`` gets the first page's ``summary`` (it counts every match).
+        Raises what ``query_events`` raises; a request is made only as the iterator
+        is consumed.
 
             with BolticClient(url, token) as client:
                 for event in client.iter_events(event_type="signup"):
@@ -617,31 +619,38 @@ class BolticClient:
             return event.timestamp or event.received_at
 
         filters = {"source_id": source_id, "event_type": event_type}
+        boundary_ids: set[str] = set()
         first = True
         while True:
             result = self.query_events(**filters, from_=from_, to=to, limit=page_size)
             if first and on_summary is not None:
                 on_summary(result.summary)
             first = False
+            for event in result.data:
+                if event.id not in boundary_ids:
+                    yield event
             if len(result.data) < page_size:
-                yield from result.data
                 return
-            oldest = when(result.data[-1])
-            if oldest is None or any(when(e) is None for e in result.data):
-                yield from result.data
+            newest, oldest = when(result.data[0]), when(result.data[-1])
+            if oldest is None or newest is None:
                 if on_warning is not None:
                     on_warning("events without a timestamp: cannot page further back")
                 return
-            # The page may hold only part of its oldest millisecond: yield what is
-            # newer, then that millisecond whole, then go on before it.
-            yield from (e for e in result.data if when(e) != oldest)
+            if newest != oldest:
+                to = oldest + one_ms
+                boundary_ids = {e.id for e in result.data if e.id and when(e) == oldest}
+                continue
+            # A whole page in one millisecond: fetch that millisecond on its own.
+            seen = boundary_ids | {e.id for e in result.data if e.id}
             tie = self.query_events(
                 **filters, from_=oldest, to=oldest + one_ms, limit=MAX_EVENTS_LIMIT
             )
-            yield from tie.data
+            for event in tie.data:
+                if event.id not in seen:
+                    yield event
             total = tie.summary.total_events if tie.summary is not None else None
             missed = (total or 0) - len(tie.data)
-            if missed > 0:
+            if missed > 0 and total is not None:
                 if on_warning is not None:
                     on_warning(
                         f"{missed:,} of {total:,} events at {format_time(oldest)} cannot be "
@@ -649,9 +658,7 @@ class BolticClient:
                     )
                 if on_missed is not None:
                     on_missed(missed, oldest)
-            if from_ is not None and oldest <= from_:
-                return
-            to = oldest
+            to, boundary_ids = oldest, set()
 
 
 def encode_json(value: Any) -> bytes:
