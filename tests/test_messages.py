@@ -100,3 +100,19 @@ def test_server_query_limit_details(api):
     assert api.get("/streams/events", params={"limit": "abc"}).json()["details"] == (
         "limit: must be a whole number (not 'abc')"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("events", "query", "--limit", "0"), "Invalid value for '--limit': must be at least 1"),
+        (("events", "query", "--limit", "abc"), "'--limit': must be a whole number (not 'abc')"),
+        (("sources", "create", "--name", "x", "--type", "fax"),
+         "'--type': 'fax' is not one of 'javascript', 'server', 'mobile', 'webhook'"),
+    ],
+)  # fmt: skip
+def test_bad_option_values_say_what_is_allowed(cli, args, says):
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert says in result.stderr
+    assert_plain_words(result.stderr)
