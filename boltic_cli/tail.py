@@ -168,9 +168,9 @@ class Tail:
     is read from its first event; one that disappears is dropped instead of ending
     the tail). ``history`` is how many recent events are shown first, in total over
     all sources (merged by arrival). ``since`` (a wall-clock time): events received
-    at or after it that are already there at the start count as new (``debug wait
-    --since``). One "connected" record per poll round names every source that
-    connected in it (``info["sourceIds"]`` when more than one).
+    at or after it that are already there at the start count as new, instead of
+    ``history`` (``debug wait --since``). One "connected" record per poll round
+    names every source that connected in it (``info["sourceIds"]`` when more than one).
     """
 
     def __init__(
@@ -306,15 +306,23 @@ class Tail:
         state.primed = True
         matching = [event for event in events if self.accept(event)]
         if state.fresh:
-            return PollResult(new=matching, gap=None, full_of_new=False, page=page)
+            gap = None
+            if len(page.data) >= self.max_limit and events:
+                # More arrived since it was created than one page holds.
+                gap = {
+                    "after": None,
+                    "before": _wire_time(events[0].received_at),
+                    "limit": self.max_limit,
+                    "message": f"more than {self.max_limit} events arrived before the "
+                    "new source was noticed; some were not shown",
+                }
+            return PollResult(new=matching, gap=gap, full_of_new=False, page=page)
         if self.since is not None:
+            # Events since then are new; ``history`` does not apply.
             recent = [
                 e for e in matching if e.received_at is not None and e.received_at >= self.since
             ]
-            recent_ids = {e.id for e in recent}
-            older = [e for e in matching if e.id not in recent_ids]
-            history = older[-self.history :] if self.history else []
-            return PollResult(new=history + recent, gap=None, full_of_new=False, page=page)
+            return PollResult(new=recent, gap=None, full_of_new=False, page=page)
         history = matching[-self.history :] if self.history else []
         return PollResult(new=history, gap=None, full_of_new=False, page=page, history=True)
 
