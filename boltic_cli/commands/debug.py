@@ -395,7 +395,7 @@ def _time_left(engine: Tail) -> str:
         return "no limit"
     seconds = max(0.0, engine.deadline - engine.clock())
     if seconds >= 120:
-        return f"{seconds / 60:.0f}m {seconds % 60:02.0f}s"
+        return f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
     return f"{seconds:.0f}s"
 
 
