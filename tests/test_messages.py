@@ -116,3 +116,10 @@ def test_bad_option_values_say_what_is_allowed(cli, args, says):
     assert result.exit_code == 2
     assert says in result.stderr
     assert_plain_words(result.stderr)
+
+
+def test_a_name_that_reads_as_an_id_warns(cli, api):
+    result = cli("sources", "create", "--name", "src_web", "--type", "server", "-o", "json")
+
+    assert result.exit_code == 0
+    assert "starts like an id" in result.stderr

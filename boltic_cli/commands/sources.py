@@ -96,10 +96,16 @@ def create(
 
 def _warn_if_name_taken(ctx: Context, sources: list[StreamSource], name: str) -> None:
     """Names are how people refer to sources: a second one of a name makes every
-    command given that name ask for an id instead. Said, not refused."""
-    from boltic_cli.lookup import describe_matches
+    command given that name ask for an id instead, and a name with an id prefix
+    (``src_``...) is never looked up as a name. Said, not refused."""
+    from boltic_cli.lookup import describe_matches, is_id
     from boltic_cli.output import sanitize
 
+    if is_id(name):
+        ctx.output.warn(
+            f"the name {sanitize(name)!r} starts like an id, so commands will read it as "
+            "one and never find this source by its name"
+        )
     taken = [s for s in sources if s.name == name]
     if taken:
         ctx.output.warn(
