@@ -342,3 +342,8 @@ def test_iter_events_is_lazy_and_reaches_ties_beyond_a_page(client, api, source)
     types = Counter(e.type for e in walk)
     assert types == {"tie": 6, "older": 1}
     assert warnings == []
+
+
+def test_an_unknown_source_id_is_not_found_not_an_empty_result(cli, api, source):
+    result = cli("events", "query", "--source", "src_00000000000000000000000000")
+    assert result.exit_code == 3

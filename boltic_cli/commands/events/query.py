@@ -106,9 +106,11 @@ def query(
 
 
 def _source_filter(client: BolticClient, source: str | None) -> str | None:
-    from boltic_cli.lookup import resolve_source_id
+    # Fetched even when given by id: an unknown id is "not found" (exit 3), not an
+    # empty result.
+    from boltic_cli.lookup import resolve_source
 
-    return resolve_source_id(client, source) if source else None
+    return resolve_source(client, source).id if source else None
 
 
 def _source_names(ctx: Context, client: BolticClient) -> dict[str, str]:
