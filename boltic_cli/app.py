@@ -307,7 +307,7 @@ def run(invoke: Any, session: Session, argv: list[str]) -> int:
         hint = ""
         if isinstance(e, click.exceptions.UsageError) and e.ctx is not None:
             hint = f" (see '{e.ctx.command_path} --help')"
-        _report(UsageError(e.format_message() + hint), session, argv)
+        _report(UsageError(_usage_message(e) + hint), session, argv)
         return ExitStatus.USAGE
     except (Interrupted, KeyboardInterrupt):
         (session.env.stderr or sys.stderr).write("Interrupted\n")
@@ -430,6 +430,19 @@ def root(
 
 def get_cli() -> click.Command:
     return typer.main.get_command(app)
+
+
+def _usage_message(error: Any) -> str:
+    """Click's message for a usage error, a bad value in words that say what is allowed
+    (``models.problem_phrase``) rather than pydantic's, which Typer passes on."""
+    from boltic_cli._compat import click, pydantic_errors_behind
+
+    errors = pydantic_errors_behind(error)
+    if errors and isinstance(error, click.exceptions.BadParameter):
+        from boltic_cli.models import problem_phrase
+
+        error.message = "; ".join(problem_phrase(err) for err in errors)
+    return error.format_message().replace("Value error, ", "")
 
 
 def main(argv: list[str] | None = None) -> None:

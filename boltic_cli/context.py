@@ -244,11 +244,17 @@ class Context:
             base_url or self.settings.api_url,
             token if token is not None else self.settings.token(),
             retries=retries,
-            timeout=timeout if timeout is not None else self.options.request_timeout,
+            timeout=timeout if timeout is not None else self._request_timeout(),
             transport=self.env.transport,
             on_response=self._log_http if (self.options.verbose or self.options.debug) else None,
             sleep=self.env.sleep,
         )
+
+    def _request_timeout(self) -> float | None:
+        """--request-timeout, else the profile's ``request_timeout`` setting."""
+        if self.options.request_timeout is not None:
+            return self.options.request_timeout
+        return self.settings.request_timeout
 
 
 @dataclass

@@ -236,3 +236,74 @@ class EventBatchResult(WireModel):
     accepted: int
     rejected: int
     data: list[BatchItemResult] = Field(default_factory=list)
+
+
+# How a validation failure reads to a person (the CLI's messages and the server's 422
+# ``details`` alike): the field's wire name and what is allowed, never a model name
+# or pydantic's wording ("String should have at least 1 character").
+
+_LOC_NOISE = frozenset({"body", "query", "path", "header"})
+
+
+def problem_field(error: dict[str, Any], default: str = "body") -> str:
+    """The dotted wire path of the field a pydantic error is about (``config.url``)."""
+    loc = [str(p) for p in error.get("loc", ()) if p not in _LOC_NOISE]
+    return ".".join(loc) or default
+
+
+def problem_phrase(error: dict[str, Any]) -> str:
+    """What is wrong with the field, in words that say what is allowed: ``is required``,
+    ``must not be empty``, ``must be one of javascript, server (not 'bogus')``..."""
+    kind = str(error.get("type", ""))
+    ctx = error.get("ctx") or {}
+    given = error.get("input")
+    shown = (
+        f" (not {given!r})"
+        if isinstance(given, str | int | float) and len(repr(given)) <= 60
+        else ""
+    )
+    if kind == "missing":
+        return "is required"
+    if kind == "string_too_short":
+        least = ctx.get("min_length", 1)
+        return "must not be empty" if least == 1 else f"must be at least {least} characters"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind == "too_short":
+        least = ctx.get("min_length", 1)
+        return f"must have at least {least} item{'s' if least != 1 else ''}"
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} items"
+    if kind in ("literal_error", "enum"):
+        expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"must be one of {expected}{shown}"
+    if kind == "string_pattern_mismatch":
+        if "\\x00" in str(ctx.get("pattern", "")):
+            return "must not contain the character U+0000"
+        return f"has characters that are not allowed{shown}"
+    if kind.startswith(("datetime", "date_", "timezone")):
+        return f"must be a time such as 2026-01-31T12:00:00Z{shown}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return "must be a JSON object"
+    if kind == "list_type":
+        return "must be a list"
+    if kind == "string_type":
+        return "must be text"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be a whole number{shown}"
+    if kind in ("float_type", "float_parsing", "finite_number"):
+        return f"must be a number{shown}"
+    if kind in ("bool_type", "bool_parsing"):
+        return "must be true or false"
+    bounds = {
+        "greater_than_equal": ("must be at least", "ge"),
+        "less_than_equal": ("must be at most", "le"),
+        "greater_than": ("must be more than", "gt"),
+        "less_than": ("must be less than", "lt"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"{words} {ctx.get(key)}"
+    message = str(error.get("msg", "is invalid"))
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return message[:1].lower() + message[1:]

@@ -225,14 +225,32 @@ def _guess_kind(key: str, sample: Any) -> str:
     return "text"
 
 
-def columns_for(rows: list[dict]) -> list[Column]:
-    """One column per wire field, in first-seen order (when a command gives none)."""
-    samples: dict[str, Any] = {}
+def columns_for(rows: list[dict], fields: list[str] | None = None) -> list[Column]:
+    """One column per wire field (when a command gives none): ``fields`` (a schema's,
+    see ``schema_fields``) in that order whatever the rows hold, else the rows' keys in
+    first-seen order."""
+    samples: dict[str, Any] = dict.fromkeys(fields) if fields is not None else {}
     for row in rows:
         for key, value in row.items():
+            if fields is not None and key not in samples:
+                continue
             if samples.get(key) is None:
                 samples[key] = value
     return [Column(key, key, _guess_kind(key, value)) for key, value in samples.items()]
+
+
+def schema_fields(data: Any, model: type | None = None) -> list[str] | None:
+    """The wire names of ``model``'s fields (or of the model ``data`` or its first item
+    is), in the schema's order: the fixed columns of CSV and plain output, whatever
+    optional fields the rows carry (issue 12). None when ``data`` is not a model."""
+    from boltic_cli.models import WireModel
+
+    if model is None:
+        sample = data[0] if isinstance(data, list | tuple) and data else data
+        model = type(sample) if isinstance(sample, WireModel) else None
+    if model is None or not issubclass(model, WireModel):
+        return None
+    return [info.alias or name for name, info in model.model_fields.items()]
 
 
 def _scalar_text(value: Any) -> str:
@@ -332,8 +350,22 @@ class Output:
 
     # data on stdout
 
-    def emit(self, data: Any, *, columns: list[Column] | None = None) -> None:
-        """Print a model, a dict, or a list of them."""
+    def emit(
+        self,
+        data: Any,
+        *,
+        columns: list[Column] | None = None,
+        model: type | None = None,
+        fields: list[str] | None = None,
+    ) -> None:
+        """Print a model, a dict, or a list of them.
+
+        CSV (and plain without ``columns``) has one column per field of the schema
+        (``model``, else the model ``data`` is made of; ``fields`` when given), in its
+        order, whatever the rows hold; rows of plain dicts use their keys.
+        """
+        if fields is None:
+            fields = schema_fields(data, model)
         wire = to_wire(data)
         if self.format == "json":
             self._write(dumps_json(wire, indent=2) + "\n")
@@ -343,21 +375,29 @@ class Output:
         elif self.format == "yaml":
             self._write(_dump_yaml(wire))
         elif self.format == "csv":
-            self._write_csv(wire if isinstance(wire, list) else [wire])
+            self._write_csv(wire if isinstance(wire, list) else [wire], fields)
         elif isinstance(wire, list):
             rows = [mask_secrets(_as_row(item)) for item in wire]
-            self._emit_rows(rows, columns or columns_for(rows))
+            self._emit_rows(rows, columns or columns_for(rows, fields))
         elif isinstance(wire, dict):
             row = mask_secrets(wire)
-            self._emit_fields(row, columns or columns_for([row]))
+            self._emit_fields(row, columns or columns_for([row], fields))
         else:
             self._write(_scalar_text(wire) + "\n")
 
-    def emit_stream(self, items: Iterable[Any], *, columns: list[Column] | None = None) -> int:
+    def emit_stream(
+        self,
+        items: Iterable[Any],
+        *,
+        columns: list[Column] | None = None,
+        model: type | None = None,
+    ) -> int:
         """Print items as they arrive (json, ndjson, plain); table, yaml and csv print at the end.
 
-        Returns how many items were printed.
+        Columns as ``emit``'s (``model``, else the first item's). Returns how many
+        items were printed.
         """
+        fields = schema_fields([], model) if model is not None else None
         if self.format == "json":
             return self._stream_json(items)
         if self.format in ("ndjson", "plain"):
@@ -366,14 +406,16 @@ class Output:
                 if self.format == "ndjson":
                     self.emit_record(to_wire(item))
                 else:
+                    if fields is None:
+                        fields = schema_fields(item)
                     row = mask_secrets(_as_row(to_wire(item)))
-                    columns = columns or columns_for([row])
+                    columns = columns or columns_for([row], fields)
                     self._write_plain_row(row, columns)
                     self.stdout.flush()
                 count += 1
             return count
-        collected = [to_wire(item) for item in items]
-        self.emit(collected, columns=columns)
+        collected = list(items)
+        self.emit(collected, columns=columns, fields=fields or schema_fields(collected))
         return len(collected)
 
     def emit_record(self, record: Any) -> None:
@@ -525,10 +567,13 @@ class Output:
         close()
         return count
 
-    def _write_csv(self, items: list[Any]) -> None:
+    def _write_csv(self, items: list[Any], schema: list[str] | None = None) -> None:
         # CSV is data, like JSON: secrets are masked only where people read (table, plain).
         rows = [_as_row(item) for item in items]
-        fields = list(dict.fromkeys(key for row in rows for key in row))
+        if schema is not None:
+            fields = schema
+        else:
+            fields = list(dict.fromkeys(key for row in rows for key in row))
         writer = csv.writer(self.stdout, lineterminator="\n")
         writer.writerow([csv_cell(str(field)) for field in fields])
         for row in rows:
@@ -719,6 +764,10 @@ class ProgressLine:
         self._progress.console.print(Text(line, style=style or ""), soft_wrap=True)
 
 
+# A "connected" notice names up to this many sources, else gives their count.
+MAX_NAMED_SOURCES = 5
+
+
 class TailView:
     """How tail records read, as text: the event lines and notices of ``debug tail``
     and ``dev``, the terminal's status line, the closing summary. No I/O here:
@@ -776,6 +825,11 @@ class TailView:
                 f"reconnecting to {source} in {info.get('retryIn', 0):g}s "
                 f"(attempt {info.get('attempt', 1)}: {info.get('reason', 'connection lost')})"
             )
+        sources = info.get("sourceIds")
+        if sources and len(sources) > 1:
+            if len(sources) > MAX_NAMED_SOURCES:
+                return f"connected to {len(sources)} sources"
+            return "connected to " + ", ".join(self._source_label(s) for s in sources)
         return f"connected to {source}"
 
     def status_line(self, stats: TailStats, *, elapsed: float, now: datetime) -> str:
