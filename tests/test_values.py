@@ -395,7 +395,7 @@ def test_times_at_the_edges_in_a_file_are_per_line_failures(cli, api, source, tm
     assert result.exit_code == 1
     # The CLI checks the EventInput before sending: the server would answer 422.
     assert result.stderr.splitlines()[0].startswith("line 2: invalid ")
-    assert "timestamp: " in result.stderr and "1..9999" in result.stderr
+    assert "timestamp" in result.stderr and "1..9999" in result.stderr
     times = sorted(e["timestamp"] for e in stored(api, source["id"]))
     assert times == ["0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z"]
 
@@ -508,7 +508,7 @@ def test_nul_through_the_cli_identifiers_refused_properties_kept(cli, api, sourc
     result = cli("events", "send", "web", "--file", str(file), "--concurrency", "1")
     assert result.exit_code == 1
     first = result.stderr.splitlines()[0]
-    assert first.startswith("line 1: invalid ") and "type: " in first and "U+0000" in first
+    assert first.startswith("line 1: invalid ") and "type" in first and "U+0000" in first
     sent = cli(
         "events",
         "send",
