@@ -1,0 +1,332 @@
+"""SQLite: the delivery outbox (schema migration and SQL). Every function runs on a
+connection inside the caller's transaction (the writer's for writes, a reader's
+snapshot for reads).
+
+The outbox is kept by triggers, so the fast event insert stays one statement:
+
+- ``events_outbox``: an inserted event gets a pending delivery, due at once, for each
+  active webhook destination whose ``eventTypes``/``sourceIds`` (absent or empty =
+  all) match; committed with the event, so nothing is lost between a 202 and its
+  delivery. With no active webhook destination its WHEN clause skips it.
+- ``events_drop_deliveries``: an event deleted (source deleted, retention) takes its
+  deliveries with it, and ``deliveries_drop_attempts`` their attempts.
+
+A claim is a lease: ``next_attempt_at`` is moved to ``now + lease``, so a process
+that dies mid-attempt leaves the delivery due again when the lease ends.
+Deliveries point at their event by rowid (``event_rowid``, checked against the
+event id) so finding the body needs no index on ``events.id``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from boltic_cli.server.store.outbox import AttemptRecord, Claim
+
+MIGRATION = """
+ALTER TABLE destinations ADD COLUMN disabled_reason TEXT;
+ALTER TABLE destinations ADD COLUMN failing_since INTEGER;
+CREATE TABLE deliveries (
+    id TEXT PRIMARY KEY,
+    destination_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_rowid INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    round_attempts INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    next_attempt_at INTEGER,
+    last_attempt_at INTEGER,
+    response_status INTEGER,
+    duration_ms INTEGER,
+    error TEXT,
+    response_body TEXT
+) WITHOUT ROWID;
+CREATE INDEX deliveries_due ON deliveries (destination_id, next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX deliveries_by_destination ON deliveries (destination_id, status, id);
+CREATE INDEX deliveries_by_event ON deliveries (event_id);
+CREATE TABLE delivery_attempts (
+    delivery_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    response_status INTEGER,
+    duration_ms INTEGER NOT NULL,
+    error TEXT,
+    response_body TEXT,
+    PRIMARY KEY (delivery_id, n)
+) WITHOUT ROWID;
+CREATE TRIGGER events_outbox AFTER INSERT ON events
+WHEN EXISTS (SELECT 1 FROM destinations WHERE status = 'active' AND type = 'webhook')
+BEGIN
+    INSERT INTO deliveries (id, destination_id, event_id, event_rowid, status,
+                            created_at, next_attempt_at)
+    SELECT 'dlv_' || substr(NEW.id, 5) || printf('%02X', d.rowid), d.id, NEW.id, NEW.rowid,
+           'pending', NEW.received_at, NEW.received_at
+    FROM destinations d
+    WHERE d.status = 'active' AND d.type = 'webhook'
+      AND (coalesce(json_array_length(d.config, '$.eventTypes'), 0) = 0
+           OR NEW.type IN (SELECT value FROM json_each(d.config, '$.eventTypes')))
+      AND (coalesce(json_array_length(d.config, '$.sourceIds'), 0) = 0
+           OR NEW.source_id IN (SELECT value FROM json_each(d.config, '$.sourceIds')));
+END;
+CREATE TRIGGER events_drop_deliveries AFTER DELETE ON events BEGIN
+    DELETE FROM deliveries WHERE event_id = OLD.id;
+END;
+CREATE TRIGGER deliveries_drop_attempts AFTER DELETE ON deliveries BEGIN
+    DELETE FROM delivery_attempts WHERE delivery_id = OLD.id;
+END;
+"""
+
+DESTINATION_COLUMNS = "id, name, type, config, status, created_at, disabled_reason"
+DELIVERY_COLUMNS = (
+    "id, destination_id, event_id, status, attempts, created_at, last_attempt_at, "
+    "next_attempt_at, response_status, duration_ms, error, response_body"
+)
+ATTEMPT_COLUMNS = "n, at, outcome, response_status, duration_ms, error, response_body"
+
+
+def destination_row(r: tuple) -> dict[str, Any]:
+    row = {
+        "id": r[0],
+        "name": r[1],
+        "type": r[2],
+        "config": json.loads(r[3]),
+        "status": r[4],
+        "created_at": r[5],
+    }
+    if r[6] is not None:
+        row["disabled_reason"] = r[6]
+    return row
+
+
+def list_destinations(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    return [
+        destination_row(r)
+        for r in conn.execute(f"SELECT {DESTINATION_COLUMNS} FROM destinations ORDER BY id")
+    ]
+
+
+def get_destination(conn: sqlite3.Connection, destination_id: str) -> dict[str, Any] | None:
+    r = conn.execute(
+        f"SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = ?", (destination_id,)
+    ).fetchone()
+    return None if r is None else destination_row(r)
+
+
+def update_destination(
+    conn: sqlite3.Connection, destination_id: str, changes: Mapping[str, Any]
+) -> bool:
+    """Apply ``changes`` (name, config as JSON text, status); False if no such row."""
+    sets = [f"{name} = :{name}" for name in ("name", "config", "status") if name in changes]
+    if "status" in changes:
+        sets += ["disabled_reason = NULL", "failing_since = NULL"]
+    if not sets:
+        return get_destination(conn, destination_id) is not None
+    params = {name: changes[name] for name in ("name", "config", "status") if name in changes}
+    cur = conn.execute(
+        f"UPDATE destinations SET {', '.join(sets)} WHERE id = :id", {**params, "id": destination_id}
+    )
+    return cur.rowcount > 0
+
+
+def delete_destination(conn: sqlite3.Connection, destination_id: str) -> bool:
+    conn.execute("DELETE FROM deliveries WHERE destination_id = ?", (destination_id,))
+    return conn.execute("DELETE FROM destinations WHERE id = ?", (destination_id,)).rowcount > 0
+
+
+def claim(
+    conn: sqlite3.Connection, now_ms: int, lease_ms: int, per_destination: int, skip: Collection[str]
+) -> list[Claim]:
+    claims: list[Claim] = []
+    destinations = conn.execute(
+        "SELECT id, config FROM destinations WHERE status = 'active' AND type = 'webhook'"
+    ).fetchall()
+    for destination_id, config_text in destinations:
+        if destination_id in skip:
+            continue
+        rows = conn.execute(
+            "SELECT d.id, d.event_id, d.round_attempts, e.body FROM deliveries d "
+            "JOIN events e ON e.rowid = d.event_rowid AND e.id = d.event_id "
+            "WHERE d.destination_id = ? AND d.status = 'pending' AND d.next_attempt_at <= ? "
+            "ORDER BY d.next_attempt_at LIMIT ?",
+            (destination_id, now_ms, per_destination),
+        ).fetchall()
+        if not rows:
+            continue
+        config = json.loads(config_text)
+        claims += [Claim(r[0], destination_id, r[1], r[3], r[2], config) for r in rows]
+    _set_due([c.delivery_id for c in claims], now_ms + lease_ms, conn)
+    return claims
+
+
+def _set_due(ids: Sequence[str], due_ms: int, conn: sqlite3.Connection) -> None:
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        conn.execute(
+            f"UPDATE deliveries SET next_attempt_at = ? WHERE status = 'pending' "
+            f"AND id IN ({', '.join('?' * len(chunk))})",
+            [due_ms, *chunk],
+        )
+
+
+def release(conn: sqlite3.Connection, ids: Collection[str], now_ms: int) -> None:
+    _set_due(list(ids), now_ms, conn)
+
+
+def record_attempts(
+    conn: sqlite3.Connection, records: Sequence[AttemptRecord], auto_disable_ms: int
+) -> None:
+    for r in sorted(records, key=lambda r: r.at_ms):
+        if r.outcome == "success":
+            status = "succeeded"
+        elif r.next_attempt_ms is not None:
+            status = "pending"
+        else:
+            status = "failed"
+        found = conn.execute(
+            "UPDATE deliveries SET attempts = attempts + 1, round_attempts = round_attempts + 1, "
+            "status = ?, last_attempt_at = ?, next_attempt_at = ?, response_status = ?, "
+            "duration_ms = ?, error = ?, response_body = ? WHERE id = ? RETURNING attempts",
+            (
+                status,
+                r.at_ms,
+                r.next_attempt_ms if status == "pending" else None,
+                r.response_status,
+                r.duration_ms,
+                r.error,
+                r.response_body,
+                r.delivery_id,
+            ),
+        ).fetchone()
+        if found is None:
+            continue
+        conn.execute(
+            f"INSERT OR REPLACE INTO delivery_attempts ({ATTEMPT_COLUMNS}, delivery_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                found[0],
+                r.at_ms,
+                r.outcome,
+                r.response_status,
+                r.duration_ms,
+                r.error,
+                r.response_body,
+                r.delivery_id,
+            ),
+        )
+        _track_destination(conn, r, auto_disable_ms)
+
+
+def _track_destination(conn: sqlite3.Connection, r: AttemptRecord, auto_disable_ms: int) -> None:
+    if r.disable_reason is not None:
+        conn.execute(
+            "UPDATE destinations SET status = 'inactive', disabled_reason = ? "
+            "WHERE id = ? AND status = 'active'",
+            (r.disable_reason, r.destination_id),
+        )
+        return
+    if r.outcome == "success":
+        conn.execute(
+            "UPDATE destinations SET failing_since = NULL "
+            "WHERE id = ? AND failing_since IS NOT NULL",
+            (r.destination_id,),
+        )
+        return
+    conn.execute(
+        "UPDATE destinations SET failing_since = coalesce(failing_since, ?) WHERE id = ?",
+        (r.at_ms, r.destination_id),
+    )
+    conn.execute(
+        "UPDATE destinations SET status = 'inactive', disabled_reason = "
+        "'every delivery attempt failed for ' || ? || ' (since ' || "
+        "strftime('%Y-%m-%dT%H:%M:%SZ', failing_since / 1000, 'unixepoch') || ')' "
+        "WHERE id = ? AND status = 'active' AND failing_since <= ?",
+        (_human(auto_disable_ms), r.destination_id, r.at_ms - auto_disable_ms),
+    )
+
+
+def _human(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms >= size and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms / 1000:g}s"
+
+
+def _delivery_row(r: tuple) -> dict[str, Any]:
+    return {
+        "id": r[0],
+        "destination_id": r[1],
+        "event_id": r[2],
+        "status": r[3],
+        "attempts": r[4],
+        "created_at": r[5],
+        "last_attempt_at": r[6],
+        "next_attempt_at": r[7] if r[3] == "pending" else None,
+        "response_status": r[8],
+        "duration_ms": r[9],
+        "error": r[10],
+        "response_body": r[11],
+    }
+
+
+def list_deliveries(
+    conn: sqlite3.Connection,
+    destination_id: str,
+    status: str | None,
+    event_id: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    where, params = ["destination_id = ?"], [destination_id]
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if event_id is not None:
+        where.append("event_id = ?")
+        params.append(event_id)
+    return [
+        _delivery_row(r)
+        for r in conn.execute(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {' AND '.join(where)} "
+            "ORDER BY id DESC LIMIT ?",
+            [*params, limit],
+        )
+    ]
+
+
+def get_delivery(
+    conn: sqlite3.Connection, destination_id: str, delivery_id: str
+) -> dict[str, Any] | None:
+    r = conn.execute(
+        f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ? AND destination_id = ?",
+        (delivery_id, destination_id),
+    ).fetchone()
+    if r is None:
+        return None
+    row = _delivery_row(r)
+    row["history"] = [
+        dict(zip(ATTEMPT_COLUMNS.split(", "), a, strict=True))
+        for a in conn.execute(
+            f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = ? ORDER BY n",
+            (delivery_id,),
+        )
+    ]
+    return row
+
+
+def replay(
+    conn: sqlite3.Connection, destination_id: str, status: str, since_ms: int | None, now_ms: int
+) -> int:
+    sql = (
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, round_attempts = 0 "
+        "WHERE destination_id = ? AND status = ?"
+    )
+    params: list[Any] = [now_ms, destination_id, status]
+    if since_ms is not None:
+        sql += " AND created_at >= ?"
+        params.append(since_ms)
+    return conn.execute(sql, params).rowcount
