@@ -56,13 +56,13 @@ def server(
     Ctrl-C or SIGTERM after finishing in-flight requests.
     """
     from boltic_cli import paths
+    from boltic_cli.durations import parse_duration
     from boltic_cli.server import require_server_extra
 
     require_server_extra()
     from boltic_cli.server.runner import is_loopback, serve
     from boltic_cli.server.settings import (
         ServerSettings,
-        parse_duration,
         resolve_admin_token,
     )
 
@@ -72,7 +72,9 @@ def server(
     settings = ServerSettings(
         db_path=(db or paths.default_db_file(environ)).expanduser(),
         admin_token=admin_token,
-        retention=parse_duration(retention) if retention else None,
+        retention=(
+            parse_duration(retention, option="--retention", positive=True) if retention else None
+        ),
         commit_delay=float(environ.get(COMMIT_DELAY_ENV) or 0),
         bench_noop=environ.get(BENCH_NOOP_ENV) == "1",
     )
