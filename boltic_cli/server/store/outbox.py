@@ -20,8 +20,8 @@ from typing import Any
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 
 
-class DestinationGone(Exception):
-    """The destination does not exist (any more)."""
+class DestinationGone(LookupError):
+    """The destination does not exist (any more): HTTP 404."""
 
 
 @dataclass(frozen=True)
@@ -98,9 +98,7 @@ class DeliveryStore(abc.ABC):
         same delivery within a lease (PostgreSQL: ``FOR UPDATE SKIP LOCKED``)."""
 
     @abc.abstractmethod
-    async def record_attempts(
-        self, records: Sequence[AttemptRecord], auto_disable_ms: int
-    ) -> None:
+    async def record_attempts(self, records: Sequence[AttemptRecord], auto_disable_ms: int) -> None:
         """Store each attempt (in the delivery's history, and as its last attempt) and
         the delivery's new status and next attempt time. Per destination: a success ends
         its failing streak; a failure starts one if none runs, and a destination whose
@@ -139,4 +137,3 @@ class DeliveryStore(abc.ABC):
     ) -> int:
         """Queue again (pending, due now, a fresh retry schedule) the destination's
         deliveries in ``status`` created at or after ``since_ms``; returns how many."""
-

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from boltic_cli.server.store.outbox import AttemptRecord, Claim
+from boltic_cli.server.store.outbox import AttemptRecord, Claim, DeliveryStore, DestinationGone
+
+if TYPE_CHECKING:
+    from boltic_cli.server.store.sqlite.writer import Writer
 
 MIGRATION = """
 ALTER TABLE destinations ADD COLUMN disabled_reason TEXT;
@@ -128,9 +131,8 @@ def update_destination(
     if not sets:
         return get_destination(conn, destination_id) is not None
     params = {name: changes[name] for name in ("name", "config", "status") if name in changes}
-    cur = conn.execute(
-        f"UPDATE destinations SET {', '.join(sets)} WHERE id = :id", {**params, "id": destination_id}
-    )
+    sql = f"UPDATE destinations SET {', '.join(sets)} WHERE id = :id"
+    cur = conn.execute(sql, {**params, "id": destination_id})
     return cur.rowcount > 0
 
 
@@ -140,7 +142,11 @@ def delete_destination(conn: sqlite3.Connection, destination_id: str) -> bool:
 
 
 def claim(
-    conn: sqlite3.Connection, now_ms: int, lease_ms: int, per_destination: int, skip: Collection[str]
+    conn: sqlite3.Connection,
+    now_ms: int,
+    lease_ms: int,
+    per_destination: int,
+    skip: Collection[str],
 ) -> list[Claim]:
     claims: list[Claim] = []
     destinations = conn.execute(
@@ -330,3 +336,69 @@ def replay(
         sql += " AND created_at >= ?"
         params.append(since_ms)
     return conn.execute(sql, params).rowcount
+
+
+class SQLiteDeliveries(DeliveryStore):
+    """``DeliveryStore`` for ``SQLiteStore`` (mixed into it): writes go through its
+    writer thread, reads through its reader connections. A writer job never raises
+    for a missing row (that would fail the whole group commit): it answers None and
+    the method raises here."""
+
+    writer: Writer
+    _read: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        return await self.writer.wait(lambda conn, undo: fn(conn))
+
+    async def get_destination(self, destination_id: str) -> dict[str, Any] | None:
+        return await self._read(lambda conn: get_destination(conn, destination_id))
+
+    async def update_destination(
+        self, destination_id: str, changes: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        def run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            if not update_destination(conn, destination_id, changes):
+                return None
+            return get_destination(conn, destination_id)
+
+        row = await self._write(run)
+        if row is None:
+            raise DestinationGone(destination_id)
+        return row
+
+    async def delete_destination(self, destination_id: str) -> None:
+        if not await self._write(lambda conn: delete_destination(conn, destination_id)):
+            raise DestinationGone(destination_id)
+
+    async def claim_deliveries(
+        self, now_ms: int, lease_ms: int, per_destination: int, skip: Collection[str] = ()
+    ) -> list[Claim]:
+        return await self._write(lambda conn: claim(conn, now_ms, lease_ms, per_destination, skip))
+
+    async def record_attempts(self, records: Sequence[AttemptRecord], auto_disable_ms: int) -> None:
+        await self._write(lambda conn: record_attempts(conn, records, auto_disable_ms))
+
+    async def release_deliveries(self, delivery_ids: Collection[str], now_ms: int) -> None:
+        await self._write(lambda conn: release(conn, delivery_ids, now_ms))
+
+    async def list_deliveries(
+        self,
+        destination_id: str,
+        *,
+        status: str | None = None,
+        event_id: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        return await self._read(
+            lambda conn: list_deliveries(conn, destination_id, status, event_id, limit)
+        )
+
+    async def get_delivery(self, destination_id: str, delivery_id: str) -> dict[str, Any] | None:
+        return await self._read(lambda conn: get_delivery(conn, destination_id, delivery_id))
+
+    async def replay_deliveries(
+        self, destination_id: str, status: str, since_ms: int | None, now_ms: int
+    ) -> int:
+        return await self._write(
+            lambda conn: replay(conn, destination_id, status, since_ms, now_ms)
+        )

@@ -13,8 +13,9 @@ import sqlite3
 from pathlib import Path
 
 from boltic_cli.server.store.base import SchemaTooNew
+from boltic_cli.server.store.sqlite import deliveries
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE sources (
@@ -95,7 +96,7 @@ CREATE TRIGGER events_count_delete AFTER DELETE ON events BEGIN
 END;
 """
 
-MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: COUNT_TRIGGERS}
+MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: COUNT_TRIGGERS, 3: deliveries.MIGRATION}
 
 
 def connect(path: Path) -> sqlite3.Connection:
