@@ -168,11 +168,8 @@ class DeliveryWorker:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.schedule = tuple(settings.delivery_schedule)
-        self.lease_ms = int(settings.delivery_lease * 1000)
-        self.auto_disable_ms = int(settings.delivery_auto_disable * 1000)
-        self.timeout = settings.delivery_timeout
-        self.poll = settings.delivery_poll_interval
+        # Read at each use: a test may shorten a period while the server runs.
+        self.settings = settings
         self.rng = rng
         self.clock = clock
         self._session: aiohttp.ClientSession | None = None
@@ -223,7 +220,12 @@ class DeliveryWorker:
     async def send_test(self, config: Any, message_id: str, body: bytes) -> AttemptResult:
         """One attempt now, outside the queue (``POST .../test``); records nothing."""
         return await attempt(
-            self.session, config, message_id, body, timeout=self.timeout, clock=self.clock
+            self.session,
+            config,
+            message_id,
+            body,
+            timeout=self.settings.delivery_timeout,
+            clock=self.clock,
         )
 
     # the loop
@@ -240,12 +242,13 @@ class DeliveryWorker:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll)
+                await asyncio.wait_for(self._wake.wait(), self.settings.delivery_poll_interval)
 
     async def _claim(self) -> int:
         busy = {d for d, lane in self._lanes.items() if len(lane.queue) >= MAX_IN_FLIGHT}
         now = int(self.clock() * 1000)
-        claims = await self.store.claim_deliveries(now, self.lease_ms, CLAIM_BATCH, busy)
+        lease_ms = int(self.settings.delivery_lease * 1000)
+        claims = await self.store.claim_deliveries(now, lease_ms, CLAIM_BATCH, busy)
         for claim in claims:
             lane = self._lanes.setdefault(claim.destination_id, _Lane())
             lane.gone = False
@@ -264,7 +267,9 @@ class DeliveryWorker:
             return
         records, self._results = self._results, []
         try:
-            await self.store.record_attempts(records, self.auto_disable_ms)
+            await self.store.record_attempts(
+                records, int(self.settings.delivery_auto_disable * 1000)
+            )
         except StoreError:
             # Not recorded: the leases run out and the deliveries are tried again.
             raise
@@ -292,7 +297,7 @@ class DeliveryWorker:
             claim.config,
             claim.delivery_id,
             claim.body.encode(),
-            timeout=self.timeout,
+            timeout=self.settings.delivery_timeout,
             clock=self.clock,
         )
         self.attempts += 1
@@ -302,7 +307,7 @@ class DeliveryWorker:
         elif result.outcome is not webhooks.Outcome.SUCCESS:
             delay = webhooks.retry_delay(
                 claim.round_attempts + 1,
-                schedule=self.schedule,
+                schedule=self.settings.delivery_schedule,
                 random=self.rng,
                 retry_after=result.retry_after,
             )
