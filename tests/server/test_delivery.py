@@ -8,6 +8,7 @@ fractions of a second so retries happen within a test.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -164,7 +165,7 @@ def test_500_twice_then_200_is_three_attempts_with_one_webhook_id(
     ]
     assert detail["history"][0]["responseBody"] == "down"
     # The pauses follow the schedule (0.2 s, +/-20%), not sooner.
-    gaps = [b.at - a.at for a, b in zip(requests, requests[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(requests)]
     assert all(gap >= 0.15 for gap in gaps), gaps
 
 
