@@ -317,14 +317,32 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description="A fast HTTP receiver answering 200.")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--arrivals",
+        metavar="FILE",
+        help="on exit, write one line per request: its arrival time.time() and the "
+        "body's top-level id (a webhook's event id)",
+    )
     args = parser.parse_args()
-    rx = Receiver(port=args.port, record=False).start()
+    arrivals: list[tuple[float, bytes]] = []
+
+    def respond(request: Received) -> Reply:
+        if args.arrivals:
+            # The Event body starts with {"id":"evt_...": no JSON parse per request.
+            arrivals.append((request.at, request.body[7:37]))
+        return Reply()
+
+    rx = Receiver(port=args.port, record=False, respond=respond).start()
     print(rx.url, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
     rx.stop()
+    if args.arrivals:
+        with open(args.arrivals, "w") as out:
+            for at, event_id in arrivals:
+                out.write(f"{at:.6f} {event_id.decode(errors='replace')}\n")
 
 
 if __name__ == "__main__":

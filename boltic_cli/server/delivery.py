@@ -10,10 +10,10 @@ them to be claimed again when the lease ends) and at most ``MAX_IN_FLIGHT`` requ
 at once; order is best effort. Attempts are recorded in groups: one store write for
 whatever finished while the previous write committed.
 
-The HTTP client is aiohttp, in the server's own event loop: measured against httpx's
-AsyncClient it sent 5x the webhooks per second at 1/8 of the CPU each, and left
-single-event ingest about twice the rate beside it
-(tests/bench/bench_delivery_client.json).
+The HTTP client is aiohttp: measured against httpx's AsyncClient it sent 5x the
+webhooks per second at 1/8 of the CPU each, and httpx could not keep up with ingest
+beside it (tests/bench/bench_delivery_client.json). It runs in the worker's own thread
+and event loop (see ``DeliveryWorker``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -155,9 +156,15 @@ class _Lane:
 
 
 class DeliveryWorker:
-    """Runs beside the routes on the server's event loop (``await start()`` ...
-    ``await stop()``). ``random`` (uniform [0, 1)) draws the retry jitter; ``clock``
-    (seconds since the epoch) stamps attempts and due times."""
+    """Runs in its own thread with its own event loop (``await start()`` ...
+    ``await stop()`` from the server's loop). ``rng`` (uniform [0, 1)) draws the retry
+    jitter; ``clock`` (seconds since the epoch) stamps attempts and due times.
+
+    Its own thread, because sending webhooks in the loop that serves ingest cost ingest
+    a third to a half of its rate on a 2-core machine; and a plain asyncio (selector)
+    loop there, whose socket calls release the GIL, so the serving loop runs meanwhile
+    (tests/bench/bench_delivery_client.json, bench_delivery.json).
+    """
 
     def __init__(
         self,
@@ -173,35 +180,75 @@ class DeliveryWorker:
         self.rng = rng
         self.clock = clock
         self._session: aiohttp.ClientSession | None = None
-        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._lanes: dict[str, _Lane] = {}
         self._senders: set[asyncio.Task] = set()
         self._results: list[AttemptRecord] = []
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Event | None = None
         self._stopping = False
         # Counters for tests and benchmarks.
         self.attempts = 0
         self.claimed = 0
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = new_session()
-        return self._session
-
     async def start(self) -> None:
+        """Start the worker's thread; returns once its loop runs."""
         self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="boltic-delivery")
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.SelectorEventLoop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._main(ready))
+            finally:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="boltic-delivery", daemon=True)
+        self._thread.start()
+        await asyncio.to_thread(ready.wait)
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop claiming; let requests in flight finish for ``grace`` seconds (then cancel
         them: their leases expire and they are tried again), record what finished, give
-        back what was never sent."""
+        back what was never sent; then end the thread."""
         self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError, StoreError):
-                await self._task
+        if self._thread is None or self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop already ended
+            self._loop.call_soon_threadsafe(self._wake_up)
+        await asyncio.to_thread(self._thread.join, grace + 10)
+        self._thread = None
+
+    def _wake_up(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def send_test(self, config: Any, message_id: str, body: bytes) -> AttemptResult:
+        """One attempt now, on the caller's loop, outside the queue (``POST .../test``);
+        records nothing."""
+        async with new_session() as session:
+            return await attempt(
+                session,
+                config,
+                message_id,
+                body,
+                timeout=self.settings.delivery_timeout,
+                clock=self.clock,
+            )
+
+    async def _main(self, ready: threading.Event) -> None:
+        self._wake = asyncio.Event()
+        self._session = new_session()
+        ready.set()
+        try:
+            await self._run()
+        finally:
+            await self._wind_down(grace=2.0)
+
+    async def _wind_down(self, grace: float) -> None:
         if self._senders:
             _, pending = await asyncio.wait(self._senders, timeout=grace)
             for task in pending:
@@ -217,16 +264,10 @@ class DeliveryWorker:
             await self._session.close()
             self._session = None
 
-    async def send_test(self, config: Any, message_id: str, body: bytes) -> AttemptResult:
-        """One attempt now, outside the queue (``POST .../test``); records nothing."""
-        return await attempt(
-            self.session,
-            config,
-            message_id,
-            body,
-            timeout=self.settings.delivery_timeout,
-            clock=self.clock,
-        )
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None
+        return self._session
 
     # the loop
 
@@ -240,6 +281,7 @@ class DeliveryWorker:
                 claimed = 0
             if claimed or self._results:
                 continue
+            assert self._wake is not None
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.delivery_poll_interval)
@@ -280,7 +322,7 @@ class DeliveryWorker:
                 claim = lane.queue.popleft()
                 record = await self._deliver(claim)
                 self._results.append(record)
-                self._wake.set()
+                self._wake_up()
                 if record.disable_reason is not None:
                     lane.gone = True
         finally:

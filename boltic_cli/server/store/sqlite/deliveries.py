@@ -11,6 +11,10 @@ The outbox is kept by triggers, so the fast event insert stays one statement:
 - ``events_drop_deliveries``: an event deleted (source deleted, retention) takes its
   deliveries with it, and ``deliveries_drop_attempts`` their attempts.
 
+The delivery row holds its last attempt; recording the next one first moves that one
+into ``delivery_attempts`` (the history), so a delivery whose first attempt succeeds
+(the common case) writes one row, not two.
+
 A claim is a lease: ``next_attempt_at`` is moved to ``now + lease``, so a process
 that dies mid-attempt leaves the delivery due again when the lease ends.
 Deliveries point at their event by rowid (``event_rowid``, checked against the
@@ -43,6 +47,7 @@ CREATE TABLE deliveries (
     created_at INTEGER NOT NULL,
     next_attempt_at INTEGER,
     last_attempt_at INTEGER,
+    outcome TEXT,
     response_status INTEGER,
     duration_ms INTEGER,
     error TEXT,
@@ -50,7 +55,7 @@ CREATE TABLE deliveries (
 ) WITHOUT ROWID;
 CREATE INDEX deliveries_due ON deliveries (destination_id, next_attempt_at)
     WHERE status = 'pending';
-CREATE INDEX deliveries_by_destination ON deliveries (destination_id, status, id);
+CREATE INDEX deliveries_by_destination ON deliveries (destination_id, id);
 CREATE INDEX deliveries_by_event ON deliveries (event_id);
 CREATE TABLE delivery_attempts (
     delivery_id TEXT NOT NULL,
@@ -88,7 +93,7 @@ END;
 DESTINATION_COLUMNS = "id, name, type, config, status, created_at, disabled_reason"
 DELIVERY_COLUMNS = (
     "id, destination_id, event_id, status, attempts, created_at, last_attempt_at, "
-    "next_attempt_at, response_status, duration_ms, error, response_body"
+    "next_attempt_at, response_status, duration_ms, error, response_body, outcome"
 )
 ATTEMPT_COLUMNS = "n, at, outcome, response_status, duration_ms, error, response_body"
 
@@ -187,72 +192,89 @@ def release(conn: sqlite3.Connection, ids: Collection[str], now_ms: int) -> None
 def record_attempts(
     conn: sqlite3.Connection, records: Sequence[AttemptRecord], auto_disable_ms: int
 ) -> None:
-    for r in sorted(records, key=lambda r: r.at_ms):
-        if r.outcome == "success":
-            status = "succeeded"
-        elif r.next_attempt_ms is not None:
-            status = "pending"
-        else:
-            status = "failed"
-        found = conn.execute(
-            "UPDATE deliveries SET attempts = attempts + 1, round_attempts = round_attempts + 1, "
-            "status = ?, last_attempt_at = ?, next_attempt_at = ?, response_status = ?, "
-            "duration_ms = ?, error = ?, response_body = ? WHERE id = ? RETURNING attempts",
+    records = sorted(records, key=lambda r: r.at_ms)
+    ids = [(r.delivery_id,) for r in records]
+    # The attempt being replaced moves to the history first.
+    conn.executemany(
+        "INSERT OR REPLACE INTO delivery_attempts (delivery_id, n, at, outcome, "
+        "response_status, duration_ms, error, response_body) SELECT id, attempts, "
+        "last_attempt_at, outcome, response_status, duration_ms, error, response_body "
+        "FROM deliveries WHERE id = ? AND attempts > 0",
+        ids,
+    )
+    conn.executemany(
+        "UPDATE deliveries SET attempts = attempts + 1, round_attempts = round_attempts + 1, "
+        "status = ?, last_attempt_at = ?, next_attempt_at = ?, outcome = ?, "
+        "response_status = ?, duration_ms = ?, error = ?, response_body = ? WHERE id = ?",
+        [
             (
-                status,
+                _status(r),
                 r.at_ms,
-                r.next_attempt_ms if status == "pending" else None,
-                r.response_status,
-                r.duration_ms,
-                r.error,
-                r.response_body,
-                r.delivery_id,
-            ),
-        ).fetchone()
-        if found is None:
-            continue
-        conn.execute(
-            f"INSERT OR REPLACE INTO delivery_attempts ({ATTEMPT_COLUMNS}, delivery_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                found[0],
-                r.at_ms,
+                r.next_attempt_ms if _status(r) == "pending" else None,
                 r.outcome,
                 r.response_status,
                 r.duration_ms,
                 r.error,
                 r.response_body,
                 r.delivery_id,
-            ),
-        )
-        _track_destination(conn, r, auto_disable_ms)
+            )
+            for r in records
+        ],
+    )
+    by_destination: dict[str, list[AttemptRecord]] = {}
+    for r in records:
+        by_destination.setdefault(r.destination_id, []).append(r)
+    for destination_id, attempts in by_destination.items():
+        _track_destination(conn, destination_id, attempts, auto_disable_ms)
 
 
-def _track_destination(conn: sqlite3.Connection, r: AttemptRecord, auto_disable_ms: int) -> None:
-    if r.disable_reason is not None:
+def _status(r: AttemptRecord) -> str:
+    if r.outcome == "success":
+        return "succeeded"
+    return "pending" if r.next_attempt_ms is not None else "failed"
+
+
+def _track_destination(
+    conn: sqlite3.Connection,
+    destination_id: str,
+    attempts: list[AttemptRecord],
+    auto_disable_ms: int,
+) -> None:
+    """A destination's failing streak after ``attempts`` (oldest first): a success ends
+    it, a failure starts one; a 410 or a streak ``auto_disable_ms`` old disables it."""
+    reason = next((r.disable_reason for r in attempts if r.disable_reason), None)
+    if reason is not None:
         conn.execute(
             "UPDATE destinations SET status = 'inactive', disabled_reason = ? "
             "WHERE id = ? AND status = 'active'",
-            (r.disable_reason, r.destination_id),
+            (reason, destination_id),
         )
         return
-    if r.outcome == "success":
+    successes = [i for i, r in enumerate(attempts) if r.outcome == "success"]
+    if successes:
+        after = attempts[successes[-1] + 1 :]
+        if not after:
+            conn.execute(
+                "UPDATE destinations SET failing_since = NULL "
+                "WHERE id = ? AND failing_since IS NOT NULL",
+                (destination_id,),
+            )
+            return
         conn.execute(
-            "UPDATE destinations SET failing_since = NULL "
-            "WHERE id = ? AND failing_since IS NOT NULL",
-            (r.destination_id,),
+            "UPDATE destinations SET failing_since = ? WHERE id = ?",
+            (after[0].at_ms, destination_id),
         )
-        return
-    conn.execute(
-        "UPDATE destinations SET failing_since = coalesce(failing_since, ?) WHERE id = ?",
-        (r.at_ms, r.destination_id),
-    )
+    else:
+        conn.execute(
+            "UPDATE destinations SET failing_since = coalesce(failing_since, ?) WHERE id = ?",
+            (attempts[0].at_ms, destination_id),
+        )
     conn.execute(
         "UPDATE destinations SET status = 'inactive', disabled_reason = "
         "'every delivery attempt failed for ' || ? || ' (since ' || "
         "strftime('%Y-%m-%dT%H:%M:%SZ', failing_since / 1000, 'unixepoch') || ')' "
         "WHERE id = ? AND status = 'active' AND failing_since <= ?",
-        (_human(auto_disable_ms), r.destination_id, r.at_ms - auto_disable_ms),
+        (_human(auto_disable_ms), destination_id, attempts[-1].at_ms - auto_disable_ms),
     )
 
 
@@ -314,13 +336,28 @@ def get_delivery(
     if r is None:
         return None
     row = _delivery_row(r)
-    row["history"] = [
+    history = [
         dict(zip(ATTEMPT_COLUMNS.split(", "), a, strict=True))
         for a in conn.execute(
-            f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = ? ORDER BY n",
-            (delivery_id,),
+            f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = ? "
+            "AND n < ? ORDER BY n",
+            (delivery_id, row["attempts"]),
         )
     ]
+    if row["attempts"]:
+        # The last attempt lives on the delivery row itself.
+        history.append(
+            {
+                "n": row["attempts"],
+                "at": row["last_attempt_at"],
+                "outcome": r[12],
+                "response_status": row["response_status"],
+                "duration_ms": row["duration_ms"],
+                "error": row["error"],
+                "response_body": row["response_body"],
+            }
+        )
+    row["history"] = history
     return row
 
 
