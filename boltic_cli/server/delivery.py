@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from boltic_cli import __version__, webhooks
 from boltic_cli.server.store import StoreError
 from boltic_cli.server.store.outbox import AttemptRecord, Claim
+from boltic_cli.server.store.sqlite.writer import name_os_thread
 
 if TYPE_CHECKING:
     import aiohttp
@@ -141,7 +142,10 @@ def new_session() -> aiohttp.ClientSession:
 
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
-        skip_auto_headers=("User-Agent",),
+        # No Accept-Encoding: an answer is kept as text (its first 2 KiB), never
+        # decompressed.
+        skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        auto_decompress=False,
         trust_env=False,
     )
 
@@ -197,6 +201,7 @@ class DeliveryWorker:
         ready = threading.Event()
 
         def run() -> None:
+            name_os_thread("boltic-delivery")
             loop = asyncio.SelectorEventLoop()
             asyncio.set_event_loop(loop)
             self._loop = loop
@@ -254,7 +259,9 @@ class DeliveryWorker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        unsent = [c.delivery_id for lane in self._lanes.values() for c in lane.queue]
+        unsent = [
+            (c.destination_id, c.delivery_id) for lane in self._lanes.values() for c in lane.queue
+        ]
         with contextlib.suppress(StoreError):
             await self._flush()
             if unsent:
@@ -328,7 +335,7 @@ class DeliveryWorker:
         finally:
             lane.senders -= 1
             if lane.gone and lane.senders == 0 and lane.queue:
-                unsent = [c.delivery_id for c in lane.queue]
+                unsent = [(c.destination_id, c.delivery_id) for c in lane.queue]
                 lane.queue.clear()
                 with contextlib.suppress(StoreError):
                     await self.store.release_deliveries(unsent, int(self.clock() * 1000))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -38,8 +39,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import httpx  # noqa: E402
-from _common import isolated_env, load_averages, machine, start_server  # noqa: E402
-from bench_server import lua_post, percentiles, wrk  # noqa: E402
+from _common import load_averages, machine  # noqa: E402
+from bench_server import Server, lua_post, measured_wrk, percentiles  # noqa: E402
 
 TOKEN = "bench-server-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -113,7 +114,8 @@ async def paced_ingest(url: str, source_id: str, rate: int, seconds: float) -> d
 def bench_delivery(work: Path, rate: int, seconds: float) -> dict:
     arrivals_file = work / "arrivals.txt"
     receiver, receiver_url = start_receiver(arrivals_file)
-    server, url = start_server(work, isolated_env(work), TOKEN)
+    server = Server(work / "bench.db", work / "server.log")
+    url = server.url
     try:
         source_id = setup(url, receiver_url)
         began = time.time()
@@ -136,7 +138,7 @@ def bench_delivery(work: Path, rate: int, seconds: float) -> dict:
                 break
             time.sleep(0.2)
     finally:
-        stop(server)
+        server.stop()
         stop(receiver)
     arrivals: dict[str, float] = {}
     duplicates = 0
@@ -172,14 +174,17 @@ def bench_ingest(work: Path, seconds: int, with_destination: bool) -> dict:
     receiver, receiver_url = start_receiver(arrivals)
     sub = work / ("with" if with_destination else "without")
     sub.mkdir()
-    server, url = start_server(sub, isolated_env(sub), TOKEN)
+    server = Server(sub / "bench.db", sub / "server.log")
+    url = server.url
     try:
         source_id = setup(url, receiver_url if with_destination else None)
         script = lua_post(sub / "post.lua", {"sourceId": source_id, "type": "page_view"})
-        result = wrk(f"{url}/streams/events", script, seconds, CONNECTIONS)
+        receiver_cpu = process_cpu(receiver.pid)
+        result = measured_wrk(server, f"{url}/streams/events", script, seconds)
+        receiver_cpu = process_cpu(receiver.pid) - receiver_cpu
         time.sleep(2)
     finally:
-        stop(server)
+        server.stop()
         stop(receiver)
     delivered = len(arrivals.read_text().splitlines())
     return {
@@ -189,7 +194,15 @@ def bench_ingest(work: Path, seconds: int, with_destination: bool) -> dict:
         "non_2xx": result["non_2xx"],
         "requests": result["requests"],
         "delivered_within_2s_after": delivered,
+        "server_threads_per_request": result["server_threads_per_request"],
+        "receiver_cpu_us_per_request": round(receiver_cpu / result["requests"] * 1e6, 1),
     }
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

@@ -107,8 +107,11 @@ class DeliveryStore(abc.ABC):
         meanwhile (event pruned, source or destination deleted) are skipped."""
 
     @abc.abstractmethod
-    async def release_deliveries(self, delivery_ids: Collection[str], now_ms: int) -> None:
-        """Give back claimed deliveries not attempted (shutdown): due at ``now_ms``."""
+    async def release_deliveries(
+        self, delivery_ids: Collection[tuple[str, str]], now_ms: int
+    ) -> None:
+        """Give back claimed deliveries not attempted (shutdown), given as (destination
+        id, delivery id): due at ``now_ms``."""
 
     # deliveries: the routes
 

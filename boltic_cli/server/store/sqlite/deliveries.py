@@ -18,7 +18,10 @@ into ``delivery_attempts`` (the history), so a delivery whose first attempt succ
 A claim is a lease: ``next_attempt_at`` is moved to ``now + lease``, so a process
 that dies mid-attempt leaves the delivery due again when the lease ends.
 Deliveries point at their event by rowid (``event_rowid``, checked against the
-event id) so finding the body needs no index on ``events.id``.
+event id) so finding the body needs no index on ``events.id``; a delivery's id is
+``dlv_`` + its event's ULID + the destination's rowid in hex, so the deliveries of an
+event are a key range (no index on ``event_id`` either). The key is (destination, id):
+an event's insert adds two index entries per destination, the row and the due index.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ MIGRATION = """
 ALTER TABLE destinations ADD COLUMN disabled_reason TEXT;
 ALTER TABLE destinations ADD COLUMN failing_since INTEGER;
 CREATE TABLE deliveries (
-    id TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
     destination_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
     event_rowid INTEGER NOT NULL,
@@ -51,12 +54,11 @@ CREATE TABLE deliveries (
     response_status INTEGER,
     duration_ms INTEGER,
     error TEXT,
-    response_body TEXT
+    response_body TEXT,
+    PRIMARY KEY (destination_id, id)
 ) WITHOUT ROWID;
 CREATE INDEX deliveries_due ON deliveries (destination_id, next_attempt_at)
     WHERE status = 'pending';
-CREATE INDEX deliveries_by_destination ON deliveries (destination_id, id);
-CREATE INDEX deliveries_by_event ON deliveries (event_id);
 CREATE TABLE delivery_attempts (
     delivery_id TEXT NOT NULL,
     n INTEGER NOT NULL,
@@ -83,7 +85,8 @@ BEGIN
            OR NEW.source_id IN (SELECT value FROM json_each(d.config, '$.sourceIds')));
 END;
 CREATE TRIGGER events_drop_deliveries AFTER DELETE ON events BEGIN
-    DELETE FROM deliveries WHERE event_id = OLD.id;
+    DELETE FROM deliveries WHERE destination_id IN (SELECT id FROM destinations)
+        AND id >= 'dlv_' || substr(OLD.id, 5) AND id < 'dlv_' || substr(OLD.id, 5) || 'G';
 END;
 CREATE TRIGGER deliveries_drop_attempts AFTER DELETE ON deliveries BEGIN
     DELETE FROM delivery_attempts WHERE delivery_id = OLD.id;
@@ -171,21 +174,22 @@ def claim(
             continue
         config = json.loads(config_text)
         claims += [Claim(r[0], destination_id, r[1], r[3], r[2], config) for r in rows]
-    _set_due([c.delivery_id for c in claims], now_ms + lease_ms, conn)
+    _set_due([(c.destination_id, c.delivery_id) for c in claims], now_ms + lease_ms, conn)
     return claims
 
 
-def _set_due(ids: Sequence[str], due_ms: int, conn: sqlite3.Connection) -> None:
+def _set_due(ids: Sequence[tuple[str, str]], due_ms: int, conn: sqlite3.Connection) -> None:
+    """Make deliveries (destination id, delivery id) due at ``due_ms``."""
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        conn.execute(
-            f"UPDATE deliveries SET next_attempt_at = ? WHERE status = 'pending' "
-            f"AND id IN ({', '.join('?' * len(chunk))})",
-            [due_ms, *chunk],
+        conn.executemany(
+            "UPDATE deliveries SET next_attempt_at = ? WHERE destination_id = ? AND id = ? "
+            "AND status = 'pending'",
+            [(due_ms, destination_id, delivery_id) for destination_id, delivery_id in chunk],
         )
 
 
-def release(conn: sqlite3.Connection, ids: Collection[str], now_ms: int) -> None:
+def release(conn: sqlite3.Connection, ids: Collection[tuple[str, str]], now_ms: int) -> None:
     _set_due(list(ids), now_ms, conn)
 
 
@@ -193,19 +197,20 @@ def record_attempts(
     conn: sqlite3.Connection, records: Sequence[AttemptRecord], auto_disable_ms: int
 ) -> None:
     records = sorted(records, key=lambda r: r.at_ms)
-    ids = [(r.delivery_id,) for r in records]
+    ids = [(r.destination_id, r.delivery_id) for r in records]
     # The attempt being replaced moves to the history first.
     conn.executemany(
         "INSERT OR REPLACE INTO delivery_attempts (delivery_id, n, at, outcome, "
         "response_status, duration_ms, error, response_body) SELECT id, attempts, "
         "last_attempt_at, outcome, response_status, duration_ms, error, response_body "
-        "FROM deliveries WHERE id = ? AND attempts > 0",
+        "FROM deliveries WHERE destination_id = ? AND id = ? AND attempts > 0",
         ids,
     )
     conn.executemany(
         "UPDATE deliveries SET attempts = attempts + 1, round_attempts = round_attempts + 1, "
         "status = ?, last_attempt_at = ?, next_attempt_at = ?, outcome = ?, "
-        "response_status = ?, duration_ms = ?, error = ?, response_body = ? WHERE id = ?",
+        "response_status = ?, duration_ms = ?, error = ?, response_body = ? "
+        "WHERE destination_id = ? AND id = ?",
         [
             (
                 _status(r),
@@ -216,6 +221,7 @@ def record_attempts(
                 r.duration_ms,
                 r.error,
                 r.response_body,
+                r.destination_id,
                 r.delivery_id,
             )
             for r in records
@@ -314,8 +320,9 @@ def list_deliveries(
         where.append("status = ?")
         params.append(status)
     if event_id is not None:
-        where.append("event_id = ?")
-        params.append(event_id)
+        # An event's deliveries are a key range (see the module docstring).
+        where += ["id >= ?", "id < ?", "event_id = ?"]
+        params += [f"dlv_{event_id[4:]}", f"dlv_{event_id[4:]}G", event_id]
     return [
         _delivery_row(r)
         for r in conn.execute(
@@ -330,8 +337,8 @@ def get_delivery(
     conn: sqlite3.Connection, destination_id: str, delivery_id: str
 ) -> dict[str, Any] | None:
     r = conn.execute(
-        f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ? AND destination_id = ?",
-        (delivery_id, destination_id),
+        f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE destination_id = ? AND id = ?",
+        (destination_id, delivery_id),
     ).fetchone()
     if r is None:
         return None
@@ -415,7 +422,9 @@ class SQLiteDeliveries(DeliveryStore):
     async def record_attempts(self, records: Sequence[AttemptRecord], auto_disable_ms: int) -> None:
         await self._write(lambda conn: record_attempts(conn, records, auto_disable_ms))
 
-    async def release_deliveries(self, delivery_ids: Collection[str], now_ms: int) -> None:
+    async def release_deliveries(
+        self, delivery_ids: Collection[tuple[str, str]], now_ms: int
+    ) -> None:
         await self._write(lambda conn: release(conn, delivery_ids, now_ms))
 
     async def list_deliveries(
