@@ -24,6 +24,7 @@ BODY_MODELS = (
     "StreamSourceInput",
     "EventInput",
     "StreamDestinationInput",
+    "EventBatchInput",
     "StreamDestinationUpdate",
     "ReplayInput",
 )
@@ -134,6 +135,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         RequestGate,
         admin_token=settings.admin_token,
         max_body_bytes=settings.max_body_bytes,
+        max_batch_body_bytes=settings.max_batch_body_bytes,
         store=lambda: runtime.store,
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -10,6 +10,8 @@ from pathlib import Path
 from boltic_cli.webhooks import ATTEMPT_TIMEOUT, DEFAULT_SCHEDULE
 
 MAX_BODY_BYTES = 32 * 1024
+# POST /streams/events/batch's own body limit (design.md "Batch ingest").
+MAX_BATCH_BODY_BYTES = 512 * 1024
 
 
 @dataclass
@@ -17,6 +19,7 @@ class ServerSettings:
     db_path: Path
     admin_token: str
     max_body_bytes: int = MAX_BODY_BYTES
+    max_batch_body_bytes: int = MAX_BATCH_BODY_BYTES
     retention: timedelta | None = None
     # Test-only: sleep before each commit (inside the transaction, or before the
     # autocommitted INSERT of an event batch), so a kill can land between receiving

@@ -372,3 +372,23 @@ def test_batch_and_idempotent_sends_get_deliveries(api, source, send, make_desti
     assert first.json() == again.json()
     (row,) = settled(api, destination)
     assert row["eventId"] == first.json()["eventId"]
+
+
+def test_a_batch_gets_a_delivery_per_accepted_item(api, source, make_destination, receiver):
+    destination = make_destination(receiver.url)
+    answer = api.post(
+        "/streams/events/batch",
+        json={
+            "batch": [
+                {"sourceId": source["id"], "type": "a", "messageId": "m1"},
+                {"sourceId": "src_missing", "type": "b"},
+                {"sourceId": source["id"], "type": "c"},
+                {"sourceId": source["id"], "type": "a", "messageId": "m1"},  # a duplicate
+            ]
+        },
+    ).json()
+    accepted = {item["eventId"] for item in answer["data"] if item["status"] == "accepted"}
+    assert answer["accepted"] == 3 and len(accepted) == 2
+    rows = settled(api, destination, count=2)
+    assert {row["eventId"] for row in rows} == accepted
+    assert {r.json()["id"] for r in receiver.wait_for(2)} == accepted

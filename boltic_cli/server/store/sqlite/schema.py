@@ -15,7 +15,7 @@ from pathlib import Path
 from boltic_cli.server.store.base import SchemaTooNew
 from boltic_cli.server.store.sqlite import deliveries
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE sources (
@@ -96,7 +96,25 @@ CREATE TRIGGER events_count_delete AFTER DELETE ON events BEGIN
 END;
 """
 
-MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: COUNT_TRIGGERS, 3: deliveries.MIGRATION}
+# messageId dedupe: the primary key is the unique index that enforces it; rows older
+# than MESSAGE_ID_TTL_MS no longer count and are expired with Idempotency-Keys.
+MESSAGE_IDS = """
+CREATE TABLE message_ids (
+    source_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (source_id, message_id)
+) WITHOUT ROWID;
+CREATE INDEX message_ids_by_age ON message_ids (created_at);
+"""
+
+MIGRATIONS: dict[int, str] = {
+    1: SCHEMA,
+    2: COUNT_TRIGGERS,
+    3: MESSAGE_IDS,
+    4: deliveries.MIGRATION,
+}
 
 
 def connect(path: Path) -> sqlite3.Connection:
