@@ -95,19 +95,19 @@ async def attempt(
     import aiohttp
 
     now = clock()
-    headers = webhooks.delivery_headers(
-        config.get("signingSecret") or "",
-        message_id,
-        body,
-        timestamp=int(now),
-        user_agent=USER_AGENT,
-        extra=config.get("headers") or None,
-    )
     started = time.perf_counter()
     status: int | None = None
     error = text = None
     retry_after = None
     try:
+        headers = webhooks.delivery_headers(
+            config.get("signingSecret") or "",
+            message_id,
+            body,
+            timestamp=int(now),
+            user_agent=USER_AGENT,
+            extra=config.get("headers") or None,
+        )
         async with session.post(
             config["url"],
             data=body,
@@ -116,16 +116,16 @@ async def attempt(
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as response:
             status = response.status
-            text = webhooks.response_excerpt(
-                await response.content.read(webhooks.RESPONSE_KEEP_BYTES + 4)
-            )
+            text = webhooks.response_excerpt(await _head(response, webhooks.RESPONSE_KEEP_BYTES))
             if status in (429, 503):
                 retry_after = webhooks.parse_retry_after(response.headers.get("Retry-After"), now)
     except TimeoutError:
         error = f"no answer within {timeout:g}s"
     except aiohttp.ClientConnectorError as e:
         error = f"cannot connect: {e.os_error.strerror or e.os_error}"
-    except (aiohttp.ClientError, OSError, ValueError) as e:
+    except Exception as e:
+        # Anything else (a reset mid-answer, a URL aiohttp refuses, a config that
+        # cannot sign) is this attempt's error, never the worker's end.
         error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
     duration = int((time.perf_counter() - started) * 1000)
     outcome = webhooks.classify(status if error is None else None)
@@ -133,6 +133,17 @@ async def attempt(
         # The answer started but did not finish (timeout or reset while reading).
         status = None
     return AttemptResult(int(now * 1000), duration, outcome, status, error, text, retry_after)
+
+
+async def _head(response: aiohttp.ClientResponse, size: int) -> bytes:
+    """Up to ``size + 1`` bytes of the answer's body (one more, so a cut is seen)."""
+    data = b""
+    while len(data) <= size:
+        chunk = await response.content.read(size + 1 - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def new_session() -> aiohttp.ClientSession:

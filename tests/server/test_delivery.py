@@ -392,3 +392,25 @@ def test_a_batch_gets_a_delivery_per_accepted_item(api, source, make_destination
     rows = settled(api, destination, count=2)
     assert {row["eventId"] for row in rows} == accepted
     assert {r.json()["id"] for r in receiver.wait_for(2)} == accepted
+
+
+def test_a_webhook_without_a_secret_gets_one_and_long_answers_are_cut(
+    api, source, send, receiver, make_destination, store
+):
+    import json
+
+    destination = make_destination(receiver.url)
+    # As a database made before destinations had secrets would have it.
+    store.run_in_writer(
+        lambda conn: conn.execute(
+            "UPDATE destinations SET config = ?", (json.dumps({"url": receiver.url}),)
+        )
+    ).result()
+    receiver.script(Reply(200, body="é" * 3000))
+    send(source["id"])
+    (request,) = receiver.wait_for(1)
+    secret = api.get(f"/streams/destinations/{destination['id']}").json()["config"]
+    assert secret["signingSecret"] != destination["config"]["signingSecret"]
+    Webhook(secret["signingSecret"]).verify(request.body, request.headers)
+    (row,) = settled(api, destination)
+    assert row["responseBody"] == "é" * 1024

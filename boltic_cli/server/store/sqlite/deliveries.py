@@ -31,6 +31,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from boltic_cli import webhooks
 from boltic_cli.server.store.outbox import AttemptRecord, Claim, DeliveryStore, DestinationGone
 
 if TYPE_CHECKING:
@@ -173,6 +174,13 @@ def claim(
         if not rows:
             continue
         config = json.loads(config_text)
+        if not webhooks.is_signing_secret(config.get("signingSecret")):
+            # Made before destinations had secrets (or edited by hand): give it one.
+            config["signingSecret"] = webhooks.new_signing_secret()
+            conn.execute(
+                "UPDATE destinations SET config = ? WHERE id = ?",
+                (json.dumps(config), destination_id),
+            )
         claims += [Claim(r[0], destination_id, r[1], r[3], r[2], config) for r in rows]
     _set_due([(c.destination_id, c.delivery_id) for c in claims], now_ms + lease_ms, conn)
     return claims
