@@ -98,7 +98,10 @@ class EventInput(WireModel):
     context: EventContext | None = None
     # Extension (design.md "Batch ingest"): a second event with the same messageId
     # for the same source within 24 h is answered with the first one's id, not stored.
-    message_id: str | None = Field(default=None, min_length=1, max_length=100)
+    # U+0000 cannot be an identifier in every store (design.md): refused.
+    message_id: str | None = Field(
+        default=None, min_length=1, max_length=100, pattern=r"^[^\x00]*$"
+    )
 
 
 class Event(WireModel):

@@ -172,6 +172,7 @@ def test_acknowledged_events_survive_sigkill_rounds(tmp_path: Path, record_prope
     assert not any(r.refused for r in rounds), [r.refused[:5] for r in rounds]
 
 
+@pytest.mark.slow
 def test_acknowledged_batch_items_survive_sigkill_rounds(tmp_path: Path, record_property) -> None:
     import httpx
 

@@ -312,9 +312,15 @@ class TestMessageId:
     def test_message_id_bounds(self, http, src):
         answer = http.post(
             BATCH,
-            json={"batch": [event(src["id"], messageId=""), event(src["id"], messageId="x" * 101)]},
+            json={
+                "batch": [
+                    event(src["id"], messageId=""),
+                    event(src["id"], messageId="x" * 101),
+                    event(src["id"], messageId="a\u0000b"),
+                ]
+            },
         ).json()
-        assert [d["error"]["code"] for d in answer["data"]] == [422, 422]
+        assert [d["error"]["code"] for d in answer["data"]] == [422, 422, 422]
         assert all(d["error"]["details"].startswith("messageId: ") for d in answer["data"])
         ok = http.post("/streams/events", json=event(src["id"], messageId="x" * 100))
         assert ok.status_code == 202

@@ -307,3 +307,39 @@ def test_open_store_picks_sqlite_by_path_and_refuses_postgresql(tmp_path):
     assert asyncio.run(roundtrip(ServerSettings(tmp_path / "f.db", "t"))) == []
     with pytest.raises(StoreNotAvailable, match="not available yet"):
         asyncio.run(roundtrip(ServerSettings(Path("postgresql://u@h/db"), "t")))
+
+
+@pytest.mark.parametrize("message_ids", [False, True])
+def test_a_batch_is_one_commit_and_refuses_unknown_sources_alone(tmp_path, message_ids):
+    with SQLiteStore(tmp_path / "b.db") as store:
+        store.remember_source(SourceInfo("src_a", "wk_a", "active"))
+        records = [
+            EventRecord(
+                f"evt_{i:03d}",
+                "src_gone" if i == 7 else "src_a",
+                "t",
+                0,
+                0,
+                "{}",
+                message_id=f"m{i % 250}" if message_ids else None,
+            )
+            for i in range(500)
+        ]
+
+        def render(outcomes: list) -> str:
+            return json.dumps([o if isinstance(o, str) else type(o).__name__ for o in outcomes])
+
+        before = store.commits
+        answer = asyncio.run(store.insert_batch(records, render))
+        assert store.commits == before + 1  # one transaction for the whole batch
+        outcomes = json.loads(answer.body)
+        assert answer.status == 200 and outcomes[7] == "SourceGone"
+        if message_ids:  # the second half repeats the first half's messageIds
+            assert outcomes[250:] == [
+                "evt_257" if i == 257 else f"evt_{i - 250:03d}" for i in range(250, 500)
+            ]
+        else:
+            assert outcomes[:3] == ["evt_000", "evt_001", "evt_002"]
+        check = sqlite3.connect(store.path)
+        stored = 250 if message_ids else 499
+        assert check.execute("SELECT count(*) FROM events").fetchone() == (stored,)
