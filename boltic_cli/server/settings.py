@@ -40,6 +40,8 @@ class ServerSettings:
     delivery_poll_interval: float = 0.05
     # False: no worker (deliveries are still written; they wait).
     delivery: bool = True
+    # Benchmark-only: run the worker on the serving loop instead of its own thread.
+    delivery_in_loop: bool = False
 
 
 def resolve_admin_token(environ: Mapping[str, str], token: str | None = None) -> tuple[str, str]:
