@@ -177,10 +177,11 @@ class DeliveryWorker:
     ``await stop()`` from the server's loop). ``rng`` (uniform [0, 1)) draws the retry
     jitter; ``clock`` (seconds since the epoch) stamps attempts and due times.
 
-    Its own thread, because sending webhooks in the loop that serves ingest cost ingest
-    a third to a half of its rate on a 2-core machine; and a plain asyncio (selector)
-    loop there, whose socket calls release the GIL, so the serving loop runs meanwhile
-    (tests/bench/bench_delivery_client.json, bench_delivery.json).
+    Its own thread, with a plain asyncio (selector) loop whose socket calls release the
+    GIL, so the serving loop runs while a webhook is written or read. Measured against
+    the same worker on the serving loop (bench_delivery.py, 2 shared cores), ingest's
+    rate beside one destination was the same within the noise (0.42-0.65 of none vs
+    0.45-0.54) and its p99 latency lower in every run (33-63 ms vs 41-98 ms).
     """
 
     def __init__(
