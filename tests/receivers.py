@@ -23,9 +23,10 @@ request it gets and answers each from a script::
 - ``refused_url()`` gives a loopback URL nothing listens on (connection refused).
 - The fixture ``receiver`` yields a started Receiver and stops it afterwards; import it
   into a test module (``from tests.receivers import receiver_fixture  # noqa: F401``).
-- ``python -m tests.receivers [--port N]`` runs one in the foreground (answers 200,
-  records nothing): the fast receiver the delivery benchmarks send to from another
-  process. It prints its URL as the first line on stdout.
+- ``python -m tests.receivers [--port N] [--arrivals FILE]`` runs one in the
+  foreground (answers 200, on uvloop when installed; with ``--arrivals``, writes each
+  request's arrival time and event id to FILE on exit): the fast receiver the delivery
+  benchmarks send to from another process. It prints its URL as the first line.
 
 Headers are recorded lower-cased (``Received.headers``, the last value of a repeated
 header wins) and as sent (``Received.raw_headers``, pairs in order).
@@ -332,6 +333,12 @@ def main() -> None:
             arrivals.append((request.at, request.body[7:37]))
         return Reply()
 
+    # uvloop (installed with uvicorn[standard]) where there is one: the receiver should
+    # cost the machine as little as it can, it shares the cores with what is measured.
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     rx = Receiver(port=args.port, record=False, respond=respond).start()
     print(rx.url, flush=True)
     stop = threading.Event()
