@@ -179,9 +179,11 @@ class DeliveryWorker:
 
     Its own thread, with a plain asyncio (selector) loop whose socket calls release the
     GIL, so the serving loop runs while a webhook is written or read. Measured against
-    the same worker on the serving loop (bench_delivery.py, 2 shared cores), ingest's
-    rate beside one destination was the same within the noise (0.42-0.65 of none vs
-    0.45-0.54) and its p99 latency lower in every run (33-63 ms vs 41-98 ms).
+    the same worker on the serving loop (bench_delivery.py, five runs on 2 cores shared
+    with other work, load 4-8), ingest's rate beside one destination was the same
+    within the noise (0.42-0.65 of none vs 0.45-0.65; server CPU per event 0.63-0.87 ms
+    vs 0.54-0.88 ms) and its p99 latency lower in 4 of 5 runs (33-106 ms vs 41-98 ms):
+    delivery work does not queue behind requests, nor requests behind it.
     """
 
     def __init__(
