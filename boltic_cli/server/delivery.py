@@ -168,6 +168,7 @@ class _Lane:
     """A destination's claimed deliveries and the requests in flight for it."""
 
     queue: deque[Claim] = field(default_factory=deque)
+    in_flight: dict[str, Claim] = field(default_factory=dict)
     senders: int = 0
     gone: bool = False
 
@@ -286,8 +287,11 @@ class DeliveryWorker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        # Never sent, or cancelled mid-attempt: due again now, not when the lease ends.
         unsent = [
-            (c.destination_id, c.delivery_id) for lane in self._lanes.values() for c in lane.queue
+            (c.destination_id, c.delivery_id)
+            for lane in self._lanes.values()
+            for c in (*lane.queue, *lane.in_flight.values())
         ]
         with contextlib.suppress(StoreError):
             await self._flush()
@@ -353,9 +357,11 @@ class DeliveryWorker:
 
     async def _send_lane(self, destination_id: str, lane: _Lane) -> None:
         try:
-            while lane.queue and not lane.gone:
+            while lane.queue and not lane.gone and not self._stopping:
                 claim = lane.queue.popleft()
+                lane.in_flight[claim.delivery_id] = claim
                 record = await self._deliver(claim)
+                del lane.in_flight[claim.delivery_id]
                 self._results.append(record)
                 self._wake_up()
                 if record.disable_reason is not None:

@@ -414,3 +414,33 @@ def test_a_webhook_without_a_secret_gets_one_and_long_answers_are_cut(
     Webhook(secret["signingSecret"]).verify(request.body, request.headers)
     (row,) = settled(api, destination)
     assert row["responseBody"] == "é" * 1024
+
+
+def test_a_clean_stop_gives_back_what_it_held(server_settings, receiver):
+    """Stopping (SIGTERM, Ctrl-C) with an attempt in flight and claims queued: they are
+    due again at once, not when their 10 s leases end."""
+    from fastapi.testclient import TestClient
+
+    from boltic_cli.server.app import create_app
+
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    server_settings.delivery_timeout = 30
+    receiver.script(Reply(delay=5))  # the first attempt outlives the stop's 2 s grace
+    with TestClient(
+        create_app(server_settings), base_url="http://testserver/v1", headers=headers
+    ) as api:
+        source = api.post("/streams/sources", json={"name": "s", "type": "server"}).json()
+        api.post(
+            "/streams/destinations",
+            json={"name": "h", "type": "webhook", "config": {"url": receiver.url}},
+        )
+        for _ in range(3):
+            api.post("/streams/events", json={"sourceId": source["id"], "type": "t"})
+        receiver.wait_for(1)
+    started = time.monotonic()
+    with TestClient(
+        create_app(server_settings), base_url="http://testserver/v1", headers=headers
+    ) as api:
+        (destination,) = api.get("/streams/destinations").json()["data"]
+        settled(api, destination, count=3)
+    assert time.monotonic() - started < 8
