@@ -126,21 +126,18 @@ def server(
             delivery_schedule, delivery_lease, delivery_auto_disable, delivery_timeout
         ),
     )
-    ctx.log(f"database: {settings.db_path}")
-    ctx.log(f"admin token: {token_where}")
+    ctx.output.log(f"database: {settings.db_path}")
+    ctx.output.log(f"admin token: {token_where}")
     if settings.retention:
-        ctx.log(f"retention: events older than {retention} are deleted")
+        ctx.output.log(f"retention: events older than {retention} are deleted")
     if not is_loopback(host):
-        ctx.log(
+        ctx.output.log(
             f"warning: listening on {host}, reachable from other machines; "
             "anyone with a write key can send events"
         )
 
     def announce(url: str) -> None:
-        stdout = ctx.env.stdout
-        assert stdout is not None
-        stdout.write(url + "\n")
-        stdout.flush()
+        ctx.output.raw(url + "\n")
 
     serve(settings, host, port, announce)
 

@@ -121,6 +121,11 @@ class TestLimits:
         assert too_many.status_code == 422
         assert too_many.json()["details"].startswith("batch: ")
         assert len(stored(server_settings.db_path)) == 500
+        # Too long is refused whole even when an item is bad too.
+        bad_first = http.post(BATCH, json={"batch": [{}] + [event(src["id"])] * 500})
+        assert bad_first.status_code == 422
+        assert bad_first.json()["details"].startswith("batch: ")
+        assert len(stored(server_settings.db_path)) == 500
 
     @pytest.mark.parametrize(
         ("body", "status", "details"),

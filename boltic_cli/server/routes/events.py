@@ -9,9 +9,11 @@ from json.encoder import encode_basestring_ascii as _text
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import Field
 from starlette.responses import Response
 
 from boltic_cli.models import (
+    MAX_BATCH_ITEMS,
     Error,
     EventAccepted,
     EventBatchInput,
@@ -132,37 +134,47 @@ MAX_ITEM_BYTES = 32 * 1024
 
 def _parse_batch(raw: bytes) -> list[EventInput | ItemRefused]:
     """The batch's items, each validated (or refused on its own); the whole body is
-    refused (400 not JSON, 422 not an object, ``batch`` missing, empty or too long)."""
+    refused (400 not JSON, 422 not an object, ``batch`` missing, empty or too long).
+
+    One pydantic call validates a good batch. It stops at the first bad item (so a
+    512 KiB body of 100,000 bad items costs milliseconds, not a second of the event
+    loop); then the items are validated one by one, each with its own errors."""
     from pydantic import ValidationError
+    from pydantic_core import from_json
 
     if not raw.strip():
         raise Problem(422, "invalid event batch", "body: field required")
     try:
-        return list(EventBatchInput.model_validate_json(raw).batch)
+        return list(_FailFastBatch.model_validate_json(raw).batch)
     except ValidationError as e:
         errors = e.errors(include_url=False)
-    per_item: dict[int, list[dict[str, Any]]] = {}
-    whole: list[dict[str, Any]] = []
-    for error in errors:
-        loc = error.get("loc", ())
-        if len(loc) >= 2 and loc[0] == "batch" and isinstance(loc[1], int):
-            per_item.setdefault(loc[1], []).append({**error, "loc": loc[2:]})
-        else:
-            whole.append(error)
+    whole = [e for e in errors if not _is_item_error(e)]
     if whole:
         raise validation_problem(whole, "event batch")
-    # Only some items are bad: parse again to validate the others one by one.
-    from pydantic_core import from_json
-
     data = from_json(raw)["batch"]
+    if len(data) > MAX_BATCH_ITEMS:  # not reached by the pass that stopped early
+        raise Problem(
+            422,
+            "invalid event batch",
+            f"batch: list should have at most {MAX_BATCH_ITEMS} items, not {len(data)}",
+        )
     out: list[EventInput | ItemRefused] = []
-    for index, item in enumerate(data):
-        if index in per_item:
-            details = describe_validation_errors(per_item[index], "item")
-            out.append(ItemRefused(422, "invalid event", details))
-        else:
+    for item in data:
+        try:
             out.append(EventInput.model_validate(item))
+        except ValidationError as e:
+            details = describe_validation_errors(e.errors(include_url=False), "item")
+            out.append(ItemRefused(422, "invalid event", details))
     return out
+
+
+class _FailFastBatch(EventBatchInput):
+    batch: list[EventInput] = Field(min_length=1, max_length=MAX_BATCH_ITEMS, fail_fast=True)
+
+
+def _is_item_error(error: dict[str, Any]) -> bool:
+    loc = error.get("loc", ())
+    return len(loc) >= 2 and loc[0] == "batch" and isinstance(loc[1], int)
 
 
 def _check_item_size(item: EventInput) -> None:
