@@ -207,6 +207,9 @@ class DeliveryWorker:
         self._lanes: dict[str, _Lane] = {}
         self._senders: set[asyncio.Task] = set()
         self._results: list[AttemptRecord] = []
+        # Deliveries claimed and not yet recorded (queued, in flight, or finished and
+        # waiting for the next record): when each was last claimed (time.monotonic()).
+        self._held: dict[str, float] = {}
         self._wake: asyncio.Event | None = None
         self._stopping = False
         # Counters for tests and benchmarks.
@@ -334,7 +337,16 @@ class DeliveryWorker:
         now = int(self.clock() * 1000)
         lease_ms = int(self.settings.delivery_lease * 1000)
         claims = await self.store.claim_deliveries(now, lease_ms, CLAIM_BATCH, busy)
+        fresh = 0
+        claimed_at = time.monotonic()
         for claim in claims:
+            # Held already (its lease ran out while it waited here, or its attempt is not
+            # recorded yet): the claim only renewed the lease.
+            known = claim.delivery_id in self._held
+            self._held[claim.delivery_id] = claimed_at
+            if known:
+                continue
+            fresh += 1
             lane = self._lanes.setdefault(claim.destination_id, _Lane())
             lane.gone = False
             lane.queue.append(claim)
@@ -344,8 +356,8 @@ class DeliveryWorker:
                 task = asyncio.create_task(self._send_lane(destination_id, lane))
                 self._senders.add(task)
                 task.add_done_callback(self._senders.discard)
-        self.claimed += len(claims)
-        return len(claims)
+        self.claimed += fresh
+        return fresh
 
     async def _flush(self) -> None:
         """Record the attempts that finished (one write). If it fails they are not
@@ -353,12 +365,24 @@ class DeliveryWorker:
         if not self._results:
             return
         records, self._results = self._results, []
-        await self.store.record_attempts(records, int(self.settings.delivery_auto_disable * 1000))
+        try:
+            await self.store.record_attempts(
+                records, int(self.settings.delivery_auto_disable * 1000)
+            )
+        finally:
+            for record in records:
+                self._held.pop(record.delivery_id, None)
 
     async def _send_lane(self, destination_id: str, lane: _Lane) -> None:
         try:
+            lease = self.settings.delivery_lease
             while lane.queue and not lane.gone and not self._stopping:
                 claim = lane.queue.popleft()
+                if time.monotonic() - self._held.get(claim.delivery_id, 0.0) > 0.9 * lease:
+                    # Its lease is (nearly) over: another may hold it now. Not sent; it
+                    # is claimed again in turn.
+                    self._held.pop(claim.delivery_id, None)
+                    continue
                 lane.in_flight[claim.delivery_id] = claim
                 record = await self._deliver(claim)
                 del lane.in_flight[claim.delivery_id]
@@ -371,6 +395,8 @@ class DeliveryWorker:
             if lane.gone and lane.senders == 0 and lane.queue:
                 unsent = [(c.destination_id, c.delivery_id) for c in lane.queue]
                 lane.queue.clear()
+                for _, delivery_id in unsent:
+                    self._held.pop(delivery_id, None)
                 with contextlib.suppress(StoreError):
                     await self.store.release_deliveries(unsent, int(self.clock() * 1000))
 
