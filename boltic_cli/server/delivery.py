@@ -212,6 +212,9 @@ class DeliveryWorker:
         self._held: dict[str, float] = {}
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        # Waiting for work: a nudge() wakes it. A nudge since the last claim: claim again.
+        self._idle = False
+        self._nudged = False
         # Counters for tests and benchmarks.
         self.attempts = 0
         self.claimed = 0
@@ -257,6 +260,17 @@ class DeliveryWorker:
             self._loop.call_soon_threadsafe(self._wake_up)
         await asyncio.to_thread(self._thread.join, grace + 10)
         self._thread = None
+
+    def nudge(self) -> None:
+        """Events were stored: wake the worker now if it is idle, instead of at its next
+        poll (and if it is busy, make it look again before it waits). Costs two
+        attribute accesses when it is busy; callable from any thread."""
+        self._nudged = True
+        loop = self._loop
+        if self._idle and loop is not None:
+            self._idle = False
+            with contextlib.suppress(RuntimeError):  # the loop has ended
+                loop.call_soon_threadsafe(self._wake_up)
 
     def _wake_up(self) -> None:
         if self._wake is not None:
@@ -314,6 +328,7 @@ class DeliveryWorker:
 
     async def _run(self) -> None:
         while not self._stopping:
+            self._nudged = False
             # Both writes are queued at once: they share the writer's next group commit.
             flushed, claimed = await asyncio.gather(
                 self._flush(), self._claim(), return_exceptions=True
@@ -325,12 +340,17 @@ class DeliveryWorker:
                 log.warning("delivery: the store failed: %s", failure)
                 await asyncio.sleep(self.settings.delivery_poll_interval)
                 continue
-            if claimed or self._results:
+            if claimed or self._results or self._nudged:
                 continue
             assert self._wake is not None
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.delivery_poll_interval)
+            self._idle = True
+            # A nudge or a stop that came since the checks above would find the worker
+            # not idle yet and wake nobody: look again after saying it is idle.
+            if not (self._nudged or self._stopping):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.delivery_poll_interval)
+            self._idle = False
 
     async def _claim(self) -> int:
         busy = {d for d, lane in self._lanes.items() if len(lane.queue) >= CLAIM_BATCH}

@@ -461,3 +461,15 @@ def test_a_slow_receiver_gets_each_delivery_once_though_leases_run_out(
         time.sleep(0.5)
         ids = [r.headers["webhook-id"] for r in slow.requests]
     assert len(ids) == len(set(ids)) == 30
+
+
+def test_a_new_event_wakes_an_idle_worker(
+    source, send, receiver, make_destination, server_settings
+):
+    server_settings.delivery_poll_interval = 30.0
+    make_destination(receiver.url)
+    time.sleep(0.3)  # the worker is now waiting out a 30 s poll
+    started = time.monotonic()
+    send(source["id"])
+    receiver.wait_for(1, timeout=5)
+    assert time.monotonic() - started < 5
