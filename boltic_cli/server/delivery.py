@@ -12,8 +12,8 @@ whatever finished while the previous write committed.
 
 The HTTP client is aiohttp: measured against httpx's AsyncClient it sent 5x the
 webhooks per second at 1/8 of the CPU each, and httpx could not keep up with ingest
-beside it (tests/bench/bench_delivery_client.json). It runs in the worker's own thread
-and event loop (see ``DeliveryWorker``).
+beside it (tests/bench/bench_delivery_client.json). It runs on the serving loop (see
+``DeliveryWorker`` for the measurement against a thread of its own).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ MAX_IN_FLIGHT = 4
 # destination holds back at most twice this.
 CLAIM_BATCH = 100
 USER_AGENT = f"boltic-server/{__version__}"
+# Seconds between claims prompted by new events when the last one found nothing.
+NUDGE_GAP = 0.01
 
 
 @dataclass(frozen=True)
@@ -174,17 +176,16 @@ class _Lane:
 
 
 class DeliveryWorker:
-    """Runs in its own thread with its own event loop (``await start()`` ...
-    ``await stop()`` from the server's loop). ``rng`` (uniform [0, 1)) draws the retry
-    jitter; ``clock`` (seconds since the epoch) stamps attempts and due times.
+    """Runs as a task on the serving loop (``await start()`` ... ``await stop()`` from
+    the app's lifespan). ``rng`` (uniform [0, 1)) draws the retry jitter; ``clock``
+    (seconds since the epoch) stamps attempts and due times.
 
-    Its own thread, with a plain asyncio (selector) loop whose socket calls release the
-    GIL, so the serving loop runs while a webhook is written or read. Measured against
-    the same worker on the serving loop (bench_delivery.py, five runs on 2 cores shared
-    with other work, load 4-8), ingest's rate beside one destination was the same
-    within the noise (0.42-0.65 of none vs 0.45-0.65; server CPU per event 0.63-0.87 ms
-    vs 0.54-0.88 ms) and its p99 latency lower in 4 of 5 runs (33-106 ms vs 41-98 ms):
-    delivery work does not queue behind requests, nor requests behind it.
+    On the serving loop, chosen by measurement (bench_delivery.py, eight runs on 2 cores
+    shared with other work, load 4-8) against the same worker in its own thread with a
+    plain asyncio loop whose socket calls release the GIL (``settings.delivery_thread``,
+    kept for that comparison): ingest's rate beside one destination was 0.45-0.68 of
+    none (mean 0.55) on the loop vs 0.42-0.65 (mean 0.51) in a thread, at less server
+    CPU per event, and its p99 latency lower in 4 runs of 8 either way.
     """
 
     def __init__(
@@ -220,11 +221,11 @@ class DeliveryWorker:
         self.claimed = 0
 
     async def start(self) -> None:
-        """Start the worker's thread; returns once its loop runs. (With
-        ``settings.delivery_in_loop``, a benchmark's comparison: a task on this loop.)"""
+        """Start the worker as a task on this loop (with ``settings.delivery_thread``, a
+        benchmark's comparison: in a thread of its own; returns once its loop runs)."""
         self._stopping = False
         ready = threading.Event()
-        if self.settings.delivery_in_loop:
+        if not self.settings.delivery_thread:
             self._loop = asyncio.get_running_loop()
             self._task = asyncio.create_task(self._main(ready), name="boltic-delivery")
             return
@@ -340,7 +341,12 @@ class DeliveryWorker:
                 log.warning("delivery: the store failed: %s", failure)
                 await asyncio.sleep(self.settings.delivery_poll_interval)
                 continue
-            if claimed or self._results or self._nudged:
+            if claimed or self._results:
+                continue
+            if self._nudged:
+                # New events, but that claim found nothing: they may have no destination.
+                # Claim again soon, not at every event (many events share one claim).
+                await asyncio.sleep(NUDGE_GAP)
                 continue
             assert self._wake is not None
             self._wake.clear()
