@@ -10,7 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+)
 from pydantic.alias_generators import to_camel
 
 SourceType = Literal["javascript", "server", "mobile", "webhook"]
@@ -70,12 +77,29 @@ def _as_field_error(check: Any, kind: str) -> Any:
 # Text that names or identifies something: no U+0000 (``no_nul``).
 Name = Annotated[str, AfterValidator(_as_field_error(no_nul, "nul_character"))]
 
-# A time input (a query parameter): normalised to UTC, a validation error outside
-# years 1..9999 (``to_utc``).
-UtcTime = Annotated[datetime, AfterValidator(_as_field_error(to_utc, "time_out_of_range"))]
+
+def rfc3339_text(value: Any) -> Any:
+    """A time on the wire is RFC 3339 text (the spec's ``format: date-time``): pydantic
+    would also take a number (``to=6``) as Unix seconds, which the spec does not allow.
+    ``datetime`` objects (built in Python) pass."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not value[:4].isdigit() or value.strip().isdigit():
+        raise ValueError("must be an RFC 3339 time such as 2026-01-31T12:00:00Z")
+    return value
+
+
+# A time input (a query parameter): RFC 3339 text, normalised to UTC, a validation
+# error outside years 1..9999 (``to_utc``).
+UtcTime = Annotated[
+    datetime,
+    BeforeValidator(_as_field_error(rfc3339_text, "datetime_type")),
+    AfterValidator(_as_field_error(to_utc, "time_out_of_range")),
+]
 
 Timestamp = Annotated[
     datetime,
+    BeforeValidator(_as_field_error(rfc3339_text, "datetime_type")),
     AfterValidator(_as_field_error(to_utc, "time_out_of_range")),
     PlainSerializer(format_time, return_type=str, when_used="json"),
 ]

@@ -399,3 +399,17 @@ def test_idempotency_compares_the_parsed_request_not_its_bytes(api):
     assert other.status_code == 422
     stored = api.get("/streams/events", params={"sourceId": source["id"]}).json()
     assert stored["summary"]["totalEvents"] == 1
+
+
+@pytest.mark.parametrize("value", ["6", "1700000000", "-1"])
+def test_a_number_is_not_a_time(api, value):
+    """The spec's times are RFC 3339 text: pydantic would read a number as Unix seconds
+    (found by the schemathesis negative fuzz: GET /streams/events?to=6 answered 200)."""
+    query = api.get("/streams/events", params={"to": value})
+    assert query.status_code == 422
+    assert query.json()["details"].startswith("to: ")
+    source = api.post("/streams/sources", json={"name": "n", "type": "server"}).json()
+    sent = api.post(
+        "/streams/events", json={"sourceId": source["id"], "type": "t", "timestamp": value}
+    )
+    assert sent.status_code == 422
