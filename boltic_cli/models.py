@@ -132,6 +132,8 @@ class StreamDestination(WireModel):
     config: dict[str, Any] | None = None
     status: Status | None = None
     created_at: Timestamp | None = None
+    # Extension: why the server set the destination inactive (a 410, days of failures).
+    disabled_reason: str | None = None
 
 
 class Error(WireModel):
@@ -198,3 +200,76 @@ class EventBatchResult(WireModel):
     accepted: int
     rejected: int
     data: list[BatchItemResult] = Field(default_factory=list)
+
+
+# Extensions: webhook delivery (design.md, "Destinations that deliver")
+
+DeliveryStatus = Literal["pending", "succeeded", "failed"]
+Outcome = Literal["success", "transient", "rejected", "gone"]
+
+
+class StreamDestinationUpdate(WireModel):
+    """PATCH /streams/destinations/{id}: any of these; ``config`` replaces the whole
+    config (a webhook's signing secret is kept unless a new one is given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    config: dict[str, Any] | None = None
+    status: Status | None = None
+
+
+class DeliveryAttempt(WireModel):
+    """One attempt: when, how it ended, the receiver's status and first 2 KiB of its
+    answer, or the error when there was no answer."""
+
+    n: int | None = None
+    at: Timestamp | None = None
+    outcome: Outcome | None = None
+    response_status: int | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    response_body: str | None = None
+
+
+class Delivery(WireModel):
+    """One event for one destination; the last attempt's fields are repeated here."""
+
+    id: str | None = None
+    destination_id: str | None = None
+    event_id: str | None = None
+    status: DeliveryStatus | None = None
+    attempts: int | None = None
+    created_at: Timestamp | None = None
+    last_attempt_at: Timestamp | None = None
+    next_attempt_at: Timestamp | None = None
+    response_status: int | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    response_body: str | None = None
+    history: list[DeliveryAttempt] | None = Field(
+        default=None, description="Every attempt, oldest first (single-delivery route only)"
+    )
+
+
+class DeliveryList(WireModel):
+    data: list[Delivery] = Field(default_factory=list)
+
+
+class DeliveryTestResult(DeliveryAttempt):
+    """The answer to POST .../test: the attempt, its ``webhook-id`` and the synthetic
+    event's id (nothing is stored)."""
+
+    webhook_id: str | None = None
+    event_id: str | None = None
+
+
+class ReplayInput(WireModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["failed", "succeeded"] = "failed"
+    since: Timestamp | None = None
+
+
+class ReplayResult(WireModel):
+    queued: int | None = None

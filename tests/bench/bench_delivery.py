@@ -1,0 +1,262 @@
+"""Benchmark: webhook delivery by `boltic server` while events are ingested.
+
+Run: .venv/bin/python tests/bench/bench_delivery.py [--quick] [--rate 1000] [--seconds 20]
+
+Measures, in one run, against `boltic server` in a subprocess (temp database) and a
+fast loopback receiver in another (`python -m tests.receivers --arrivals FILE`,
+asyncio, answers 200 and notes when each event arrived):
+
+  1. delivery under a steady ingest of --rate single events/s (POST /streams/events
+     from this process: aiohttp, 64 connections, paced open loop) to a source with one
+     active webhook destination: events accepted, delivered, deliveries/s, the lag from
+     each 202 to the event's arrival at the receiver (p50, p90, p99, max), and how long
+     the last delivery came after the last 202 (does delivery keep up?);
+  2. single-event ingest at full speed (wrk, 16 connections, as bench_server.py) on a
+     server with no destination and on one with one active destination, in the same
+     run: events/s each and the ratio, CPU per request of each server thread and of
+     the receiver; and once more with the worker on the serving loop instead of its
+     own thread (BOLTIC_SERVER_DELIVERY_IN_LOOP=1), the layout it replaced.
+
+Targets (issue 15): delivery keeps up with 1,000 events/s with lag p99 <= 1 s, and
+ingest with one destination >= 0.5 of ingest with none. The machine has 2 cores shared
+with the receiver, the load generator and other developers' work: the load average is
+recorded before and after. Writes bench_delivery.json beside this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import httpx  # noqa: E402
+from _common import load_averages, machine  # noqa: E402
+from bench_server import Server, lua_post, measured_wrk, percentiles  # noqa: E402
+
+TOKEN = "bench-server-admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+CONNECTIONS = 16
+PACED_CONNECTIONS = 64
+
+
+def start_receiver(arrivals: Path) -> tuple[subprocess.Popen, str]:
+    command = [sys.executable, "-m", "tests.receivers", "--arrivals", str(arrivals)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(30)
+
+
+def setup(url: str, receiver_url: str | None) -> str:
+    source = httpx.post(
+        f"{url}/streams/sources", json={"name": "bench", "type": "server"}, headers=AUTH
+    ).json()
+    if receiver_url is not None:
+        response = httpx.post(
+            f"{url}/streams/destinations",
+            json={"name": "hook", "type": "webhook", "config": {"url": receiver_url}},
+            headers=AUTH,
+        )
+        response.raise_for_status()
+    return source["id"]
+
+
+async def paced_ingest(url: str, source_id: str, rate: int, seconds: float) -> dict[str, float]:
+    """Send ``rate`` events/s for ``seconds`` (open loop: each event has its due time);
+    returns each accepted event's id with the time its 202 arrived."""
+    import aiohttp
+
+    accepted: dict[str, float] = {}
+    failures = 0
+    total = int(rate * seconds)
+    start = time.monotonic() + 0.2
+    counter = iter(range(total))
+    body_prefix = f'{{"sourceId":"{source_id}","type":"page_view","properties":{{"n":'
+
+    async def lane(session: aiohttp.ClientSession) -> None:
+        nonlocal failures
+        for n in counter:
+            delay = start + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            data = body_prefix + f"{n}}}}}"
+            async with session.post(
+                f"{url}/streams/events",
+                data=data,
+                headers={**AUTH, "Content-Type": "application/json"},
+            ) as response:
+                answer = await response.read()
+                if response.status == 202:
+                    accepted[json.loads(answer)["eventId"]] = time.time()
+                else:
+                    failures += 1
+
+    # Enough connections that the server's latency does not cap the rate (open loop).
+    connector = aiohttp.TCPConnector(limit=PACED_CONNECTIONS)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(lane(session) for _ in range(PACED_CONNECTIONS)))
+    if failures:
+        print(f"{failures} sends failed", file=sys.stderr)
+    return accepted
+
+
+def bench_delivery(work: Path, rate: int, seconds: float) -> dict:
+    arrivals_file = work / "arrivals.txt"
+    receiver, receiver_url = start_receiver(arrivals_file)
+    server = Server(work / "bench.db", work / "server.log")
+    url = server.url
+    try:
+        source_id = setup(url, receiver_url)
+        began = time.time()
+        accepted = asyncio.run(paced_ingest(url, source_id, rate, seconds))
+        sent_for = time.time() - began
+        last_202 = max(accepted.values())
+        # Let delivery drain (it must, for the lag of the last events to count).
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            pending = httpx.get(
+                f"{url}/streams/destinations",
+                headers=AUTH,
+            ).json()["data"][0]["id"]
+            rows = httpx.get(
+                f"{url}/streams/destinations/{pending}/deliveries",
+                params={"status": "pending", "limit": 1},
+                headers=AUTH,
+            ).json()["data"]
+            if not rows:
+                break
+            time.sleep(0.2)
+    finally:
+        server.stop()
+        stop(receiver)
+    arrivals: dict[str, float] = {}
+    duplicates = 0
+    for line in arrivals_file.read_text().splitlines():
+        at, event_id = line.split(" ", 1)
+        if event_id in arrivals:
+            duplicates += 1
+            continue
+        arrivals[event_id] = float(at)
+    lags = [(arrivals[e] - t) * 1000 for e, t in accepted.items() if e in arrivals]
+    times = sorted(arrivals.values())
+    return {
+        "target_rate": rate,
+        "seconds": seconds,
+        "accepted": len(accepted),
+        "ingest_events_per_s": round(len(accepted) / sent_for, 1),
+        "delivered": len(lags),
+        "missing": len(accepted) - len(lags),
+        "duplicates": duplicates,
+        "deliveries_per_s": round(len(times) / (times[-1] - times[0]), 1) if len(times) > 1 else 0,
+        "lag_ms": {
+            **percentiles(lags),
+            "max_ms": round(max(lags), 1) if lags else None,
+        },
+        "last_delivery_after_last_202_ms": round((times[-1] - last_202) * 1000, 1)
+        if times
+        else None,
+    }
+
+
+def bench_ingest(work: Path, seconds: int, with_destination: bool, in_loop: bool = False) -> dict:
+    name = ("with" if with_destination else "without") + ("-in-loop" if in_loop else "")
+    arrivals = work / f"arrivals-{name}.txt"
+    receiver, receiver_url = start_receiver(arrivals)
+    sub = work / name
+    sub.mkdir()
+    if in_loop:
+        os.environ["BOLTIC_SERVER_DELIVERY_IN_LOOP"] = "1"
+    try:
+        server = Server(sub / "bench.db", sub / "server.log")
+    finally:
+        os.environ.pop("BOLTIC_SERVER_DELIVERY_IN_LOOP", None)
+    url = server.url
+    try:
+        source_id = setup(url, receiver_url if with_destination else None)
+        script = lua_post(sub / "post.lua", {"sourceId": source_id, "type": "page_view"})
+        receiver_cpu = process_cpu(receiver.pid)
+        result = measured_wrk(server, f"{url}/streams/events", script, seconds)
+        receiver_cpu = process_cpu(receiver.pid) - receiver_cpu
+        time.sleep(2)
+    finally:
+        server.stop()
+        stop(receiver)
+    delivered = len(arrivals.read_text().splitlines())
+    return {
+        "events_per_s": result["requests_per_s"],
+        "p50_ms": result["p50_ms"],
+        "p99_ms": result["p99_ms"],
+        "non_2xx": result["non_2xx"],
+        "requests": result["requests"],
+        "delivered_within_2s_after": delivered,
+        "server_threads_per_request": result["server_threads_per_request"],
+        "receiver_cpu_us_per_request": round(receiver_cpu / result["requests"] * 1e6, 1),
+    }
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=None)
+    args = parser.parse_args()
+    seconds = args.seconds or (8 if args.quick else 20)
+    wrk_seconds = 5 if args.quick else 10
+    load_before = load_averages()
+    with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp:
+        work = Path(tmp)
+        (work / "delivery").mkdir()
+        delivery = bench_delivery(work / "delivery", args.rate, seconds)
+        print("delivery", delivery, file=sys.stderr)
+        none = bench_ingest(work, wrk_seconds, with_destination=False)
+        print("ingest, no destination", none, file=sys.stderr)
+        one = bench_ingest(work, wrk_seconds, with_destination=True)
+        print("ingest, one destination", one, file=sys.stderr)
+        in_loop = bench_ingest(work, wrk_seconds, with_destination=True, in_loop=True)
+        print("ingest, one destination, worker in the serving loop", in_loop, file=sys.stderr)
+    result = {
+        "command": " ".join([".venv/bin/python", "tests/bench/bench_delivery.py", *sys.argv[1:]]),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(load_average_before=load_before, load_average_after=load_averages()),
+        "delivery_while_ingesting": delivery,
+        "ingest_no_destination": none,
+        "ingest_one_destination": one,
+        "ingest_ratio_one_to_none": round(one["events_per_s"] / none["events_per_s"], 3),
+        # The same with the worker on the serving loop (BOLTIC_SERVER_DELIVERY_IN_LOOP=1),
+        # the layout the worker's own thread replaced.
+        "ingest_one_destination_worker_in_loop": in_loop,
+        "ingest_ratio_in_loop_to_none": round(in_loop["events_per_s"] / none["events_per_s"], 3),
+        "targets": {
+            "keeps_up_with_events_per_s": 1000,
+            "lag_p99_ms_at_most": 1000,
+            "ingest_ratio_at_least": 0.5,
+        },
+    }
+    out = HERE / "bench_delivery.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
