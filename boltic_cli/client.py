@@ -389,12 +389,10 @@ class BolticClient:
         if response.status_code in (404, 405) and (
             response.status_code == 405 or _route_missing(response)
         ):
-            error = self._api_error(response)
             raise ExtensionUnavailable(
                 response.status_code,
                 f"this server does not offer {what} ({method} {_template(path)} is a "
                 "boltic server extension)",
-                details=error.details or error.message,
             )
         self.raise_for_status(response)
         return None if model is None else self._parse(response, model)
