@@ -221,11 +221,14 @@ def _already_given(ctx: Any) -> set[str]:
     return given
 
 
-def complete_source(
-    ctx: Any, incomplete: str, candidates: Callable[[Any], list[Source]] = source_candidates
-) -> list[tuple[str, str]]:
+def complete_source(ctx: Any, incomplete: str) -> list[tuple[str, str]]:
     """Source ids (described by their names), then names (described by their ids)."""
-    sources = candidates(ctx)
+    return _complete_ids_and_names(ctx, incomplete, source_candidates(ctx))
+
+
+def _complete_ids_and_names(
+    ctx: Any, incomplete: str, sources: list[Source]
+) -> list[tuple[str, str]]:
     skip = _already_given(ctx)
     ids = [
         (s["id"], describe(s.get("name") or ""))
@@ -248,7 +251,7 @@ def complete_source(
 
 def complete_destination(ctx: Any, incomplete: str) -> list[tuple[str, str]]:
     """Destination ids (described by their names), then names (described by their ids)."""
-    return complete_source(ctx, incomplete, destination_candidates)
+    return _complete_ids_and_names(ctx, incomplete, destination_candidates(ctx))
 
 
 def complete_profile(ctx: Any, incomplete: str) -> list[str]:
