@@ -740,3 +740,65 @@ def test_unknown_destination_id_is_not_found_not_a_missing_extension(cli):
     result = cli("destinations", "deliveries", "dst_unknown", "-o", "json")
     assert result.exit_code == 3
     assert json.loads(result.stderr.strip().splitlines()[-1])["error"]["code"] == 404
+
+
+# -- shell completion of DEST -----------------------------------------------------------
+
+from tests.test_completion import api_env, complete, server  # noqa: E402, F401
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["boltic destinations get ", "boltic destinations deliveries ", "boltic destinations test "],
+)
+def test_dest_completes_ids_and_names(complete, api_env, server, line):
+    import httpx
+
+    made = [
+        httpx.post(
+            f"{server.url}/streams/destinations",
+            json={"name": name, "type": "webhook", "config": {"url": "http://127.0.0.1:9/x"}},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        ).json()
+        for name in ("hooks", "my hooks")
+    ]
+
+    result = complete(line, env=api_env)
+
+    assert result.returncode == 0 and result.stderr == ""
+    assert {d["id"] for d in made} | {"hooks"} <= set(result.lines)
+    assert "my hooks" not in result.stdout  # two shell words; its id still completes
+
+
+# -- the client's decision: a missing route, or a missing destination ------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "missing_route"),
+    [
+        (405, {"code": 405, "message": "method not allowed"}, True),
+        (404, None, True),  # no Error body at all
+        (404, {"code": 404, "message": "Not Found", "details": "no route GET /x"}, True),
+        (404, {"code": 404, "message": "not found", "details": "/streams/x"}, True),
+        (404, {"code": 404, "message": "destination not found", "details": "no dst_1"}, False),
+    ],
+)
+def test_extension_route_missing_or_destination_missing(status, body, missing_route):
+    import httpx
+
+    from boltic_cli.client import BolticClient
+    from boltic_cli.errors import ExtensionUnavailable, NotFound
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if body is None:
+            return httpx.Response(status, text="<html>nope</html>")
+        return httpx.Response(status, json=body)
+
+    with BolticClient("http://api.test/v1", "t", transport=httpx.MockTransport(answer)) as client:
+        with pytest.raises(NotFound if not missing_route else ExtensionUnavailable) as caught:
+            client.test_stream_destination("dst_1")
+    if missing_route:
+        assert caught.value.exit_status == 1
+        assert "POST /streams/destinations/{id}/test" in caught.value.message
+    else:
+        assert caught.value.exit_status == 3
