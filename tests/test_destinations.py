@@ -751,7 +751,7 @@ from tests.test_completion import api_env, complete, server  # noqa: E402, F401
     "line",
     ["boltic destinations get ", "boltic destinations deliveries ", "boltic destinations test "],
 )
-def test_dest_completes_ids_and_names(complete, api_env, server, line):
+def test_dest_completes_ids_and_names(complete, api_env, server, line):  # noqa: F811
     import httpx
 
     made = [
@@ -794,9 +794,13 @@ def test_extension_route_missing_or_destination_missing(status, body, missing_ro
             return httpx.Response(status, text="<html>nope</html>")
         return httpx.Response(status, json=body)
 
-    with BolticClient("http://api.test/v1", "t", transport=httpx.MockTransport(answer)) as client:
-        with pytest.raises(NotFound if not missing_route else ExtensionUnavailable) as caught:
-            client.test_stream_destination("dst_1")
+    expected = ExtensionUnavailable if missing_route else NotFound
+    transport = httpx.MockTransport(answer)
+    with (
+        BolticClient("http://api.test/v1", "t", transport=transport) as client,
+        pytest.raises(expected) as caught,
+    ):
+        client.test_stream_destination("dst_1")
     if missing_route:
         assert caught.value.exit_status == 1
         assert "POST /streams/destinations/{id}/test" in caught.value.message
