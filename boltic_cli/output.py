@@ -1417,9 +1417,30 @@ def follow_deliveries(output: Output, deliveries: Iterable[Any]) -> int:
     """``destinations deliveries --follow``: one line per delivery change as the feed
     yields it (a new delivery or a new attempt), flushed. JSON formats: the delivery
     object per line; plain: tab-separated fields; table: time, delivery, event, state,
-    attempt number, last answer and ms. A closed pipe or Ctrl-C goes on up to the
-    caller. Returns how many lines were printed."""
-    count = 0
+    attempt number, last answer and ms. When the feed ends, or Ctrl-C (or an error
+    after the first line) ends it, one summary line goes to stderr and the exception
+    goes on up; a closed pipe ends it without one. Returns how many lines were printed."""
+    shown = [0]
+    try:
+        _print_deliveries(output, deliveries, shown)
+    except BrokenPipeError:
+        raise
+    except Exception:
+        if shown[0]:  # an error before anything was shown says it all on its own
+            output.info(_follow_summary(shown[0]))
+        raise
+    except BaseException:
+        output.info(_follow_summary(shown[0]))
+        raise
+    output.info(_follow_summary(shown[0]))
+    return shown[0]
+
+
+def _follow_summary(count: int) -> str:
+    return f"{count} delivery {'update' if count == 1 else 'updates'} shown."
+
+
+def _print_deliveries(output: Output, deliveries: Iterable[Any], shown: list[int]) -> None:
     columns = [
         Column("AT", lambda r: r.get("lastAttemptAt") or r.get("createdAt"), kind="time"),
         Column("DELIVERY", "id"),
@@ -1442,5 +1463,4 @@ def follow_deliveries(output: Output, deliveries: Iterable[Any]) -> int:
             cells[-2] = cells[-2] or "-"
             cells[-1] = f"{cells[-1]}ms" if cells[-1] else ""
             output._write("  ".join(cells).rstrip() + "\n")
-        count += 1
-    return count
+        shown[0] += 1

@@ -442,18 +442,19 @@ def test_test_against_a_failing_receiver_exits_1_with_the_attempt(cli, api, rece
     assert plain.stderr.strip().splitlines() == ["Error: test delivery failed: transient (500)"]
 
 
-def test_follow_prints_attempts_as_they_happen(cli, api, receiver, cli_env):
+def test_follow_prints_attempts_as_they_happen(cli, api, receiver, server_settings):
     source = make_source(api)
+    server_settings.delivery_schedule = (0.5,)  # polls every 0.1 s see the retry wait
     receiver.script(Reply(500))
     create_webhook(cli, receiver.url)
     sent: list[str] = []
 
     def sleep(seconds: float) -> None:
-        # Called between polls: the first pause sends an event, and waits until its
-        # failed attempt and its retry reached the receiver.
+        # Called between polls: the first pause sends an event and waits until its
+        # first (failing) attempt reached the receiver; the retry comes 0.5 s later.
         if not sent:
             sent.append(send(api, source))
-            receiver.wait_for(2)
+            receiver.wait_for(1)
         time.sleep(seconds)
 
     result = cli(
@@ -475,9 +476,34 @@ def test_follow_prints_attempts_as_they_happen(cli, api, receiver, cli_env):
     assert lines, "no attempt printed"
     assert {line["eventId"] for line in lines} == set(sent)
     assert lines[-1]["status"] == "succeeded" and lines[-1]["attempts"] == 2
+    failing = [line for line in lines if line.get("responseStatus") == 500]
+    assert failing and failing[0]["status"] == "pending" and failing[0]["attempts"] == 1
     # Each line is a change: no line repeats the one before.
     changes = [(line["attempts"], line["status"]) for line in lines]
     assert len(changes) == len(set(changes))
+    assert result.stderr.strip() == f"{len(lines)} delivery updates shown."
+    assert len(lines) >= 2
+
+
+def test_follow_ctrl_c_prints_its_summary_and_exits_130(cli, api, receiver):
+    source = make_source(api)
+    create_webhook(cli, receiver.url)
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            send(api, source)
+            receiver.wait_for(1)
+            time.sleep(0.3)
+        else:
+            raise KeyboardInterrupt
+
+    result = cli("destinations", "deliveries", "hooks", "--follow", sleep=sleep)
+
+    assert result.exit_code == 130
+    assert len(result.stdout.splitlines()) == 1
+    assert "1 delivery update shown." in result.stderr
 
 
 def test_follow_plain_and_table_lines(cli, api, receiver):

@@ -395,7 +395,10 @@ def deliveries(
 
     The table shows each delivery's event, the event's type when known, its state,
     attempts, the last answer and when the next attempt is due. --follow polls the
-    log and prints each attempt as it happens until Ctrl-C or --duration.
+    log and prints each attempt as it happens until Ctrl-C or --duration (deliveries
+    already there when it starts are not repeated). With DELIVERY_ID: json and yaml
+    give the delivery with its history, the other formats one row per attempt (the
+    table after the delivery's fields).
 
     Examples:
 
@@ -482,6 +485,8 @@ def _follow(
     from boltic_cli.output import follow_deliveries
     from boltic_cli.tail import seconds_from
 
+    if ctx.output.stderr_isatty:
+        ctx.output.info(f"Following deliveries of {destination_id}; Ctrl-C to stop.")
     feed = client.follow_deliveries(
         destination_id,
         status=status,
