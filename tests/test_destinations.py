@@ -777,6 +777,7 @@ def test_unknown_destination_id_is_not_found_not_a_missing_extension(cli):
 from tests.test_completion import api_env, complete, server  # noqa: E402, F401
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "line",
     ["boltic destinations get ", "boltic destinations deliveries ", "boltic destinations test "],
@@ -836,3 +837,52 @@ def test_extension_route_missing_or_destination_missing(status, body, missing_ro
         assert "POST /streams/destinations/{id}/test" in caught.value.message
     else:
         assert caught.value.exit_status == 3
+
+
+# -- end to end: the installed boltic, a `boltic server` process, a real receiver -------
+
+
+@pytest.mark.e2e
+def test_readme_flow_end_to_end(tmp_path, receiver):
+    """The README's Destinations example, with the installed `boltic`."""
+    import os
+    import subprocess
+
+    from tests.support import BOLTIC, ServerProcess
+
+    with ServerProcess(tmp_path / "e2e.db", token=ADMIN_TOKEN, home=tmp_path) as process:
+        env = {**process.env, "BOLTIC_API_URL": process.url, "BOLTIC_TOKEN": ADMIN_TOKEN}
+        env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
+
+        def boltic(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [BOLTIC, *args], env=env, capture_output=True, text=True, timeout=60
+            )
+
+        source = boltic("sources", "create", "--name", "website", "--type", "javascript")
+        assert source.returncode == 0, source.stderr
+        made = boltic(
+            "destinations", "create", "--name", "hooks", "--url", receiver.url,
+            "--event-type", "signup", "--source", "website", "--header", "X-Team: growth",
+            "-o", "json",
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        secret = json.loads(made.stdout)["config"]["signingSecret"]
+
+        tested = boltic("destinations", "test", "hooks")
+        assert tested.returncode == 0, tested.stderr
+        sent = boltic("events", "send", "website", "--type", "signup", "-p", "plan=pro")
+        assert sent.returncode == 0, sent.stderr
+        probe, delivered = receiver.wait_for(2)
+        assert verify(secret, probe)["type"] == "boltic.test"
+        event = verify(secret, delivered)
+        assert event["type"] == "signup" and event["properties"] == {"plan": "pro"}
+
+        def listed() -> list[dict]:
+            result = boltic("destinations", "deliveries", "hooks", "-o", "json")
+            assert result.returncode == 0, result.stderr
+            return [d for d in json.loads(result.stdout) if d["status"] == "succeeded"]
+
+        [delivery] = eventually(listed, timeout=20)
+        assert delivery["eventId"] == event["id"]
+        assert delivered.headers["webhook-id"] == delivery["id"]
