@@ -12,8 +12,8 @@ whatever finished while the previous write committed.
 
 The HTTP client is aiohttp: measured against httpx's AsyncClient it sent 5x the
 webhooks per second at 1/8 of the CPU each, and httpx could not keep up with ingest
-beside it (tests/bench/bench_delivery_client.json). It runs in the worker's own thread
-and event loop (see ``DeliveryWorker``).
+beside it (tests/bench/bench_delivery_client.json). It runs on the serving loop (see
+``DeliveryWorker`` for the measurement against a thread of its own).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ MAX_IN_FLIGHT = 4
 # destination holds back at most twice this.
 CLAIM_BATCH = 100
 USER_AGENT = f"boltic-server/{__version__}"
+# Seconds between claims prompted by new events when the last one found nothing.
+NUDGE_GAP = 0.01
 
 
 @dataclass(frozen=True)
@@ -174,17 +176,16 @@ class _Lane:
 
 
 class DeliveryWorker:
-    """Runs in its own thread with its own event loop (``await start()`` ...
-    ``await stop()`` from the server's loop). ``rng`` (uniform [0, 1)) draws the retry
-    jitter; ``clock`` (seconds since the epoch) stamps attempts and due times.
+    """Runs as a task on the serving loop (``await start()`` ... ``await stop()`` from
+    the app's lifespan). ``rng`` (uniform [0, 1)) draws the retry jitter; ``clock``
+    (seconds since the epoch) stamps attempts and due times.
 
-    Its own thread, with a plain asyncio (selector) loop whose socket calls release the
-    GIL, so the serving loop runs while a webhook is written or read. Measured against
-    the same worker on the serving loop (bench_delivery.py, five runs on 2 cores shared
-    with other work, load 4-8), ingest's rate beside one destination was the same
-    within the noise (0.42-0.65 of none vs 0.45-0.65; server CPU per event 0.63-0.87 ms
-    vs 0.54-0.88 ms) and its p99 latency lower in 4 of 5 runs (33-106 ms vs 41-98 ms):
-    delivery work does not queue behind requests, nor requests behind it.
+    On the serving loop, chosen by measurement (bench_delivery.py, eight runs on 2 cores
+    shared with other work, load 4-8) against the same worker in its own thread with a
+    plain asyncio loop whose socket calls release the GIL (``settings.delivery_thread``,
+    kept for that comparison): ingest's rate beside one destination was 0.45-0.68 of
+    none (mean 0.55) on the loop vs 0.42-0.65 (mean 0.51) in a thread, at less server
+    CPU per event, and its p99 latency lower in 4 runs of 8 either way.
     """
 
     def __init__(
@@ -207,18 +208,24 @@ class DeliveryWorker:
         self._lanes: dict[str, _Lane] = {}
         self._senders: set[asyncio.Task] = set()
         self._results: list[AttemptRecord] = []
+        # Deliveries claimed and not yet recorded (queued, in flight, or finished and
+        # waiting for the next record): when each was last claimed (time.monotonic()).
+        self._held: dict[str, float] = {}
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        # Waiting for work: a nudge() wakes it. A nudge since the last claim: claim again.
+        self._idle = False
+        self._nudged = False
         # Counters for tests and benchmarks.
         self.attempts = 0
         self.claimed = 0
 
     async def start(self) -> None:
-        """Start the worker's thread; returns once its loop runs. (With
-        ``settings.delivery_in_loop``, a benchmark's comparison: a task on this loop.)"""
+        """Start the worker as a task on this loop (with ``settings.delivery_thread``, a
+        benchmark's comparison: in a thread of its own; returns once its loop runs)."""
         self._stopping = False
         ready = threading.Event()
-        if self.settings.delivery_in_loop:
+        if not self.settings.delivery_thread:
             self._loop = asyncio.get_running_loop()
             self._task = asyncio.create_task(self._main(ready), name="boltic-delivery")
             return
@@ -254,6 +261,17 @@ class DeliveryWorker:
             self._loop.call_soon_threadsafe(self._wake_up)
         await asyncio.to_thread(self._thread.join, grace + 10)
         self._thread = None
+
+    def nudge(self) -> None:
+        """Events were stored: wake the worker now if it is idle, instead of at its next
+        poll (and if it is busy, make it look again before it waits). Costs two
+        attribute accesses when it is busy; callable from any thread."""
+        self._nudged = True
+        loop = self._loop
+        if self._idle and loop is not None:
+            self._idle = False
+            with contextlib.suppress(RuntimeError):  # the loop has ended
+                loop.call_soon_threadsafe(self._wake_up)
 
     def _wake_up(self) -> None:
         if self._wake is not None:
@@ -311,6 +329,7 @@ class DeliveryWorker:
 
     async def _run(self) -> None:
         while not self._stopping:
+            self._nudged = False
             # Both writes are queued at once: they share the writer's next group commit.
             flushed, claimed = await asyncio.gather(
                 self._flush(), self._claim(), return_exceptions=True
@@ -324,17 +343,36 @@ class DeliveryWorker:
                 continue
             if claimed or self._results:
                 continue
+            if self._nudged:
+                # New events, but that claim found nothing: they may have no destination.
+                # Claim again soon, not at every event (many events share one claim).
+                await asyncio.sleep(NUDGE_GAP)
+                continue
             assert self._wake is not None
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.delivery_poll_interval)
+            self._idle = True
+            # A nudge or a stop that came since the checks above would find the worker
+            # not idle yet and wake nobody: look again after saying it is idle.
+            if not (self._nudged or self._stopping):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.delivery_poll_interval)
+            self._idle = False
 
     async def _claim(self) -> int:
         busy = {d for d, lane in self._lanes.items() if len(lane.queue) >= CLAIM_BATCH}
         now = int(self.clock() * 1000)
         lease_ms = int(self.settings.delivery_lease * 1000)
         claims = await self.store.claim_deliveries(now, lease_ms, CLAIM_BATCH, busy)
+        fresh = 0
+        claimed_at = time.monotonic()
         for claim in claims:
+            # Held already (its lease ran out while it waited here, or its attempt is not
+            # recorded yet): the claim only renewed the lease.
+            known = claim.delivery_id in self._held
+            self._held[claim.delivery_id] = claimed_at
+            if known:
+                continue
+            fresh += 1
             lane = self._lanes.setdefault(claim.destination_id, _Lane())
             lane.gone = False
             lane.queue.append(claim)
@@ -344,8 +382,8 @@ class DeliveryWorker:
                 task = asyncio.create_task(self._send_lane(destination_id, lane))
                 self._senders.add(task)
                 task.add_done_callback(self._senders.discard)
-        self.claimed += len(claims)
-        return len(claims)
+        self.claimed += fresh
+        return fresh
 
     async def _flush(self) -> None:
         """Record the attempts that finished (one write). If it fails they are not
@@ -353,12 +391,24 @@ class DeliveryWorker:
         if not self._results:
             return
         records, self._results = self._results, []
-        await self.store.record_attempts(records, int(self.settings.delivery_auto_disable * 1000))
+        try:
+            await self.store.record_attempts(
+                records, int(self.settings.delivery_auto_disable * 1000)
+            )
+        finally:
+            for record in records:
+                self._held.pop(record.delivery_id, None)
 
     async def _send_lane(self, destination_id: str, lane: _Lane) -> None:
         try:
+            lease = self.settings.delivery_lease
             while lane.queue and not lane.gone and not self._stopping:
                 claim = lane.queue.popleft()
+                if time.monotonic() - self._held.get(claim.delivery_id, 0.0) > 0.9 * lease:
+                    # Its lease is (nearly) over: another may hold it now. Not sent; it
+                    # is claimed again in turn.
+                    self._held.pop(claim.delivery_id, None)
+                    continue
                 lane.in_flight[claim.delivery_id] = claim
                 record = await self._deliver(claim)
                 del lane.in_flight[claim.delivery_id]
@@ -371,6 +421,8 @@ class DeliveryWorker:
             if lane.gone and lane.senders == 0 and lane.queue:
                 unsent = [(c.destination_id, c.delivery_id) for c in lane.queue]
                 lane.queue.clear()
+                for _, delivery_id in unsent:
+                    self._held.pop(delivery_id, None)
                 with contextlib.suppress(StoreError):
                     await self.store.release_deliveries(unsent, int(self.clock() * 1000))
 

@@ -32,16 +32,18 @@ class ServerSettings:
     # Webhook delivery (design.md, "Destinations that deliver"; boltic_cli.webhooks):
     # the pauses after each failed attempt (seconds), how long a claim is leased, how
     # long a destination may fail without a success before it is set inactive, the
-    # per-attempt timeout, and how often an idle worker looks for due deliveries.
+    # per-attempt timeout, and how often an idle worker looks for due deliveries (a new
+    # event wakes it at once: DeliveryWorker.nudge).
     delivery_schedule: tuple[float, ...] = DEFAULT_SCHEDULE
     delivery_lease: float = 60.0
     delivery_auto_disable: float = 5 * 86400.0
     delivery_timeout: float = ATTEMPT_TIMEOUT
-    delivery_poll_interval: float = 0.05
+    delivery_poll_interval: float = 0.5
     # False: no worker (deliveries are still written; they wait).
     delivery: bool = True
-    # Benchmark-only: run the worker on the serving loop instead of its own thread.
-    delivery_in_loop: bool = False
+    # Benchmark-only: run the worker in its own thread and event loop instead of on the
+    # serving loop (bench_delivery.py compares the two).
+    delivery_thread: bool = False
 
 
 def resolve_admin_token(environ: Mapping[str, str], token: str | None = None) -> tuple[str, str]:

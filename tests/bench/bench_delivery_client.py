@@ -12,9 +12,10 @@ Measures, in one run, with a fast loopback receiver in another process
   2. single-event ingest (wrk, 16 connections, POST /v1/streams/events) against
      `create_app` under uvicorn in a subprocess, with a pump that delivers one webhook
      per 202 (polling a counter every 5 ms, like a worker polling its store): without
-     a pump; with each client in the server's own event loop; and with aiohttp in a
-     thread with its own event loop. The ratio to "none" is what a destination costs
-     ingest.
+     a pump; with each client in the server's own event loop; and with aiohttp and
+     streams in a thread with its own (selector) event loop (--modes picks the runs).
+     The ratio to "none" is what a destination costs ingest. The pump does not claim or
+     record through the store: bench_delivery.py measures the real worker.
 
 Writes bench_delivery_client.json beside this file with the library versions and the
 load average (the machine is shared: figures are noisy).

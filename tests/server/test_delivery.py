@@ -444,3 +444,32 @@ def test_a_clean_stop_gives_back_what_it_held(server_settings, receiver):
         (destination,) = api.get("/streams/destinations").json()["data"]
         settled(api, destination, count=3)
     assert time.monotonic() - started < 8
+
+
+def test_a_slow_receiver_gets_each_delivery_once_though_leases_run_out(
+    api, source, send, make_destination, server_settings
+):
+    """30 deliveries at 4 in flight and 0.3 s each take longer than the 1 s lease: queued
+    ones whose lease ran out are claimed again, never sent twice."""
+    server_settings.delivery_lease = 1.0
+    server_settings.delivery_timeout = 5.0
+    with Receiver(default=Reply(delay=0.3)) as slow:
+        destination = make_destination(slow.url)
+        for _ in range(30):
+            send(source["id"])
+        settled(api, destination, count=30)
+        time.sleep(0.5)
+        ids = [r.headers["webhook-id"] for r in slow.requests]
+    assert len(ids) == len(set(ids)) == 30
+
+
+def test_a_new_event_wakes_an_idle_worker(
+    source, send, receiver, make_destination, server_settings
+):
+    server_settings.delivery_poll_interval = 30.0
+    make_destination(receiver.url)
+    time.sleep(0.3)  # the worker is now waiting out a 30 s poll
+    started = time.monotonic()
+    send(source["id"])
+    receiver.wait_for(1, timeout=5)
+    assert time.monotonic() - started < 5

@@ -79,6 +79,7 @@ async def send_event(request: Request) -> Response:
     except ItemRefused as e:
         raise e.problem() from None
     stored = await committed(rt.store.insert_event(record, idempotency(request, raw)))
+    rt.delivery.nudge()
     return Response(stored.body, stored.status, media_type="application/json")
 
 
@@ -126,6 +127,7 @@ async def send_event_batch(request: Request) -> Response:
         return _render_batch(len(items), refused, positions, outcomes)
 
     stored = await committed(store.insert_batch(records, render, idempotency(request, raw)))
+    rt.delivery.nudge()
     return Response(stored.body, stored.status, media_type="application/json")
 
 
