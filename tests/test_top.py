@@ -554,3 +554,12 @@ def test_top_on_a_terminal_draws_full_screen_and_restores_it_on_ctrl_c(cli, api)
     assert out.rindex("\x1b[?1049l") > last_frame  # and back: the terminal is as it was
     assert "\x1b[?25h" in out[last_frame:]  # the cursor shown again
     assert "2 events from 1 source" in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "csv"])
+def test_top_refuses_a_format_it_cannot_print(cli, api, fmt):
+    """Issue 13: -o is never silently ignored; refused before any request."""
+    result = cli("debug", "top", "-o", fmt, "--duration", "1")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert f"debug top does not print {fmt}" in result.stderr

@@ -245,6 +245,12 @@ def top(
     if all_ and sources:
         raise UsageError("name the sources to watch, or use --all (not both)")
     ctx = current()
+    if ctx.output.format in ("yaml", "csv"):
+        # -o is never silently ignored (issue 13): snapshots are JSON lines.
+        raise UsageError(
+            f"debug top does not print {ctx.output.format}: it draws a live view on a "
+            "terminal, or one JSON snapshot per line (-o json or ndjson)"
+        )
     seconds = duration_seconds(duration, option="--duration")
     clock = engine_clock(ctx)
     with ctx.make_client() as client:
