@@ -195,7 +195,7 @@ def _show_created(ctx: Context, destination: StreamDestination) -> None:
     if isinstance(secret, str) and secret:
         ctx.output.text_lines(
             [
-                f"Signing secret (shown once): {sanitize(secret)}",
+                f"Signing secret (tables mask it from now on): {sanitize(secret)}",
                 VERIFY_HINT,
             ]
         )
@@ -367,7 +367,7 @@ def deliveries(
     delivery_id: Annotated[
         str | None,
         typer.Argument(
-            metavar="[DELIVERY_ID]",
+            metavar="DELIVERY_ID",
             help="Show every attempt of this delivery (dlv_..., or the event's evt_... id).",
         ),
     ] = None,
