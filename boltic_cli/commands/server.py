@@ -15,7 +15,7 @@ app = new_app(no_args_is_help=False)
 # Test- and benchmark-only knobs, deliberately not options.
 COMMIT_DELAY_ENV = "BOLTIC_SERVER_COMMIT_DELAY"
 BENCH_NOOP_ENV = "BOLTIC_SERVER_BENCH_NOOP"
-DELIVERY_THREAD_ENV = "BOLTIC_SERVER_DELIVERY_THREAD"
+DELIVERY_IN_LOOP_ENV = "BOLTIC_SERVER_DELIVERY_IN_LOOP"
 
 
 @app.command()
@@ -121,7 +121,7 @@ def server(
         ),
         commit_delay=float(environ.get(COMMIT_DELAY_ENV) or 0),
         bench_noop=environ.get(BENCH_NOOP_ENV) == "1",
-        delivery_thread=environ.get(DELIVERY_THREAD_ENV) == "1",
+        delivery_in_loop=environ.get(DELIVERY_IN_LOOP_ENV) == "1",
         **delivery_settings(
             delivery_schedule, delivery_lease, delivery_auto_disable, delivery_timeout
         ),

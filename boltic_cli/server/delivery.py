@@ -12,8 +12,8 @@ whatever finished while the previous write committed.
 
 The HTTP client is aiohttp: measured against httpx's AsyncClient it sent 5x the
 webhooks per second at 1/8 of the CPU each, and httpx could not keep up with ingest
-beside it (tests/bench/bench_delivery_client.json). It runs on the serving loop (see
-``DeliveryWorker`` for the measurement against a thread of its own).
+beside it (tests/bench/bench_delivery_client.json). It runs in a thread and event loop
+of its own (see ``DeliveryWorker`` for the measurement against the serving loop).
 """
 
 from __future__ import annotations
@@ -176,16 +176,18 @@ class _Lane:
 
 
 class DeliveryWorker:
-    """Runs as a task on the serving loop (``await start()`` ... ``await stop()`` from
-    the app's lifespan). ``rng`` (uniform [0, 1)) draws the retry jitter; ``clock``
-    (seconds since the epoch) stamps attempts and due times.
+    """Runs in a thread of its own with its own event loop (``await start()`` ...
+    ``await stop()`` from the app's lifespan). ``rng`` (uniform [0, 1)) draws the retry
+    jitter; ``clock`` (seconds since the epoch) stamps attempts and due times.
 
-    On the serving loop, chosen by measurement (bench_delivery.py, eight runs on 2 cores
-    shared with other work, load 4-8) against the same worker in its own thread with a
-    plain asyncio loop whose socket calls release the GIL (``settings.delivery_thread``,
-    kept for that comparison): ingest's rate beside one destination was 0.45-0.68 of
-    none (mean 0.55) on the loop vs 0.42-0.65 (mean 0.51) in a thread, at less server
-    CPU per event, and its p99 latency lower in 4 runs of 8 either way.
+    Its own thread, with a plain asyncio (selector) loop whose socket calls release the
+    GIL, chosen by measurement against the same worker as a task on the serving loop
+    (``settings.delivery_in_loop``, kept for that comparison; bench_delivery.py on 2
+    cores shared with other work, load 5-8). Ingest's rate beside one destination was
+    the same within the noise (runs in the order loop, thread, thread, loop: 0.645 vs
+    0.674 of none; single runs 0.42-0.68 either way), but on the loop, while 64
+    connections kept sending, the worker got too few of the loop's turns: delivery lag
+    p99 9.2 s and 3.0 s, against 1.2 s in its own thread.
     """
 
     def __init__(
@@ -221,11 +223,11 @@ class DeliveryWorker:
         self.claimed = 0
 
     async def start(self) -> None:
-        """Start the worker as a task on this loop (with ``settings.delivery_thread``, a
-        benchmark's comparison: in a thread of its own; returns once its loop runs)."""
+        """Start the worker's thread; returns once its loop runs. (With
+        ``settings.delivery_in_loop``, a benchmark's comparison: a task on this loop.)"""
         self._stopping = False
         ready = threading.Event()
-        if not self.settings.delivery_thread:
+        if self.settings.delivery_in_loop:
             self._loop = asyncio.get_running_loop()
             self._task = asyncio.create_task(self._main(ready), name="boltic-delivery")
             return

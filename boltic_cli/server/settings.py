@@ -41,9 +41,9 @@ class ServerSettings:
     delivery_poll_interval: float = 0.5
     # False: no worker (deliveries are still written; they wait).
     delivery: bool = True
-    # Benchmark-only: run the worker in its own thread and event loop instead of on the
-    # serving loop (bench_delivery.py compares the two).
-    delivery_thread: bool = False
+    # Benchmark-only: run the worker on the serving loop instead of in its own thread
+    # and event loop (bench_delivery.py compares the two).
+    delivery_in_loop: bool = False
 
 
 def resolve_admin_token(environ: Mapping[str, str], token: str | None = None) -> tuple[str, str]:
