@@ -34,6 +34,7 @@ from boltic_cli.errors import (
     APIError,
     BolticError,
     ConfigError,
+    ExtensionUnavailable,
     NetworkError,
     RequestTimeout,
     UnexpectedResponse,
@@ -42,6 +43,9 @@ from boltic_cli.errors import (
 )
 from boltic_cli.models import (
     DebugResult,
+    Delivery,
+    DeliveryList,
+    DeliveryTestResult,
     DestinationList,
     Error,
     Event,
@@ -49,9 +53,11 @@ from boltic_cli.models import (
     EventInput,
     EventQueryResult,
     EventSummary,
+    ReplayResult,
     SourceList,
     StreamDestination,
     StreamDestinationInput,
+    StreamDestinationUpdate,
     StreamSource,
     StreamSourceInput,
     WireModel,
@@ -288,6 +294,134 @@ class BolticClient:
     def create_stream_destination(self, body: StreamDestinationInput | dict) -> StreamDestination:
         payload = self._wire(StreamDestinationInput, body)
         return self._call("POST", "/streams/destinations", StreamDestination, json=payload)
+
+    # Destinations that deliver (extensions, design.md "Destinations that deliver").
+    # Each raises ExtensionUnavailable when the server does not have the route (404/405
+    # for the route itself: see _extension_call), NotFound for an unknown id.
+
+    def get_stream_destination(self, destination_id: str) -> StreamDestination:
+        """``GET /streams/destinations/{id}`` (extension)."""
+        path = f"/streams/destinations/{self._segment(destination_id)}"
+        return self._extension_call("GET", path, StreamDestination, what="getting a destination")
+
+    def update_stream_destination(
+        self, destination_id: str, body: StreamDestinationUpdate | dict
+    ) -> StreamDestination:
+        """``PATCH /streams/destinations/{id}`` with any of ``name``, ``config`` (replaced
+        whole; the server keeps a webhook's signing secret unless one is given), ``status``."""
+        payload = self._wire(StreamDestinationUpdate, body)
+        path = f"/streams/destinations/{self._segment(destination_id)}"
+        return self._extension_call(
+            "PATCH", path, StreamDestination, json=payload, what="updating destinations"
+        )
+
+    def delete_stream_destination(self, destination_id: str) -> None:
+        """``DELETE /streams/destinations/{id}`` (extension): with its deliveries."""
+        path = f"/streams/destinations/{self._segment(destination_id)}"
+        self._extension_call("DELETE", path, None, what="deleting destinations")
+
+    def list_destination_deliveries(
+        self,
+        destination_id: str,
+        *,
+        status: str | None = None,
+        event_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Delivery]:
+        """``GET .../{id}/deliveries``: newest first; ``status`` pending|succeeded|failed,
+        ``limit`` 1..500 (server default 100)."""
+        path = f"/streams/destinations/{self._segment(destination_id)}/deliveries"
+        params = self._params(status=status, eventId=event_id, limit=limit)
+        result = self._extension_call(
+            "GET", path, DeliveryList, params=params, what="a delivery log"
+        )
+        return result.data
+
+    def get_destination_delivery(self, destination_id: str, delivery_id: str) -> Delivery:
+        """``GET .../{id}/deliveries/{deliveryId}``: one delivery with ``history``, every
+        attempt oldest first."""
+        path = (
+            f"/streams/destinations/{self._segment(destination_id)}"
+            f"/deliveries/{self._segment(delivery_id)}"
+        )
+        return self._extension_call("GET", path, Delivery, what="a delivery log")
+
+    def test_stream_destination(self, destination_id: str) -> DeliveryTestResult:
+        """``POST .../{id}/test``: the server delivers a ``boltic.test`` event now and
+        answers with that one attempt (nothing is stored)."""
+        path = f"/streams/destinations/{self._segment(destination_id)}/test"
+        return self._extension_call(
+            "POST", path, DeliveryTestResult, json={}, what="test deliveries"
+        )
+
+    def replay_destination_deliveries(
+        self, destination_id: str, *, status: str = "failed", since: datetime | None = None
+    ) -> ReplayResult:
+        """``POST .../{id}/replay``: the deliveries in ``status`` created at or after
+        ``since`` are queued again (a fresh retry schedule); answers ``queued``."""
+        path = f"/streams/destinations/{self._segment(destination_id)}/replay"
+        body: dict[str, Any] = {"status": status}
+        if since is not None:
+            body["since"] = format_time(since)
+        return self._extension_call("POST", path, ReplayResult, json=body, what="replaying")
+
+    def follow_deliveries(
+        self,
+        destination_id: str,
+        *,
+        status: str | None = None,
+        event_id: str | None = None,
+        interval: float = 1.0,
+        duration: float | None = None,
+        limit: int = 100,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
+    ) -> Iterator[Delivery]:
+        """Deliveries as their attempts happen: polls the delivery log every ``interval``
+        seconds (the log has no cursor) and yields a delivery each time it is new or its
+        ``attempts``/``status`` changed, oldest change first; the first poll only sets the
+        baseline. Ends after ``duration`` seconds (None: never; Ctrl-C ends it). Raises
+        what ``list_destination_deliveries`` raises. Seen ids are bounded by the page
+        (``limit``, at most 500): a delivery that falls off the page is forgotten.
+        """
+        pause = sleep or self._sleep
+        started = clock()
+        seen: dict[str, tuple[int | None, str | None]] | None = None
+        while True:
+            page = self.list_destination_deliveries(
+                destination_id, status=status, event_id=event_id, limit=limit
+            )
+            current = {d.id: (d.attempts, d.status) for d in page if d.id}
+            if seen is not None:
+                for delivery in reversed(page):  # newest first on the wire
+                    if delivery.id and seen.get(delivery.id) != current[delivery.id]:
+                        yield delivery
+            seen = current
+            if duration is not None and clock() - started >= duration:
+                return
+            wait = interval
+            if duration is not None:
+                wait = max(0.0, min(interval, duration - (clock() - started)))
+            pause(wait)
+
+    def _extension_call(
+        self, method: str, path: str, model: type[M] | None, *, what: str, **kwargs: Any
+    ) -> Any:
+        """``_call`` for an extension route. 405, or a 404 that is about the route (no
+        JSON Error, a "no route" detail, or a bare "not found" that names nothing: what
+        a spec-only server says for a path it lacks), becomes ``ExtensionUnavailable``;
+        a 404 naming the resource ("destination not found") stays ``NotFound``."""
+        response = self.request(method, path, **kwargs)
+        if response.status_code in (404, 405) and (
+            response.status_code == 405 or _route_missing(response)
+        ):
+            raise ExtensionUnavailable(
+                response.status_code,
+                f"this server does not offer {what} ({method} {_template(path)} is a "
+                "boltic server extension)",
+            )
+        self.raise_for_status(response)
+        return None if model is None else self._parse(response, model)
 
     # The raw request, for `boltic api`
 
@@ -659,6 +793,30 @@ class BolticClient:
                 if on_missed is not None:
                     on_missed(missed, oldest)
             to, boundary_ids = oldest, set()
+
+
+_GENERIC_NOT_FOUND = {"not found", "not_found", "http 404 not found", "404 not found"}
+
+
+def _route_missing(response: httpx.Response) -> bool:
+    """Whether a 404 is about the route rather than a resource (see ``_extension_call``)."""
+    body = _body_json(response)
+    if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+        return True
+    details = body.get("details")
+    if isinstance(details, str) and details.lower().startswith("no route"):
+        return True
+    return body["message"].strip().lower() in _GENERIC_NOT_FOUND
+
+
+def _template(path: str) -> str:
+    """``/streams/destinations/dst_1/test`` as ``/streams/destinations/{id}/test``."""
+    parts = path.split("/")
+    if len(parts) > 3:
+        parts[3] = "{id}"
+    if len(parts) > 5:
+        parts[5] = "{deliveryId}"
+    return "/".join(parts)
 
 
 def encode_json(value: Any) -> bytes:

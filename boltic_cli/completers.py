@@ -152,15 +152,31 @@ def run_with_deadline(fn: Callable[[], T], seconds: float) -> T:
     return box["value"]
 
 
-def _lookup(ctx: Any) -> list[Source]:
+def _fetch_destinations(settings: Any) -> list[Source]:
+    from boltic_cli.client import BolticClient
+
+    with BolticClient(
+        settings.api_url,
+        settings.token(),
+        timeout=max(COMPLETION_TIMEOUT, lookup_deadline() - 0.1),
+        retries=1,
+    ) as client:
+        return [
+            {"id": d.id, "name": d.name or ""} for d in client.list_stream_destinations() if d.id
+        ]
+
+
+def _lookup(ctx: Any, fetch: Callable[[Any], list[Source]] = _fetch_sources) -> list[Source]:
     settings = _settings(ctx)
     key = f"{settings.profile} {settings.api_url}"
+    if fetch is not _fetch_sources:
+        key = f"destinations {key}"
     now = time.time()
     fresh = read_cache(key, now, CACHE_SECONDS)
     if fresh is not None:
         return fresh
     try:
-        sources = _fetch_sources(settings)
+        sources = fetch(settings)
     except Exception:
         return read_cache(key, now, STALE_SECONDS) or []
     write_cache(key, sources, now)
@@ -171,6 +187,14 @@ def source_candidates(ctx: Any) -> list[Source]:
     """The sources to offer: cached when fresh, else from the API, else stale; [] on failure."""
     try:
         return run_with_deadline(lambda: _lookup(ctx), lookup_deadline())
+    except BaseException:
+        return []
+
+
+def destination_candidates(ctx: Any) -> list[Source]:
+    """``source_candidates`` for destinations (cached under their own key)."""
+    try:
+        return run_with_deadline(lambda: _lookup(ctx, _fetch_destinations), lookup_deadline())
     except BaseException:
         return []
 
@@ -199,7 +223,12 @@ def _already_given(ctx: Any) -> set[str]:
 
 def complete_source(ctx: Any, incomplete: str) -> list[tuple[str, str]]:
     """Source ids (described by their names), then names (described by their ids)."""
-    sources = source_candidates(ctx)
+    return _complete_ids_and_names(ctx, incomplete, source_candidates(ctx))
+
+
+def _complete_ids_and_names(
+    ctx: Any, incomplete: str, sources: list[Source]
+) -> list[tuple[str, str]]:
     skip = _already_given(ctx)
     ids = [
         (s["id"], describe(s.get("name") or ""))
@@ -218,6 +247,11 @@ def complete_source(ctx: Any, incomplete: str) -> list[tuple[str, str]]:
         and s["name"] not in {i for i, _ in ids}
     ]
     return ids + names
+
+
+def complete_destination(ctx: Any, incomplete: str) -> list[tuple[str, str]]:
+    """Destination ids (described by their names), then names (described by their ids)."""
+    return _complete_ids_and_names(ctx, incomplete, destination_candidates(ctx))
 
 
 def complete_profile(ctx: Any, incomplete: str) -> list[str]:

@@ -15,7 +15,7 @@ from boltic_cli.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient
-    from boltic_cli.models import StreamSource
+    from boltic_cli.models import StreamDestination, StreamSource
 
 # Ids the server hands out carry these prefixes (design.md); anything else is a name.
 SOURCE_ID_PREFIX = "src_"
@@ -102,3 +102,47 @@ def _printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+# -- destinations ------------------------------------------------------------------
+
+DESTINATION_ID_PREFIX = "dst_"
+
+
+def resolve_destination(client: BolticClient, ref: str) -> StreamDestination:
+    """The destination whose id is ``ref`` (anything starting ``dst_`` is an id and is
+    never looked up by name, design.md "Extensions") or whose name is exactly ``ref``.
+
+    An id is fetched with the extension ``GET /streams/destinations/{id}``, or found in
+    the spec's list when the server lacks that route. Raises ``UsageError`` for an empty
+    ref or several destinations of that name, ``NotFound`` (exit 3) when none matches.
+    """
+    from boltic_cli.errors import ExtensionUnavailable
+
+    if not ref:
+        raise UsageError("a destination id or name is required")
+    if ref.startswith(DESTINATION_ID_PREFIX):
+        try:
+            return client.get_stream_destination(ref)
+        except ExtensionUnavailable:
+            pass
+        for destination in client.list_stream_destinations():
+            if destination.id == ref:
+                return destination
+        raise NotFound(404, f"no destination with id {ref!r}")
+    by_name = [d for d in client.list_stream_destinations() if d.name == ref and d.id]
+    if len(by_name) == 1:
+        return by_name[0]
+    if by_name:
+        raise UsageError(
+            f"{len(by_name)} destinations are named {ref!r}; use an id",
+            details=describe_matches(by_name),  # type: ignore[arg-type]
+        )
+    raise NotFound(404, f"no destination with id or name {ref!r}")
+
+
+def resolve_destination_id(client: BolticClient, ref: str) -> str:
+    """The id of the destination ``ref`` names (see ``resolve_destination``)."""
+    destination = resolve_destination(client, ref)
+    assert destination.id is not None
+    return destination.id

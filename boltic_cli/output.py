@@ -1453,3 +1453,127 @@ def top_summary(snapshot: TopSnapshot) -> str:
     if snapshot.reconnects:
         text += f", {snapshot.reconnects} reconnect{'s' if snapshot.reconnects != 1 else ''}"
     return text
+
+
+# -- destinations: deliveries and attempts (design.md "Destinations that deliver") ------
+
+ANSWER_LINES = 3
+ANSWER_CHARS = 300
+
+
+def _last_answer(row: dict) -> Any:
+    """The last attempt in a few characters: the receiver's status, else the error."""
+    status = row.get("responseStatus")
+    return status if status is not None else row.get("error")
+
+
+def _answer_lines(row: dict) -> str:
+    """The first lines of the receiver's answer, on one line (`` | `` between them)."""
+    body = row.get("responseBody")
+    if not isinstance(body, str) or not body.strip():
+        return ""
+    lines = [line.strip() for line in body.strip().splitlines()[:ANSWER_LINES]]
+    text = " | ".join(line for line in lines if line)
+    return text if len(text) <= ANSWER_CHARS else text[: ANSWER_CHARS - 1] + "…"
+
+
+def delivery_columns(types: dict[str, str] | None = None, *, detail: bool = False) -> list[Column]:
+    """A delivery row: its event (and the event's type when ``types`` knows it), state,
+    attempts, last answer, next attempt (an age in tables). ``detail`` adds the ids, the
+    times and the last answer's text, for one delivery shown as fields."""
+    known = types or {}
+    columns = [
+        Column("EVENT", "eventId"),
+        Column("TYPE", lambda r: known.get(r.get("eventId") or ""), max_width=24, name="type"),
+        Column("STATUS", "status"),
+        Column("TRIES", "attempts", kind="number"),
+        Column("LAST", _last_answer, max_width=16, name="last"),
+        Column("NEXT", "nextAttemptAt", kind="time"),
+    ]
+    if not detail:
+        return columns
+    return [
+        Column("ID", "id"),
+        Column("DESTINATION", "destinationId"),
+        *[c for c in columns if c.header != "TYPE"],
+        Column("CREATED", "createdAt", kind="time"),
+        Column("LAST ATTEMPT", "lastAttemptAt", kind="time"),
+        Column("MS", "durationMs", kind="number"),
+        Column("ANSWER", _answer_lines, name="answer"),
+    ]
+
+
+def delivery_attempt_columns(*, detail: bool = False) -> list[Column]:
+    """One attempt per row (a delivery's history); ``detail``: the fields of
+    ``destinations test``'s single attempt, with the webhook and event ids."""
+    if detail:
+        return [
+            Column("OUTCOME", "outcome"),
+            Column("STATUS", "responseStatus", kind="number"),
+            Column("MS", "durationMs", kind="number"),
+            Column("ERROR", "error"),
+            Column("ANSWER", _answer_lines, name="answer"),
+            Column("WEBHOOK ID", "webhookId"),
+            Column("EVENT", "eventId"),
+        ]
+    return [
+        Column("#", "n", kind="number"),
+        Column("AT", "at", kind="time"),
+        Column("OUTCOME", "outcome"),
+        Column("STATUS", "responseStatus", kind="number"),
+        Column("MS", "durationMs", kind="number"),
+        Column("ERROR / ANSWER", lambda r: r.get("error") or _answer_lines(r), name="answer"),
+    ]
+
+
+def follow_deliveries(output: Output, deliveries: Iterable[Any]) -> int:
+    """``destinations deliveries --follow``: one line per delivery change as the feed
+    yields it (a new delivery or a new attempt), flushed. JSON formats: the delivery
+    object per line; plain: tab-separated fields; table: time, delivery, event, state,
+    attempt number, last answer and ms. When the feed ends, or Ctrl-C (or an error
+    after the first line) ends it, one summary line goes to stderr and the exception
+    goes on up; a closed pipe ends it without one. Returns how many lines were printed."""
+    shown = [0]
+    try:
+        _print_deliveries(output, deliveries, shown)
+    except BrokenPipeError:
+        raise
+    except Exception:
+        if shown[0]:  # an error before anything was shown says it all on its own
+            output.info(_follow_summary(shown[0]))
+        raise
+    except BaseException:
+        output.info(_follow_summary(shown[0]))
+        raise
+    output.info(_follow_summary(shown[0]))
+    return shown[0]
+
+
+def _follow_summary(count: int) -> str:
+    return f"{count} delivery {'update' if count == 1 else 'updates'} shown."
+
+
+def _print_deliveries(output: Output, deliveries: Iterable[Any], shown: list[int]) -> None:
+    columns = [
+        Column("AT", lambda r: r.get("lastAttemptAt") or r.get("createdAt"), kind="time"),
+        Column("DELIVERY", "id"),
+        Column("EVENT", "eventId"),
+        Column("STATUS", "status"),
+        Column("TRIES", "attempts", kind="number"),
+        Column("LAST", _last_answer, name="last"),
+        Column("MS", "durationMs", kind="number"),
+    ]
+    for delivery in deliveries:
+        row = to_wire(delivery)
+        if output.format in ("json", "ndjson", "yaml", "csv"):
+            output.emit_record(row)
+        elif output.format == "plain":
+            output._write_plain_row(row, columns)
+            output.stdout.flush()
+        else:
+            when = _parse_time(columns[0].value(row))
+            cells = [_clock_time(when)] + [output._plain_cell(c, row) for c in columns[1:]]
+            cells[-2] = cells[-2] or "-"
+            cells[-1] = f"{cells[-1]}ms" if cells[-1] else ""
+            output._write("  ".join(cells).rstrip() + "\n")
+        shown[0] += 1
