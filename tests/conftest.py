@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+# pg_server / pg_database: a throwaway PostgreSQL (tests/pg.py).
+pytest_plugins = ("tests.pg",)
+
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
 
