@@ -1,0 +1,642 @@
+"""``PostgresStore``: the store interface on PostgreSQL (asyncpg, one pool per process).
+
+Writes. Plain event inserts (no Idempotency-Key) wait in a group: while one group's
+statement is in flight, the inserts that arrive meanwhile queue, and then go to the
+database together as ONE autocommitted statement (``INSERT ... SELECT FROM unnest(...)``,
+one round trip); each waiter is answered only after that statement committed
+(``synchronous_commit`` as the server has it, ``on`` by default: the WAL is flushed).
+The statement itself checks every event's source (joined with ``FOR KEY SHARE``, so
+a concurrent ``delete_source`` either waits for the insert and then deletes its rows,
+or has committed and the insert skips them): an event whose source is gone is refused
+alone (``SourceGone``), by the database, in the inserting statement. Writes with an
+Idempotency-Key claim the key by its primary key (``INSERT ... ON CONFLICT``) in their
+own transaction, so the database dedupes them across processes too.
+
+Sources. ``source``/``source_for_key`` read the database (no per-process cache that
+could go stale when another process deletes a source); the lookups waiting together
+go as one statement per group as well.
+
+Failures. A lost connection, a refused connect, a timeout, or any database error
+raises ``StoreUnavailable`` (the routes answer 503 with Retry-After); the pool opens
+new connections on the next request, so the store recovers by itself when
+PostgreSQL is back. An event is never answered 202 unless its statement returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+from boltic_cli.server.store import base
+from boltic_cli.server.store.base import (
+    DAY_MS,
+    IDEMPOTENCY_TTL_MS,
+    PRUNE_CHUNK,
+    EventRecord,
+    Idempotency,
+    IdempotencyConflict,
+    QueryResult,
+    SourceGone,
+    SourceInfo,
+    StoredResponse,
+    StoreError,
+    StoreUnavailable,
+    accepted,
+)
+from boltic_cli.server.store.postgres.schema import migrate
+
+log = logging.getLogger("boltic.server.postgres")
+
+# The most waiting writes (or lookups) one group statement carries.
+MAX_GROUP = 1000
+
+INSERT_EVENTS = """
+INSERT INTO events (id, source_id, type, timestamp, received_at, body)
+SELECT u.id, u.source_id, u.type, u.timestamp, u.received_at, u.body
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])
+    AS u(id, source_id, type, timestamp, received_at, body)
+JOIN sources s ON s.id = u.source_id
+FOR KEY SHARE OF s
+RETURNING id
+"""
+LOOKUP_SOURCES = """
+SELECT id, write_key, status FROM sources
+WHERE id = ANY($1::text[]) OR write_key = ANY($2::text[])
+"""
+CLAIM_KEY = """
+INSERT INTO idempotency AS i (scope, key, request_hash, status, body, created_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (scope, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,
+    status = EXCLUDED.status, body = EXCLUDED.body, created_at = EXCLUDED.created_at
+    WHERE i.created_at < $7
+RETURNING 1
+"""
+SOURCE_ROW = """
+SELECT s.id, s.name, s.type, s.write_key, s.status, s.created_at, coalesce(c.n, 0)
+FROM sources s LEFT JOIN received_counts c ON c.source_id = s.id AND c.day = $1
+"""
+PRUNE = """
+DELETE FROM events WHERE ctid = ANY(ARRAY(
+    SELECT e.ctid FROM sources s CROSS JOIN LATERAL (
+        SELECT ctid FROM events WHERE source_id = s.id AND received_at < $1 LIMIT $2
+    ) e LIMIT $2
+))
+"""
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    import asyncpg
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+class _Group(Generic[T, R]):
+    """Calls that wait together run together: ``await group.submit(item)`` queues
+    ``item``; one flush at a time hands every queued item to ``run(items)`` (one
+    statement), whose list of results (a value or an exception, one per item, in
+    order) answers each caller. Items queued during a flush go in the next one."""
+
+    def __init__(self, run: Callable[[list[T]], Awaitable[list[R | BaseException]]]) -> None:
+        self._run = run
+        self._pending: list[tuple[T, asyncio.Future]] = []
+        self._flushing = False
+        self.flushes = 0
+
+    def submit(self, item: T) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+                try:
+                    results: list[Any] = await self._run([item for item, _ in group])
+                except BaseException as e:  # noqa: BLE001 - handed to every waiter
+                    results = [e] * len(group)
+                self.flushes += 1
+                for (_, future), result in zip(group, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._flushing = False
+
+
+class PostgresStore(base.Store):
+    """The store on one PostgreSQL database, reached with ``url`` (``postgresql://...``).
+
+    ``pool_size``: most connections this process holds; ``connect_timeout`` and
+    ``statement_timeout`` in seconds (a statement past its timeout is cancelled and
+    its request answered 503). ``commit_delay`` (tests): seconds to sleep before each
+    group's statement, so a kill can land between receiving and committing.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 30.0,
+        commit_delay: float = 0.0,
+        clock=time.time,
+    ) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
+        self.commit_delay = commit_delay
+        self.clock = clock
+        self._pool: Any = None
+        self._closed = False
+        self._errors: tuple[type[BaseException], ...] = ()
+        self._inserts: _Group[EventRecord | None, StoredResponse | None] = _Group(
+            self._insert_group
+        )
+        self._lookups: _Group[tuple[str, str], SourceInfo | None] = _Group(self._lookup_group)
+
+    # lifecycle
+
+    async def open(self) -> None:
+        import asyncpg
+
+        self._errors = _driver_errors()
+        try:
+            conn = await asyncpg.connect(self.url, timeout=self.connect_timeout)
+            try:
+                await migrate(conn)
+            finally:
+                await conn.close()
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.connect_timeout,
+                command_timeout=self.statement_timeout,
+                server_settings={
+                    "statement_timeout": str(int(self.statement_timeout * 1000)),
+                    "application_name": "boltic-server",
+                },
+            )
+        except StoreError:
+            raise
+        except self._errors as e:
+            raise StoreUnavailable(f"cannot open the database: {_reason(e)}") from None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._pool is not None:
+            with contextlib.suppress(*self._errors):
+                await asyncio.wait_for(self._pool.close(), 10)
+            self._pool.terminate()
+
+    @property
+    def commits(self) -> int:
+        """Group statements sent so far: group commit shows as fewer than events."""
+        return self._inserts.flushes
+
+    async def _call(self, fn: Callable[[Any], Awaitable[T]], *, transaction: bool = False) -> T:
+        """``fn(conn)`` on a pooled connection (in one transaction if asked); every
+        driver or connection failure becomes StoreUnavailable."""
+        if self._closed or self._pool is None:
+            raise StoreUnavailable("the store is closed")
+        try:
+            async with self._pool.acquire() as conn:
+                if not transaction:
+                    return await fn(conn)
+                async with conn.transaction():
+                    return await fn(conn)
+        except StoreError:
+            raise
+        except self._errors as e:
+            raise StoreUnavailable(f"the database cannot be reached: {_reason(e)}") from None
+
+    async def _read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """``fn(conn)`` in one REPEATABLE READ transaction: its statements see one snapshot."""
+
+        async def run(conn: Any) -> T:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                return await fn(conn)
+
+        return await self._call(run)
+
+    # sources
+
+    async def _lookup_group(self, items: list[tuple[str, str]]) -> list[SourceInfo | None]:
+        ids = [value for kind, value in items if kind == "id"]
+        keys = [value for kind, value in items if kind == "key"]
+        rows = await self._call(lambda conn: conn.fetch(LOOKUP_SOURCES, ids, keys))
+        by_id = {r[0]: SourceInfo(r[0], r[1], r[2]) for r in rows}
+        by_key = {info.write_key: info for info in by_id.values()}
+        return [(by_id if kind == "id" else by_key).get(value) for kind, value in items]
+
+    async def source(self, source_id: str) -> SourceInfo | None:
+        return await self._lookups.submit(("id", source_id))
+
+    async def source_for_key(self, write_key: str) -> SourceInfo | None:
+        return await self._lookups.submit(("key", write_key))
+
+    # writes
+
+    async def _insert_group(self, records: list[EventRecord | None]) -> list[Any]:
+        """One statement for the group; None items are barriers (answered after it)."""
+        events = [r for r in records if r is not None]
+        if not events:
+            return [None] * len(records)
+        if self.commit_delay:
+            await asyncio.sleep(self.commit_delay)
+        columns = (
+            [r.id for r in events],
+            [r.source_id for r in events],
+            [r.type for r in events],
+            [r.timestamp for r in events],
+            [r.received_at for r in events],
+            [r.body for r in events],
+        )
+        try:
+            rows = await self._call(lambda conn: conn.fetch(INSERT_EVENTS, *columns))
+        except StoreUnavailable as e:
+            return [e] * len(records)
+        stored = {row[0] for row in rows}
+        return [
+            None
+            if r is None
+            else accepted(r.id)
+            if r.id in stored
+            else SourceGone(r.source_id)
+            for r in records
+        ]
+
+    async def insert_event(
+        self, record: EventRecord, idem: Idempotency | None = None
+    ) -> StoredResponse:
+        if idem is None:
+            return await self._inserts.submit(record)
+
+        async def run(conn: Any) -> StoredResponse:
+            response = accepted(record.id)
+            replay = await self._claim(conn, idem, response)
+            if replay is not None:
+                return replay
+            rows = await conn.fetch(
+                INSERT_EVENTS,
+                [record.id],
+                [record.source_id],
+                [record.type],
+                [record.timestamp],
+                [record.received_at],
+                [record.body],
+            )
+            if not rows:
+                raise SourceGone(record.source_id)  # rolls the claimed key back
+            return response
+
+        return await self._call(run, transaction=True)
+
+    async def _claim(
+        self, conn: Any, idem: Idempotency | None, response: StoredResponse
+    ) -> StoredResponse | None:
+        """Record ``response`` under the key (inside the caller's transaction) and
+        return None; or, if the key is taken and young, the first answer (raises
+        IdempotencyConflict when it was for another request). Concurrent first uses
+        of one key wait on its primary key: one wins, the others replay its answer."""
+        if idem is None:
+            return None
+        now = self.now_ms()
+        claimed = await conn.fetchval(
+            CLAIM_KEY,
+            idem.scope,
+            idem.key,
+            idem.request_hash,
+            response.status,
+            response.body,
+            now,
+            now - IDEMPOTENCY_TTL_MS,
+        )
+        if claimed is not None:
+            return None
+        row = await conn.fetchrow(
+            "SELECT request_hash, status, body FROM idempotency WHERE scope = $1 AND key = $2",
+            idem.scope,
+            idem.key,
+        )
+        if row[0] != idem.request_hash:
+            raise IdempotencyConflict("this Idempotency-Key was used with a different request")
+        return StoredResponse(row[1], row[2])
+
+    async def create_source(
+        self,
+        row: dict[str, Any],
+        render: Callable[[dict[str, Any]], str],
+        idem: Idempotency | None = None,
+    ) -> StoredResponse:
+        return await self._create(
+            "sources",
+            ("id", "name", "type", "write_key", "status", "created_at"),
+            row,
+            render({**row, "events_today": 0}),
+            idem,
+        )
+
+    async def create_destination(
+        self,
+        row: dict[str, Any],
+        render: Callable[[dict[str, Any]], str],
+        idem: Idempotency | None = None,
+    ) -> StoredResponse:
+        return await self._create(
+            "destinations",
+            ("id", "name", "type", "config", "status", "created_at"),
+            row,
+            render(row),
+            idem,
+        )
+
+    async def _create(
+        self,
+        table: str,
+        columns: tuple[str, ...],
+        row: dict[str, Any],
+        body: str,
+        idem: Idempotency | None,
+    ) -> StoredResponse:
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})"
+        )
+        response = StoredResponse(201, body)
+
+        async def run(conn: Any) -> StoredResponse:
+            replay = await self._claim(conn, idem, response)
+            if replay is not None:
+                return replay
+            await conn.execute(sql, *(row[c] for c in columns))
+            return response
+
+        return await self._call(run, transaction=True)
+
+    async def delete_source(self, source_id: str) -> None:
+        # Events queued before this call go first (and are deleted with the source).
+        await self._inserts.submit(None)
+
+        async def run(conn: Any) -> None:
+            # The source row first: its lock waits for inserts holding it (FOR KEY
+            # SHARE), so the events deleted next include theirs; later inserts skip it.
+            if await conn.fetchval("DELETE FROM sources WHERE id = $1 RETURNING 1", source_id):
+                for table in ("events", "event_counts", "received_counts"):
+                    await conn.execute(f"DELETE FROM {table} WHERE source_id = $1", source_id)
+                return
+            raise SourceGone(source_id)
+
+        await self._call(run, transaction=True)
+
+    # maintenance
+
+    async def prune_received_before(self, cutoff_ms: int) -> int:
+        async def run(conn: Any) -> int:
+            deleted = _rowcount(await conn.execute(PRUNE, cutoff_ms, PRUNE_CHUNK))
+            await conn.execute("DELETE FROM event_counts WHERE n <= 0")
+            await conn.execute("DELETE FROM received_counts WHERE n <= 0")
+            return deleted
+
+        return await self._call(run, transaction=True)
+
+    async def expire_idempotency_keys(self) -> int:
+        cutoff = self.now_ms() - IDEMPOTENCY_TTL_MS
+        status = await self._call(
+            lambda conn: conn.execute("DELETE FROM idempotency WHERE created_at < $1", cutoff)
+        )
+        return _rowcount(status)
+
+    # reads
+
+    async def list_sources(self) -> list[dict[str, Any]]:
+        today = self.now_ms() // DAY_MS
+        rows = await self._call(lambda conn: conn.fetch(SOURCE_ROW + " ORDER BY s.id", today))
+        return [_source_row(r) for r in rows]
+
+    async def get_source(self, source_id: str) -> dict[str, Any] | None:
+        today = self.now_ms() // DAY_MS
+        row = await self._call(
+            lambda conn: conn.fetchrow(SOURCE_ROW + " WHERE s.id = $2", today, source_id)
+        )
+        return None if row is None else _source_row(row)
+
+    async def list_destinations(self) -> list[dict[str, Any]]:
+        rows = await self._call(
+            lambda conn: conn.fetch(
+                "SELECT id, name, type, config, status, created_at FROM destinations ORDER BY id"
+            )
+        )
+        return [
+            {
+                "id": r[0],
+                "name": r[1],
+                "type": r[2],
+                "config": json.loads(r[3]),
+                "status": r[4],
+                "created_at": r[5],
+            }
+            for r in rows
+        ]
+
+    async def debug_events(self, source_id: str, limit: int) -> tuple[list[str], int | None]:
+        rows = await self._call(
+            lambda conn: conn.fetch(
+                "SELECT body, received_at FROM events WHERE source_id = $1 "
+                "ORDER BY received_at DESC, id DESC LIMIT $2",
+                source_id,
+                limit,
+            )
+        )
+        return [r[0] for r in rows], (rows[0][1] if rows else None)
+
+    async def query_events(
+        self,
+        *,
+        source_id: str | None = None,
+        event_type: str | None = None,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
+        limit: int = 100,
+    ) -> QueryResult:
+        if from_ms is not None and to_ms is not None and from_ms >= to_ms:
+            return QueryResult([], 0, 0, None, None)
+        page_sql, page_params = _page(source_id, event_type, from_ms, to_ms, limit)
+        summary_sql, summary_params = _summary(source_id, event_type, from_ms, to_ms)
+
+        async def run(conn: Any) -> QueryResult:
+            rows = await conn.fetch(page_sql, *page_params)
+            if not rows:
+                return QueryResult([], 0, 0, None, None)
+            earliest, total, types = await conn.fetchrow(summary_sql, *summary_params)
+            return QueryResult([r[0] for r in rows], total, types, earliest, rows[0][1])
+
+        return await self._read(run)
+
+
+def _reason(e: BaseException) -> str:
+    return str(e) or type(e).__name__
+
+
+def _rowcount(status: str) -> int:
+    """The row count of a command tag such as ``DELETE 12``."""
+    try:
+        return int(status.rsplit(" ", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _source_row(r: Any) -> dict[str, Any]:
+    return {
+        "id": r[0],
+        "name": r[1],
+        "type": r[2],
+        "write_key": r[3],
+        "status": r[4],
+        "created_at": r[5],
+        "events_today": r[6],
+    }
+
+
+class _Params:
+    """Numbered placeholders ($1, $2, ...) for values added as the SQL is built."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+def _where(
+    p: _Params,
+    source_id: str | None,
+    event_type: str | None,
+    lo: int | None,
+    hi: int | None,
+    *,
+    day: bool = False,
+) -> list[str]:
+    """Conditions on events (or, with ``day``, on counter rows: ``lo``/``hi`` are days)."""
+    column = "day" if day else "timestamp"
+    clauses = []
+    if source_id is not None:
+        clauses.append(f"source_id = {p(source_id)}")
+    if event_type is not None:
+        clauses.append(f"type = {p(event_type)}")
+    if lo is not None:
+        clauses.append(f"{column} >= {p(lo)}")
+    if hi is not None:
+        clauses.append(f"{column} < {p(hi)}")
+    return clauses
+
+
+def _and(clauses: list[str]) -> str:
+    return " AND ".join(clauses) if clauses else "TRUE"
+
+
+def _page(
+    source_id: str | None, event_type: str | None, lo: int | None, hi: int | None, limit: int
+) -> tuple[str, list[Any]]:
+    p = _Params()
+    where = _and(_where(p, source_id, event_type, lo, hi))
+    sql = (
+        f"SELECT body, timestamp FROM events WHERE {where} "
+        f"ORDER BY timestamp DESC, id DESC LIMIT {p(limit)}"
+    )
+    return sql, p.values
+
+
+def _summary(
+    source_id: str | None, event_type: str | None, lo: int | None, hi: int | None
+) -> tuple[str, list[Any]]:
+    """One statement: the earliest match, the count of matches and of their types.
+
+    As in SQLite: whole UTC days inside the window are added up from the counters;
+    the partial days at its edges are counted from the events, and their types not
+    already known are each confirmed by one index probe (candidates from the
+    counters of the edge days), not by a DISTINCT scan.
+    """
+    p = _Params()
+    first_full = None if lo is None else -(-lo // DAY_MS)  # ceil
+    end_full = None if hi is None else hi // DAY_MS
+    edges: list[tuple[int | None, int | None]] = []
+    days: tuple[int | None, int | None] | None
+    if first_full is not None and end_full is not None and first_full >= end_full:
+        days = None  # no whole day inside: the window is at most two partial days
+        edges.append((lo, hi))
+    else:
+        days = (first_full, end_full)
+        if lo is not None and first_full is not None and lo < first_full * DAY_MS:
+            edges.append((lo, first_full * DAY_MS))
+        if hi is not None and end_full is not None and end_full * DAY_MS < hi:
+            edges.append((end_full * DAY_MS, hi))
+    earliest = (
+        f"SELECT min(timestamp) FROM events WHERE {_and(_where(p, source_id, event_type, lo, hi))}"
+    )
+    if days is None:
+        day_types = "SELECT NULL::text AS type, 0::bigint AS n WHERE FALSE"
+    else:
+        day_clauses = ["n > 0", *_where(p, source_id, event_type, *days, day=True)]
+        day_types = f"SELECT type, sum(n) AS n FROM event_counts WHERE {_and(day_clauses)} GROUP BY type"
+    if not edges:
+        edge_count = "SELECT 0::bigint AS n"
+        edge_types = "SELECT NULL::text AS type WHERE FALSE"
+    else:
+        ranges = " OR ".join(
+            "(" + _and(_where(p, None, None, edge_lo, edge_hi)) + ")" for edge_lo, edge_hi in edges
+        )
+        base_where = _and(_where(p, source_id, event_type, None, None))
+        edge_count = f"SELECT count(*) AS n FROM events WHERE {base_where} AND ({ranges})"
+        cand_days = " OR ".join(
+            "("
+            + _and(
+                _where(
+                    p,
+                    None,
+                    None,
+                    None if edge_lo is None else edge_lo // DAY_MS,
+                    None if edge_hi is None else (edge_hi - 1) // DAY_MS + 1,
+                    day=True,
+                )
+            )
+            + ")"
+            for edge_lo, edge_hi in edges
+        )
+        cand_where = _and(["n > 0", *_where(p, source_id, event_type, None, None, day=True)])
+        probe_where = _and(["e.type = c.type", *_where(p, source_id, None, None, None)])
+        edge_types = (
+            f"SELECT c.type FROM (SELECT DISTINCT type FROM event_counts "
+            f"WHERE {cand_where} AND ({cand_days})) c "
+            f"WHERE NOT EXISTS (SELECT 1 FROM day_types d WHERE d.type = c.type) "
+            f"AND EXISTS (SELECT 1 FROM events e WHERE {probe_where} AND ({ranges}))"
+        )
+    sql = (
+        f"WITH day_types AS ({day_types}), edge_count AS ({edge_count}), "
+        f"edge_types AS ({edge_types}) "
+        f"SELECT ({earliest}), "
+        f"(SELECT coalesce(sum(n), 0) FROM day_types)::bigint "
+        f"+ (SELECT n FROM edge_count), "
+        f"(SELECT count(*) FROM day_types) + (SELECT count(*) FROM edge_types)"
+    )
+    return sql, p.values
