@@ -3,14 +3,15 @@ the store opens in the lifespan, so every app (and every test) has its own."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import threading
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from boltic_cli.server.ids import IdGenerator
 from boltic_cli.server.settings import ServerSettings
-from boltic_cli.server.store import PRUNE_CHUNK, Store, StoreError
+from boltic_cli.server.store import PRUNE_CHUNK, Store, StoreError, open_store
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -22,14 +23,15 @@ BODY_MODELS = ("StreamSourceInput", "EventInput", "StreamDestinationInput")
 
 
 class Runtime:
-    """What the routes share while the app runs: settings, the store, the id generator."""
+    """What the routes share while the app runs: settings, the store, the id generator.
+    Maintenance (Idempotency-Key expiry, retention) is a task on the app's loop."""
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.ids = IdGenerator()
         self._store: Store | None = None
-        self._stop = threading.Event()
-        self._maintenance: threading.Thread | None = None
+        self._stop = asyncio.Event()
+        self._maintenance: asyncio.Task | None = None
 
     @property
     def store(self) -> Store:
@@ -37,41 +39,40 @@ class Runtime:
             raise RuntimeError("the server is not running")
         return self._store
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._store = Store(self.settings.db_path, commit_delay=self.settings.commit_delay).open()
-        self._maintenance = threading.Thread(
-            target=self._maintain, name="boltic-maintenance", daemon=True
-        )
-        self._maintenance.start()
+    async def start(self) -> None:
+        self._stop = asyncio.Event()
+        self._store = await open_store(self.settings)
+        self._maintenance = asyncio.create_task(self._maintain(), name="boltic-maintenance")
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         self._stop.set()
         if self._maintenance is not None:
-            self._maintenance.join()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
         if self._store is not None:
-            self._store.close()
+            await self._store.close()
 
-    def _maintain(self) -> None:
+    async def _maintain(self) -> None:
         while True:
             try:
-                self.maintain_once()
+                await self.maintain_once()
             except StoreError as e:
                 log.warning("maintenance failed: %s", e)
-            if self._stop.wait(self.settings.maintenance_interval):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.settings.maintenance_interval)
                 return
 
-    def maintain_once(self) -> None:
+    async def maintain_once(self) -> None:
         """Expire old Idempotency-Keys; with a retention, prune events received before it."""
         store = self.store
-        store.expire_idempotency_keys().result()
+        await store.expire_idempotency_keys()
         retention = self.settings.retention
         if retention is None:
             return
         cutoff = store.now_ms() - int(retention.total_seconds() * 1000)
         # Small transactions, so senders never wait long behind a prune.
         while not self._stop.is_set():
-            if store.prune_received_before(cutoff).result() < PRUNE_CHUNK:
+            if await store.prune_received_before(cutoff) < PRUNE_CHUNK:
                 return
 
 
@@ -88,11 +89,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        runtime.start()
+        await runtime.start()
         try:
             yield
         finally:
-            runtime.stop()
+            await runtime.stop()
 
     app = FastAPI(
         title="Boltic Streams API (local)",

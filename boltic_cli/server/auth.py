@@ -87,7 +87,7 @@ class RequestGate:
             return
         if path not in PUBLIC_PATHS:
             try:
-                caller = self._authenticate(headers.get(b"authorization"))
+                caller = await self._authenticate(headers.get(b"authorization"))
             except Problem as p:
                 await _send_error(send, p.status_code, p.message, p.details, p.headers)
                 return
@@ -112,7 +112,7 @@ class RequestGate:
             f"the limit is {self.max_body_bytes} bytes, got {int(length)}",
         )
 
-    def _authenticate(self, header: bytes | None) -> Principal:
+    async def _authenticate(self, header: bytes | None) -> Principal:
         from boltic_cli.server.responses import unauthorized
 
         if not header:
@@ -127,7 +127,7 @@ class RequestGate:
             text = token.decode("ascii", "replace")
             # A dict lookup hashes the key first, so its timing says nothing
             # useful about how much of a guessed key was right.
-            source = self._store().source_for_key(text)
+            source = await self._store().source_for_key(text)
             if source is not None and hmac.compare_digest(source.write_key.encode(), token):
                 return Principal(token_scope(text), source.id)
         raise unauthorized("unknown token")

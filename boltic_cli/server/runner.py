@@ -81,16 +81,13 @@ def bind(host: str, port: int) -> socket.socket:
 def prepare_database(settings: ServerSettings) -> None:
     """Open and migrate the database before serving, so a bad path or a newer schema is
     one clear error instead of a failed startup with a traceback."""
-    from boltic_cli.server.store import StoreError, connect, migrate
+    from boltic_cli.server.store import StoreError, StoreNotAvailable, prepare_store
 
     path = settings.db_path
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = connect(path)
-        try:
-            migrate(conn)
-        finally:
-            conn.close()
+        prepare_store(settings)
+    except StoreNotAvailable as e:
+        raise UsageError(str(e)) from None
     except (OSError, sqlite3.Error, StoreError) as e:
         reason = getattr(e, "strerror", None) or str(e)
         raise UsageError(f"cannot open the database {path}: {reason}") from None

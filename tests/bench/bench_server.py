@@ -48,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 
 from boltic_cli.models import format_time  # noqa: E402
 from boltic_cli.server.ids import IdGenerator, new_write_key  # noqa: E402
-from boltic_cli.server.store import DAY_MS, EventRecord, connect, insert_events, migrate  # noqa: E402
+from boltic_cli.server.store import DAY_MS, EventRecord  # noqa: E402
+from boltic_cli.server.store.sqlite import connect, insert_events, migrate  # noqa: E402
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 TOKEN = "bench-server-admin-token-0123456789"

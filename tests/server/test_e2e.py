@@ -126,6 +126,17 @@ def test_unusable_database_is_one_line_exit_2(run_cli, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_postgresql_url_is_not_available_yet(run_cli):
+    result = run_cli("server", "--port", "0", "--db", "postgresql://u@db/boltic", "--token", "t")
+    assert result.exit_code == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        "Error: PostgreSQL storage is not available yet in this version; "
+        "use a SQLite file path with --db"
+    ]
+    assert "Traceback" not in result.stderr
+
+
 def test_bad_retention_is_usage_error(run_cli, tmp_path):
     result = run_cli(
         "server", "--retention", "soon", "--db", str(tmp_path / "x.db"), "--token", "t"

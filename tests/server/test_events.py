@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -120,7 +121,7 @@ def test_inactive_source_refuses_events(api, source, send, server_settings, stor
     with sqlite3.connect(server_settings.db_path) as db:
         db.execute("UPDATE sources SET status = 'inactive'")
     # No API deactivates a source; reflect the row change in the store's cache.
-    store._remember(SourceInfo(source["id"], source["writeKey"], "inactive"))
+    store.remember_source(SourceInfo(source["id"], source["writeKey"], "inactive"))
     response = send(source["id"])
     assert response.status_code == 403
 
@@ -162,7 +163,7 @@ class TestIdempotency:
         real_clock = store.clock
         store.clock = lambda: real_clock() + 25 * 3600
         try:
-            assert store.expire_idempotency_keys().result() == 1
+            assert asyncio.run(store.expire_idempotency_keys()) == 1
             again = self.post(api, body, "old")
         finally:
             store.clock = real_clock
@@ -240,7 +241,8 @@ class TestQuery:
         assert response.json()["details"].startswith("limit: ")
 
     def test_limit_bounds_and_default(self, api, source, store):
-        from boltic_cli.server.store import EventRecord, insert_events
+        from boltic_cli.server.store import EventRecord
+        from boltic_cli.server.store.sqlite import insert_events
 
         records = [
             EventRecord(

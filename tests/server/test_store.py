@@ -3,6 +3,7 @@ the counters right, writes share transactions, the schema is versioned."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import sqlite3
@@ -12,13 +13,15 @@ import pytest
 
 from boltic_cli.server.store import (
     DAY_MS,
-    SCHEMA_VERSION,
     EventRecord,
     SchemaTooNew,
     SourceGone,
     SourceInfo,
-    Store,
     StoreUnavailable,
+)
+from boltic_cli.server.store.sqlite import (
+    SCHEMA_VERSION,
+    SQLiteStore,
     connect,
     insert_events,
     migrate,
@@ -46,11 +49,11 @@ def make_events(rng: random.Random, n: int) -> list[EventRecord]:
 
 @pytest.fixture
 def store(tmp_path):
-    with Store(tmp_path / "s.db") as s:
+    with SQLiteStore(tmp_path / "s.db") as s:
         yield s
 
 
-def load(store: Store, events: list[EventRecord]) -> None:
+def load(store: SQLiteStore, events: list[EventRecord]) -> None:
     store.run_in_writer(lambda conn: insert_events(conn, events)).result()
 
 
@@ -76,8 +79,10 @@ def test_summaries_match_brute_force(store):
         source = rng.choice([None, *SOURCES, "src_none"])
         type_ = rng.choice([None, *TYPES, "none"])
         limit = rng.choice([1, 7, 100])
-        got = store.query_events(
-            source_id=source, event_type=type_, from_ms=lo, to_ms=hi, limit=limit
+        got = asyncio.run(
+            store.query_events(
+                source_id=source, event_type=type_, from_ms=lo, to_ms=hi, limit=limit
+            )
         )
         want = brute(events, source, type_, lo, hi)
         assert got.total == len(want), (source, type_, lo, hi)
@@ -95,15 +100,15 @@ def test_pruning_keeps_counts_consistent(store):
     rng = random.Random(3)
     events = make_events(rng, 2000)
     for s in SOURCES:
-        store._remember(SourceInfo(s, f"wk_{s}", "active"))
+        store.remember_source(SourceInfo(s, f"wk_{s}", "active"))
     load(store, events)
     cutoff = BASE + 5 * DAY_MS + 1500  # the first 1500 were received before this
-    while store.prune_received_before(cutoff).result():
+    while asyncio.run(store.prune_received_before(cutoff)):
         pass
     kept = [e for e in events if e.received_at >= cutoff]
     assert len(kept) == 500
     for source in [None, *SOURCES]:
-        got = store.query_events(source_id=source, limit=1)
+        got = asyncio.run(store.query_events(source_id=source, limit=1))
         want = brute(kept, source, None, None, None)
         assert got.total == len(want)
         assert got.unique_types == len({e.type for e in want})
@@ -113,8 +118,8 @@ def test_pruning_keeps_counts_consistent(store):
 
 
 def test_concurrent_writes_share_transactions(tmp_path):
-    with Store(tmp_path / "g.db", commit_delay=0.02) as store:
-        store._remember(SourceInfo("src_a", "wk_a", "active"))
+    with SQLiteStore(tmp_path / "g.db", commit_delay=0.02) as store:
+        store.remember_source(SourceInfo("src_a", "wk_a", "active"))
         futures = []
         lock = threading.Lock()
 
@@ -123,7 +128,7 @@ def test_concurrent_writes_share_transactions(tmp_path):
                 eid = f"evt_{worker:03d}{i:023d}"
                 record = EventRecord(eid, "src_a", "t", 0, 0, "{}")
                 with lock:
-                    futures.append(store.insert_event(record))
+                    futures.append(store.submit(None, record))
 
         threads = [threading.Thread(target=sender, args=(w,)) for w in range(8)]
         for t in threads:
@@ -132,15 +137,15 @@ def test_concurrent_writes_share_transactions(tmp_path):
             t.join()
         for f in futures:
             assert f.result().status == 202
-        assert store.query_events(limit=1).total == 200
+        assert asyncio.run(store.query_events(limit=1)).total == 200
         # With 20 ms per commit, 200 writes one at a time would need 200 commits.
         assert store.commits < 100
 
 
 def test_answer_waits_for_commit(tmp_path):
-    with Store(tmp_path / "c.db", commit_delay=0.3) as store:
-        store._remember(SourceInfo("src_a", "wk_a", "active"))
-        future = store.insert_event(EventRecord("evt_1", "src_a", "t", 0, 0, "{}"))
+    with SQLiteStore(tmp_path / "c.db", commit_delay=0.3) as store:
+        store.remember_source(SourceInfo("src_a", "wk_a", "active"))
+        future = store.submit(None, EventRecord("evt_1", "src_a", "t", 0, 0, "{}"))
         with pytest.raises(TimeoutError):
             future.result(timeout=0.05)
         assert future.result(timeout=5).status == 202
@@ -210,14 +215,14 @@ def test_retention_prunes_old_events(tmp_path):
         runtime.store.clock = lambda: real_clock() + 1800
         api.post("/streams/events", json={"sourceId": source["id"], "type": "new"})
         runtime.store.clock = lambda: real_clock() + 3700
-        runtime.maintain_once()
+        asyncio.run(runtime.maintain_once())
         result = api.get("/streams/events").json()
         assert [e["type"] for e in result["data"]] == ["new"]
         assert result["summary"]["totalEvents"] == 1
 
 
 def test_version_1_database_is_upgraded(tmp_path):
-    from boltic_cli.server.store import MIGRATIONS
+    from boltic_cli.server.store.sqlite import MIGRATIONS
 
     conn = connect(tmp_path / "old.db")
     conn.executescript(f"BEGIN; {MIGRATIONS[1]}; PRAGMA user_version=1; COMMIT;")
@@ -231,7 +236,7 @@ def test_version_1_database_is_upgraded(tmp_path):
     assert conn.execute("SELECT day, n FROM received_counts").fetchall() == [(1, 1)]
 
 
-def queued_together(store: Store, records: list[EventRecord]) -> list:
+def queued_together(store: SQLiteStore, records: list[EventRecord]) -> list:
     """Insert futures for ``records``, all queued while the writer is held, so they
     are written as one batch."""
     started, release = threading.Event(), threading.Event()
@@ -242,15 +247,15 @@ def queued_together(store: Store, records: list[EventRecord]) -> list:
 
     held = store.run_in_writer(hold)
     assert started.wait(5)
-    futures = [store.insert_event(r) for r in records]
+    futures = [store.submit(None, r) for r in records]
     release.set()
     held.result(timeout=5)
     return futures
 
 
 def test_event_batch_is_one_atomic_statement(tmp_path):
-    with Store(tmp_path / "a.db") as store:
-        store._remember(SourceInfo("src_a", "wk_a", "active"))
+    with SQLiteStore(tmp_path / "a.db") as store:
+        store.remember_source(SourceInfo("src_a", "wk_a", "active"))
         good = EventRecord("evt_good", "src_a", "t", 0, 0, "{}")
         # A NULL body breaks the NOT NULL constraint halfway through the batch.
         broken = EventRecord("evt_broken", "src_a", "t", 0, 0, None)  # type: ignore[arg-type]
@@ -263,13 +268,13 @@ def test_event_batch_is_one_atomic_statement(tmp_path):
         assert check.execute("SELECT count(*) FROM events").fetchone() == (0,)
         assert check.execute("SELECT count(*) FROM received_counts").fetchone() == (0,)
         # The writer carries on with the next batch.
-        assert store.insert_event(good).result(timeout=5).status == 202
+        assert store.submit(None, good).result(timeout=5).status == 202
         assert check.execute("SELECT count(*) FROM events").fetchone() == (1,)
 
 
 def test_event_batch_refuses_only_events_of_unknown_sources(tmp_path):
-    with Store(tmp_path / "u.db") as store:
-        store._remember(SourceInfo("src_a", "wk_a", "active"))
+    with SQLiteStore(tmp_path / "u.db") as store:
+        store.remember_source(SourceInfo("src_a", "wk_a", "active"))
         records = [
             EventRecord("evt_1", "src_a", "t", 0, 0, "{}"),
             EventRecord("evt_2", "src_gone", "t", 0, 0, "{}"),
@@ -282,4 +287,23 @@ def test_event_batch_refuses_only_events_of_unknown_sources(tmp_path):
         with pytest.raises(SourceGone):
             gone.result(timeout=5)
         assert store.commits == commits_before + 2  # the held job's, then the batch's
-        assert [b for b in store.query_events().bodies] == ["{}", "{}"]
+        assert asyncio.run(store.query_events()).bodies == ["{}", "{}"]
+
+
+def test_open_store_picks_sqlite_by_path_and_refuses_postgresql(tmp_path):
+    from pathlib import Path
+
+    from boltic_cli.server.settings import ServerSettings
+    from boltic_cli.server.store import Store, StoreNotAvailable, open_store
+
+    async def roundtrip(settings: ServerSettings) -> list[dict]:
+        store = await open_store(settings)
+        try:
+            assert isinstance(store, Store) and isinstance(store, SQLiteStore)
+            return await store.list_sources()
+        finally:
+            await store.close()
+
+    assert asyncio.run(roundtrip(ServerSettings(tmp_path / "f.db", "t"))) == []
+    with pytest.raises(StoreNotAvailable, match="not available yet"):
+        asyncio.run(roundtrip(ServerSettings(Path("postgresql://u@h/db"), "t")))

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Awaitable
-from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -90,11 +88,9 @@ def idempotency(request: Request, raw: bytes) -> Idempotency | None:
     return Idempotency(principal(request.scope).scope, key, digest)
 
 
-async def committed(write: Future | Awaitable[Any]) -> Any:
-    """Wait for a write without holding a worker thread; map store failures to answers."""
+async def committed(write: Awaitable[Any]) -> Any:
+    """Await a store write; map store failures to answers (503, 422, 404)."""
     try:
-        if isinstance(write, Future):
-            return await asyncio.wrap_future(write)
         return await write
     except StoreUnavailable as e:
         raise Problem(503, "the store cannot write", str(e), {"Retry-After": "1"}) from None

@@ -53,8 +53,8 @@ def check_webhook(body: StreamDestinationInput) -> None:
     summary="Boltic List stream destinations",
     response_model=DestinationList,
 )
-def list_stream_destinations(request: Request) -> Response:
-    rows = runtime(request).store.list_destinations()
+async def list_stream_destinations(request: Request) -> Response:
+    rows = await runtime(request).store.list_destinations()
     data = {"data": [destination_wire(r) for r in rows]}
     return Response(json.dumps(data), 200, media_type="application/json")
 

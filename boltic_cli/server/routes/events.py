@@ -46,13 +46,13 @@ async def send_event(request: Request) -> Response:
     if caller.source_id is not None and caller.source_id != body.source_id:
         raise Problem(403, "forbidden", "this write key may only send to its own source")
     rt = runtime(request)
-    source = rt.store.source(body.source_id)
+    source = await rt.store.source(body.source_id)
     if source is None:
         raise Problem(404, "source not found", f"no source {body.source_id}")
     if source.status != "active":
         raise Problem(403, "forbidden", f"source {body.source_id} is {source.status}")
     record = _record(request, body, rt.ids.new("evt_"), rt.store.now_ms())
-    stored = await committed(rt.store.insert_event_async(record, idempotency(request, raw)))
+    stored = await committed(rt.store.insert_event(record, idempotency(request, raw)))
     return Response(stored.body, stored.status, media_type="application/json")
 
 
@@ -99,7 +99,7 @@ def _record(request: Request, body: EventInput, event_id: str, received_ms: int)
     "monitoring event flows.",
     response_model=EventQueryResult,
 )
-def query_events(
+async def query_events(
     request: Request,
     source_id: Annotated[str | None, Query(alias="sourceId")] = None,
     event_type: Annotated[str | None, Query(alias="eventType")] = None,
@@ -107,7 +107,7 @@ def query_events(
     to: Annotated[datetime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    result = runtime(request).store.query_events(
+    result = await runtime(request).store.query_events(
         source_id=source_id,
         event_type=event_type,
         from_ms=None if from_ is None else to_ms(_utc(from_)),

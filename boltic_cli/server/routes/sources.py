@@ -54,8 +54,8 @@ def _not_found(source_id: str) -> Problem:
     description="Retrieve a list of all configured stream sources.",
     response_model=SourceList,
 )
-def list_stream_sources(request: Request) -> Response:
-    rows = runtime(request).store.list_sources()
+async def list_stream_sources(request: Request) -> Response:
+    rows = await runtime(request).store.list_sources()
     return _json({"data": [source_wire(r) for r in rows]})
 
 
@@ -92,10 +92,10 @@ async def create_stream_source(request: Request) -> Response:
     response_model=StreamSource,
     responses=NOT_FOUND,
 )
-def get_stream_source(
+async def get_stream_source(
     request: Request, source_id: Annotated[str, Path(alias="sourceId")]
 ) -> Response:
-    row = runtime(request).store.get_source(source_id)
+    row = await runtime(request).store.get_source(source_id)
     if row is None:
         raise _not_found(source_id)
     return _json(source_wire(row))
@@ -125,15 +125,15 @@ async def delete_stream_source(
     response_model=DebugResult,
     responses=NOT_FOUND,
 )
-def debug_stream_source(
+async def debug_stream_source(
     request: Request,
     source_id: Annotated[str, Path(alias="sourceId")],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
     store = runtime(request).store
-    if store.source(source_id) is None:
+    if await store.source(source_id) is None:
         raise _not_found(source_id)
-    bodies, last_received = store.debug_events(source_id, limit)
+    bodies, last_received = await store.debug_events(source_id, limit)
     connected = last_received is not None and (
         store.now_ms() - last_received <= CONNECTED_WINDOW_MS
     )

@@ -1,0 +1,94 @@
+"""The server's storage: one async interface (``Store``), chosen by the database URL.
+
+Routes and background tasks use only what ``base`` defines; ``open_store(settings)``
+picks the implementation: a file path is the embedded SQLite store
+(``store.sqlite``); a ``postgresql://`` URL is refused until that store exists.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from boltic_cli.server.store.base import (
+    DAY_MS,
+    IDEMPOTENCY_TTL_MS,
+    PRUNE_CHUNK,
+    EventRecord,
+    Idempotency,
+    IdempotencyConflict,
+    QueryResult,
+    SchemaTooNew,
+    SourceGone,
+    SourceInfo,
+    Store,
+    StoredResponse,
+    StoreError,
+    StoreNotAvailable,
+    StoreUnavailable,
+    accepted,
+)
+
+if TYPE_CHECKING:
+    from boltic_cli.server.settings import ServerSettings
+
+__all__ = [
+    "DAY_MS",
+    "IDEMPOTENCY_TTL_MS",
+    "PRUNE_CHUNK",
+    "EventRecord",
+    "Idempotency",
+    "IdempotencyConflict",
+    "QueryResult",
+    "SchemaTooNew",
+    "SourceGone",
+    "SourceInfo",
+    "Store",
+    "StoreError",
+    "StoreNotAvailable",
+    "StoreUnavailable",
+    "StoredResponse",
+    "accepted",
+    "make_store",
+    "open_store",
+    "prepare_store",
+]
+
+POSTGRES_SCHEMES = ("postgresql:", "postgres:")
+
+
+def _target(settings: ServerSettings) -> str:
+    return str(settings.db_path)
+
+
+def _refuse_unsupported(target: str) -> None:
+    if target.lower().startswith(POSTGRES_SCHEMES):
+        raise StoreNotAvailable(
+            "PostgreSQL storage is not available yet in this version; "
+            "use a SQLite file path with --db"
+        )
+
+
+def make_store(settings: ServerSettings) -> Store:
+    """The store ``settings`` name, not yet opened. Raises StoreNotAvailable."""
+    _refuse_unsupported(_target(settings))
+    from boltic_cli.server.store.sqlite import SQLiteStore
+
+    return SQLiteStore(settings.db_path, commit_delay=settings.commit_delay)
+
+
+async def open_store(settings: ServerSettings) -> Store:
+    """The store ``settings`` name, opened (schema created or migrated). Raises
+    StoreNotAvailable, SchemaTooNew, StoreUnavailable."""
+    store = make_store(settings)
+    await store.open()
+    return store
+
+
+def prepare_store(settings: ServerSettings) -> None:
+    """Check before serving that the database opens and its schema is current (creating
+    or migrating it), so a bad path is one clear error. Raises StoreError, OSError and
+    the driver's errors."""
+    _refuse_unsupported(_target(settings))
+    from boltic_cli.server.store.sqlite import prepare
+
+    prepare(settings.db_path)
