@@ -83,7 +83,7 @@ def prepare_database(settings: ServerSettings) -> None:
     one clear error instead of a failed startup with a traceback."""
     from boltic_cli.server.store import StoreError, StoreNotAvailable, prepare_store
 
-    path = settings.db_path
+    path = settings.database()
     try:
         prepare_store(settings)
     except StoreNotAvailable as e:

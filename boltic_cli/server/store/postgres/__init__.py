@@ -5,7 +5,7 @@ the SQLite path never loads the driver."""
 
 from __future__ import annotations
 
-from boltic_cli.server.store.postgres.schema import MIGRATIONS, SCHEMA_VERSION, migrate
+from boltic_cli.server.store.postgres.schema import MIGRATIONS, SCHEMA_VERSION, migrate, prepare
 from boltic_cli.server.store.postgres.store import PostgresStore
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "migrate"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "migrate", "prepare"]

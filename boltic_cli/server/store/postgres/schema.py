@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from boltic_cli.server.store.base import SchemaTooNew
+from boltic_cli.server.store.base import SchemaTooNew, StoreUnavailable
 
 if TYPE_CHECKING:
     import asyncpg
@@ -122,6 +122,27 @@ CREATE TRIGGER events_count_delete AFTER DELETE ON events
 """
 
 MIGRATIONS: dict[int, str] = {1: SCHEMA_V1}
+
+
+def prepare(url: str, connect_timeout: float = 5.0) -> None:
+    """Before serving: connect and create or migrate the schema, so an unreachable
+    database or a newer schema is one clear error. Raises StoreUnavailable,
+    SchemaTooNew."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url, timeout=connect_timeout)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(run())
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as e:
+        raise StoreUnavailable(str(e) or type(e).__name__) from None
 
 
 async def schema_version(conn: asyncpg.Connection) -> int:

@@ -124,7 +124,7 @@ class _Group(Generic[T, R]):
                 group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
                 try:
                     results: list[Any] = await self._run([item for item, _ in group])
-                except BaseException as e:  # noqa: BLE001 - handed to every waiter
+                except BaseException as e:  # handed to every waiter
                     results = [e] * len(group)
                 self.flushes += 1
                 for (_, future), result in zip(group, results, strict=True):
@@ -277,11 +277,7 @@ class PostgresStore(base.Store):
             return [e] * len(records)
         stored = {row[0] for row in rows}
         return [
-            None
-            if r is None
-            else accepted(r.id)
-            if r.id in stored
-            else SourceGone(r.source_id)
+            None if r is None else accepted(r.id) if r.id in stored else SourceGone(r.source_id)
             for r in records
         ]
 
@@ -310,6 +306,26 @@ class PostgresStore(base.Store):
             return response
 
         return await self._call(run, transaction=True)
+
+    async def insert_records(self, records: list[EventRecord], chunk: int = 5000) -> int:
+        """Bulk load (tests, benchmarks; not for routes): insert events of existing
+        sources in statements of ``chunk`` rows; returns how many were stored."""
+        stored = 0
+        for start in range(0, len(records), chunk):
+            part = records[start : start + chunk]
+            rows = await self._call(
+                lambda conn, part=part: conn.fetch(
+                    INSERT_EVENTS,
+                    [r.id for r in part],
+                    [r.source_id for r in part],
+                    [r.type for r in part],
+                    [r.timestamp for r in part],
+                    [r.received_at for r in part],
+                    [r.body for r in part],
+                )
+            )
+            stored += len(rows)
+        return stored
 
     async def _claim(
         self, conn: Any, idem: Idempotency | None, response: StoredResponse
@@ -598,7 +614,9 @@ def _summary(
         day_types = "SELECT NULL::text AS type, 0::bigint AS n WHERE FALSE"
     else:
         day_clauses = ["n > 0", *_where(p, source_id, event_type, *days, day=True)]
-        day_types = f"SELECT type, sum(n) AS n FROM event_counts WHERE {_and(day_clauses)} GROUP BY type"
+        day_types = (
+            f"SELECT type, sum(n) AS n FROM event_counts WHERE {_and(day_clauses)} GROUP BY type"
+        )
     if not edges:
         edge_count = "SELECT 0::bigint AS n"
         edge_types = "SELECT NULL::text AS type WHERE FALSE"
