@@ -276,7 +276,9 @@ def test_postgresql_restarted_under_load(
     again within seconds after it is back, without being restarted itself."""
     url = pg_server_process
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    source = httpx.post(f"{url}/streams/sources", json={"name": "s", "type": "server"}, headers=auth)
+    source = httpx.post(
+        f"{url}/streams/sources", json={"name": "s", "type": "server"}, headers=auth
+    )
     assert source.status_code == 201, source.text
     source_id = source.json()["id"]
     acked: list[str] = []
