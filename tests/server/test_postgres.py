@@ -355,3 +355,67 @@ def test_postgresql_restarted_under_load(
     assert len(acked) == len(set(acked))
     missing = set(acked) - set(stored)
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged events lost"
+
+
+def test_summaries_match_brute_force(pg_database):
+    """The SQLite store's brute-force check (tests/server/test_store.py), on PostgreSQL."""
+    import json
+    import random
+
+    from tests.server.test_store import BASE, DAY_MS, SOURCES, TYPES, brute, make_events
+
+    async def body(store) -> None:
+        rng = random.Random(7)
+        events = make_events(rng, 3000)
+        for sid in SOURCES:
+            await store.create_source(source_row(sid), lambda r: "{}")
+        assert await store.insert_records(events) == len(events)
+        edges = [None, BASE, BASE + DAY_MS, BASE - 1, BASE + 1]
+        for _ in range(300):
+            lo = rng.choice([*edges, BASE + rng.randrange(-2 * DAY_MS, 5 * DAY_MS)])
+            hi = rng.choice([*edges, BASE + rng.randrange(-2 * DAY_MS, 5 * DAY_MS)])
+            source = rng.choice([None, *SOURCES, "src_none"])
+            type_ = rng.choice([None, *TYPES, "none"])
+            limit = rng.choice([1, 7, 100])
+            got = await store.query_events(
+                source_id=source, event_type=type_, from_ms=lo, to_ms=hi, limit=limit
+            )
+            want = brute(events, source, type_, lo, hi)
+            assert got.total == len(want), (source, type_, lo, hi)
+            assert got.unique_types == len({e.type for e in want})
+            if want:
+                assert got.earliest == min(e.timestamp for e in want)
+                assert got.latest == max(e.timestamp for e in want)
+            else:
+                assert got.earliest is None and got.latest is None
+            newest = sorted(want, key=lambda e: (e.timestamp, e.id), reverse=True)[:limit]
+            assert [json.loads(b)["id"] for b in got.bodies] == [e.id for e in newest]
+
+    run(body, pg_database)
+
+
+def test_pruning_keeps_counts_consistent(pg_database, pg_server):
+    import random
+
+    from tests.server.test_store import BASE, SOURCES, make_events
+
+    async def body(store) -> None:
+        events = make_events(random.Random(3), 12_000)
+        for sid in SOURCES:
+            await store.create_source(source_row(sid), lambda r: "{}")
+        await store.insert_records(events)
+        cutoff = BASE + 5 * DAY_MS + 7000  # received_at is BASE + 5 days + i
+        deleted = []
+        while (n := await store.prune_received_before(cutoff)) > 0:
+            deleted.append(n)
+        assert deleted[0] == PRUNE_CHUNK and sum(deleted) == 7000
+        for sid in SOURCES:
+            got = await store.query_events(source_id=sid, limit=1)
+            assert got.total == sum(1 for e in events[7000:] if e.source_id == sid)
+
+    from boltic_cli.server.store import DAY_MS, PRUNE_CHUNK
+
+    run(body, pg_database)
+    db = pg_database.rsplit("/", 1)[1]
+    assert pg_server.psql("SELECT count(*) FROM event_counts WHERE n <= 0", db=db).strip() == "0"
+    assert pg_server.psql("SELECT sum(n) FROM received_counts", db=db).strip() == "5000"

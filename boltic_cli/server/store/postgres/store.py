@@ -229,15 +229,6 @@ class PostgresStore(base.Store):
         except self._errors as e:
             raise StoreUnavailable(f"the database cannot be reached: {_reason(e)}") from None
 
-    async def _read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        """``fn(conn)`` in one REPEATABLE READ transaction: its statements see one snapshot."""
-
-        async def run(conn: Any) -> T:
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                return await fn(conn)
-
-        return await self._call(run)
-
     # sources
 
     async def _lookup_group(self, items: list[tuple[str, str]]) -> list[SourceInfo | None]:
@@ -496,17 +487,13 @@ class PostgresStore(base.Store):
     ) -> QueryResult:
         if from_ms is not None and to_ms is not None and from_ms >= to_ms:
             return QueryResult([], 0, 0, None, None)
-        page_sql, page_params = _page(source_id, event_type, from_ms, to_ms, limit)
-        summary_sql, summary_params = _summary(source_id, event_type, from_ms, to_ms)
+        sql, params = _query(source_id, event_type, from_ms, to_ms, limit)
 
-        async def run(conn: Any) -> QueryResult:
-            rows = await conn.fetch(page_sql, *page_params)
-            if not rows:
-                return QueryResult([], 0, 0, None, None)
-            earliest, total, types = await conn.fetchrow(summary_sql, *summary_params)
-            return QueryResult([r[0] for r in rows], total, types, earliest, rows[0][1])
-
-        return await self._read(run)
+        rows = await self._call(lambda conn: conn.fetch(sql, *params))
+        if rows[0][0] is None:
+            return QueryResult([], 0, 0, None, None)
+        _, latest, earliest, total, types = rows[0]
+        return QueryResult([r[0] for r in rows], total, types, earliest, latest)
 
 
 def _reason(e: BaseException) -> str:
@@ -571,22 +558,13 @@ def _and(clauses: list[str]) -> str:
     return " AND ".join(clauses) if clauses else "TRUE"
 
 
-def _page(
+def _query(
     source_id: str | None, event_type: str | None, lo: int | None, hi: int | None, limit: int
 ) -> tuple[str, list[Any]]:
-    p = _Params()
-    where = _and(_where(p, source_id, event_type, lo, hi))
-    sql = (
-        f"SELECT body, timestamp FROM events WHERE {where} "
-        f"ORDER BY timestamp DESC, id DESC LIMIT {p(limit)}"
-    )
-    return sql, p.values
-
-
-def _summary(
-    source_id: str | None, event_type: str | None, lo: int | None, hi: int | None
-) -> tuple[str, list[Any]]:
-    """One statement: the earliest match, the count of matches and of their types.
+    """ONE statement (one round trip, one snapshot) for GET /streams/events: the page
+    (body, timestamp; newest first, ties by id), each row carrying the summary (the
+    earliest match, the count of matches and of their types); with no match, one row
+    whose body is NULL.
 
     As in SQLite: whole UTC days inside the window are added up from the counters;
     the partial days at its edges are counted from the events, and their types not
@@ -649,12 +627,18 @@ def _summary(
             f"WHERE NOT EXISTS (SELECT 1 FROM day_types d WHERE d.type = c.type) "
             f"AND EXISTS (SELECT 1 FROM events e WHERE {probe_where} AND ({ranges}))"
         )
+    page = (
+        f"SELECT body, timestamp, id FROM events "
+        f"WHERE {_and(_where(p, source_id, event_type, lo, hi))} "
+        f"ORDER BY timestamp DESC, id DESC LIMIT {p(limit)}"
+    )
     sql = (
-        f"WITH day_types AS ({day_types}), edge_count AS ({edge_count}), "
-        f"edge_types AS ({edge_types}) "
-        f"SELECT ({earliest}), "
+        f"WITH page AS ({page}), day_types AS ({day_types}), edge_count AS ({edge_count}), "
+        f"edge_types AS ({edge_types}), summary AS (SELECT ({earliest}) AS earliest, "
         f"(SELECT coalesce(sum(n), 0) FROM day_types)::bigint "
-        f"+ (SELECT n FROM edge_count), "
-        f"(SELECT count(*) FROM day_types) + (SELECT count(*) FROM edge_types)"
+        f"+ (SELECT n FROM edge_count) AS total, "
+        f"(SELECT count(*) FROM day_types) + (SELECT count(*) FROM edge_types) AS types) "
+        f"SELECT p.body, p.timestamp, s.earliest, s.total, s.types "
+        f"FROM summary s LEFT JOIN page p ON TRUE ORDER BY p.timestamp DESC, p.id DESC"
     )
     return sql, p.values
