@@ -159,8 +159,9 @@ def test_a_key_is_deduped_by_the_database_across_processes(pg_database):
 
 
 def test_a_deleted_source_is_refused_at_once_by_another_process(pg_database):
-    """Deleted through one store, the other (which looked the source up before) is
-    refused by the inserting statement itself, and the key is unknown to it at once."""
+    """Deleted through one store, the other (which had looked the source up and keeps
+    it as a hint) is refused by the inserting statement itself, the first time; its
+    lookups then answer from the database again."""
     from boltic_cli.server.store.postgres import PostgresStore
 
     async def body() -> None:
@@ -172,10 +173,11 @@ def test_a_deleted_source_is_refused_at_once_by_another_process(pg_database):
             assert (await b.source_for_key("wk_src_a")).id == "src_a"
             await b.insert_event(record(1))
             await a.delete_source("src_a")
-            assert await b.source_for_key("wk_src_a") is None
-            assert await b.source("src_a") is None
+            assert await a.source_for_key("wk_src_a") is None
             with pytest.raises(SourceGone):
                 await b.insert_event(record(2))
+            assert await b.source_for_key("wk_src_a") is None
+            assert await b.source("src_a") is None
             with pytest.raises(SourceGone):
                 await b.insert_event(record(3), Idempotency("wk", "k", "h"))
             assert (await b.query_events()).total == 0
@@ -184,6 +186,20 @@ def test_a_deleted_source_is_refused_at_once_by_another_process(pg_database):
             await b.close()
 
     asyncio.run(body())
+
+
+def test_an_inactive_source_is_refused_by_the_inserting_statement(pg_database, pg_server):
+    async def body(store) -> None:
+        await store.create_source(source_row(), lambda r: "{}")
+        assert (await store.source("src_a")).status == "active"
+        db = pg_database.rsplit("/", 1)[1]
+        pg_server.psql("UPDATE sources SET status = 'inactive'", db=db)  # as another process
+        with pytest.raises(SourceGone):
+            await store.insert_event(record(1))
+        assert (await store.source("src_a")).status == "inactive"
+        assert (await store.query_events()).total == 0
+
+    run(body, pg_database)
 
 
 def test_delete_during_inserts_leaves_no_orphans_and_counts_agree(pg_database, pg_server):

@@ -60,7 +60,7 @@ INSERT INTO events (id, source_id, type, timestamp, received_at, body)
 SELECT u.id, u.source_id, u.type, u.timestamp, u.received_at, u.body
 FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])
     AS u(id, source_id, type, timestamp, received_at, body)
-JOIN sources s ON s.id = u.source_id
+JOIN sources s ON s.id = u.source_id AND s.status = 'active'
 FOR KEY SHARE OF s
 RETURNING id
 """
@@ -100,34 +100,53 @@ def _driver_errors() -> tuple[type[BaseException], ...]:
 
 class _Group(Generic[T, R]):
     """Calls that wait together run together: ``await group.submit(item)`` queues
-    ``item``; one flush at a time hands every queued item to ``run(items)`` (one
+    ``item``; a flush hands every queued item (up to MAX_GROUP) to ``run(items)`` (one
     statement), whose list of results (a value or an exception, one per item, in
-    order) answers each caller. Items queued during a flush go in the next one."""
+    order) answers each caller. Up to ``parallel`` flushes are in flight at once, each
+    on its own connection: while one waits for its commit to reach the disk, the next
+    group is already on its way (PostgreSQL flushes the WAL of commits waiting
+    together once). Items queued meanwhile go in the next flush."""
 
-    def __init__(self, run: Callable[[list[T]], Awaitable[list[R | BaseException]]]) -> None:
+    def __init__(
+        self, run: Callable[[list[T]], Awaitable[list[R | BaseException]]], parallel: int = 1
+    ) -> None:
         self._run = run
+        self.parallel = parallel
         self._pending: list[tuple[T, asyncio.Future]] = []
-        self._flushing = False
+        self._inflight: set[asyncio.Future] = set()
+        self._flushers = 0
+        self._tasks: set[asyncio.Task] = set()
         self.flushes = 0
 
     def submit(self, item: T) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._pending.append((item, future))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
+        if self._flushers < self.parallel:
+            self._flushers += 1
+            self._tasks.add(task := loop.create_task(self._flush()))
+            task.add_done_callback(self._tasks.discard)
         return future
+
+    async def drain(self) -> None:
+        """Wait until everything submitted before this call has been answered."""
+        waiting = [f for _, f in self._pending] + list(self._inflight)
+        if waiting:
+            await asyncio.wait(waiting)
 
     async def _flush(self) -> None:
         try:
             while self._pending:
                 group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+                futures = [future for _, future in group]
+                self._inflight.update(futures)
                 try:
                     results: list[Any] = await self._run([item for item, _ in group])
                 except BaseException as e:  # handed to every waiter
                     results = [e] * len(group)
                 self.flushes += 1
-                for (_, future), result in zip(group, results, strict=True):
+                self._inflight.difference_update(futures)
+                for future, result in zip(futures, results, strict=True):
                     if future.done():
                         continue
                     if isinstance(result, BaseException):
@@ -135,7 +154,7 @@ class _Group(Generic[T, R]):
                     else:
                         future.set_result(result)
         finally:
-            self._flushing = False
+            self._flushers -= 1
 
 
 class PostgresStore(base.Store):
@@ -143,7 +162,8 @@ class PostgresStore(base.Store):
 
     ``pool_size``: most connections this process holds; ``connect_timeout`` and
     ``statement_timeout`` in seconds (a statement past its timeout is cancelled and
-    its request answered 503). ``commit_delay`` (tests): seconds to sleep before each
+    its request answered 503). ``group_parallel``: group statements in flight at once.
+    ``commit_delay`` (tests): seconds to sleep before each
     group's statement, so a kill can land between receiving and committing.
     """
 
@@ -155,6 +175,7 @@ class PostgresStore(base.Store):
         connect_timeout: float = 5.0,
         statement_timeout: float = 30.0,
         commit_delay: float = 0.0,
+        group_parallel: int = 2,
         clock=time.time,
     ) -> None:
         self.url = url
@@ -166,10 +187,19 @@ class PostgresStore(base.Store):
         self._pool: Any = None
         self._closed = False
         self._errors: tuple[type[BaseException], ...] = ()
-        self._inserts: _Group[EventRecord | None, StoredResponse | None] = _Group(
-            self._insert_group
+        self._inserts: _Group[EventRecord, StoredResponse] = _Group(
+            self._insert_group, parallel=max(1, min(group_parallel, pool_size - 1))
         )
-        self._lookups: _Group[tuple[str, str], SourceInfo | None] = _Group(self._lookup_group)
+        # Active sources this process has looked up: a hint for the request gate and
+        # the routes, never the last word (the inserting statement checks the source
+        # itself). Emptied of a source when this process deletes it or an insert finds
+        # it gone; ``_generation`` counts those, so a lookup that raced one is not kept.
+        self._by_id: dict[str, SourceInfo] = {}
+        self._by_key: dict[str, SourceInfo] = {}
+        self._generation = 0
+        self._lookups: _Group[tuple[str, str], SourceInfo | None] = _Group(
+            self._lookup_group, parallel=max(1, min(group_parallel, pool_size - 1))
+        )
 
     # lifecycle
 
@@ -189,6 +219,7 @@ class PostgresStore(base.Store):
                 max_size=self.pool_size,
                 timeout=self.connect_timeout,
                 command_timeout=self.statement_timeout,
+                reset=_keep_session,
                 server_settings={
                     "statement_timeout": str(int(self.statement_timeout * 1000)),
                     "application_name": "boltic-server",
@@ -240,18 +271,36 @@ class PostgresStore(base.Store):
         return [(by_id if kind == "id" else by_key).get(value) for kind, value in items]
 
     async def source(self, source_id: str) -> SourceInfo | None:
-        return await self._lookups.submit(("id", source_id))
+        cached = self._by_id.get(source_id)
+        if cached is not None:
+            return cached
+        return self._remember(self._generation, await self._lookups.submit(("id", source_id)))
 
     async def source_for_key(self, write_key: str) -> SourceInfo | None:
-        return await self._lookups.submit(("key", write_key))
+        cached = self._by_key.get(write_key)
+        if cached is not None:
+            return cached
+        return self._remember(self._generation, await self._lookups.submit(("key", write_key)))
+
+    def _remember(self, generation: int, info: SourceInfo | None) -> SourceInfo | None:
+        """Keep an active source found by a lookup, unless a source was forgotten while
+        the lookup ran (its answer may predate that delete)."""
+        if info is not None and info.status == "active" and generation == self._generation:
+            self._by_id[info.id] = info
+            self._by_key[info.write_key] = info
+        return info
+
+    def _forget(self, source_id: str) -> None:
+        self._generation += 1
+        info = self._by_id.pop(source_id, None)
+        if info is not None:
+            self._by_key.pop(info.write_key, None)
 
     # writes
 
-    async def _insert_group(self, records: list[EventRecord | None]) -> list[Any]:
-        """One statement for the group; None items are barriers (answered after it)."""
-        events = [r for r in records if r is not None]
-        if not events:
-            return [None] * len(records)
+    async def _insert_group(self, records: list[EventRecord]) -> list[Any]:
+        """One statement for the group (each event's answer, or SourceGone)."""
+        events = records
         if self.commit_delay:
             await asyncio.sleep(self.commit_delay)
         columns = (
@@ -267,10 +316,11 @@ class PostgresStore(base.Store):
         except StoreUnavailable as e:
             return [e] * len(records)
         stored = {row[0] for row in rows}
-        return [
-            None if r is None else accepted(r.id) if r.id in stored else SourceGone(r.source_id)
-            for r in records
-        ]
+        if len(stored) < len(records):
+            for r in records:
+                if r.id not in stored:
+                    self._forget(r.source_id)  # deleted or deactivated, maybe elsewhere
+        return [accepted(r.id) if r.id in stored else SourceGone(r.source_id) for r in records]
 
     async def insert_event(
         self, record: EventRecord, idem: Idempotency | None = None
@@ -293,6 +343,7 @@ class PostgresStore(base.Store):
                 [record.body],
             )
             if not rows:
+                self._forget(record.source_id)
                 raise SourceGone(record.source_id)  # rolls the claimed key back
             return response
 
@@ -402,7 +453,10 @@ class PostgresStore(base.Store):
 
     async def delete_source(self, source_id: str) -> None:
         # Events queued before this call go first (and are deleted with the source).
-        await self._inserts.submit(None)
+        await self._inserts.drain()
+        # Forgotten before the delete and again after it: a lookup that read the row
+        # meanwhile cannot put it back (see _remember).
+        self._forget(source_id)
 
         async def run(conn: Any) -> None:
             # The source row first: its lock waits for inserts holding it (FOR KEY
@@ -413,7 +467,10 @@ class PostgresStore(base.Store):
                 return
             raise SourceGone(source_id)
 
-        await self._call(run, transaction=True)
+        try:
+            await self._call(run, transaction=True)
+        finally:
+            self._forget(source_id)
 
     # maintenance
 
@@ -494,6 +551,15 @@ class PostgresStore(base.Store):
             return QueryResult([], 0, 0, None, None)
         _, latest, earliest, total, types = rows[0]
         return QueryResult([r[0] for r in rows], total, types, earliest, latest)
+
+
+async def _keep_session(conn: Any) -> None:
+    """What a connection needs before going back to the pool. asyncpg's default sends
+    ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every release:
+    a round trip per statement, for session state this store never leaves (no
+    session locks, cursors, LISTEN or SET). Only an open transaction is ended."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 def _reason(e: BaseException) -> str:
