@@ -28,6 +28,7 @@ def server(
         str | None,
         typer.Option(
             "--db",
+            metavar="FILE|URL",
             envvar="BOLTIC_DATABASE_URL",
             show_envvar=True,
             help="SQLite database file, or a PostgreSQL URL (postgresql://user@host:port/db). "
