@@ -92,6 +92,14 @@ def postgres_cpu_s(pg: PostgresServer) -> float:
     return total / ticks
 
 
+def transactions(pg: PostgresServer, url: str) -> int:
+    """Transactions committed in the database so far (pg_stat_database)."""
+    name = url.rsplit("/", 1)[1]
+    time.sleep(0.5)  # backends that just exited flush their statistics
+    query = f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{name}'"
+    return int(pg.psql(query).strip() or 0)
+
+
 def ingest(db: str, work: Path, seconds: int, pg: PostgresServer | None) -> dict:
     server = Server(db, work, work / "server.log")
     try:
@@ -103,7 +111,13 @@ def ingest(db: str, work: Path, seconds: int, pg: PostgresServer | None) -> dict
         }
         script = bench_server.lua_post(work / "post.lua", event)
         pg_before = postgres_cpu_s(pg) if pg else 0.0
-        result = bench_server.measured_wrk(server, f"{server.url}/streams/events", script, seconds)  # type: ignore[arg-type]
+        commits_before = transactions(pg, db) if pg else 0
+        result = bench_server.measured_wrk(
+            server,  # type: ignore[arg-type]
+            f"{server.url}/streams/events",
+            script,
+            seconds,
+        )
         if pg:
             result["postgres_cpu_us_per_request"] = round(
                 (postgres_cpu_s(pg) - pg_before) / result["requests"] * 1e6, 1
@@ -117,6 +131,13 @@ def ingest(db: str, work: Path, seconds: int, pg: PostgresServer | None) -> dict
         result["stored"] = stored["summary"]["totalEvents"]
     finally:
         server.stop()
+    if pg:
+        # One autocommitted statement per group (counted once the server's backends
+        # have exited and flushed their statistics): requests per transaction is
+        # the mean group size.
+        result["requests_per_transaction"] = round(
+            result["requests"] / max(1, transactions(pg, db) - commits_before), 1
+        )
     result["load_average_after"] = load_averages()
     return result
 
