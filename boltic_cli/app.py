@@ -254,7 +254,7 @@ def _silence_stdout() -> None:
 
 def _report(error: BolticError, session: Session, argv: list[str]) -> None:
     stderr = session.env.stderr or sys.stderr
-    line = f"Error: {error.message}"
+    line = f"{error.prefix}{error.message}"
     if error.details and error.details not in error.message:
         line += f": {error.details}"
     if error.hint:

@@ -18,7 +18,9 @@ stderr and an exit code. The tree::
     │   ├── RateLimited              1  429 after the retries
     │   └── ServerError              1  5xx
     ├── WaitTimedOut                 1  ``debug wait`` saw no matching event in time
-    └── PartialFailure               1  some items of a batch failed (already reported)
+    ├── PartialFailure               1  some items of a batch failed (already reported)
+    └── Declined                     1  the user answered no at a prompt (not an error
+                                        message: printed as is, without "Error:")
 
 Ctrl-C (130) and SIGTERM (143) are not in this tree: ``app`` raises them as
 ``BaseException`` subclasses so that no ``except Exception`` swallows them.
@@ -54,16 +56,19 @@ class BolticError(Exception):
         """The HTTP status behind the error, when there is one."""
         return None
 
+    #: Printed with an "Error: " prefix; ``Declined`` is the user's own choice.
+    prefix = "Error: "
+
     def to_dict(self) -> dict:
-        """The ``{"error": ...}`` object printed on stderr in JSON modes."""
-        return {
-            "error": {
-                "code": self.code,
-                "message": self.message,
-                "details": self.details,
-                "exitCode": int(self.exit_status),
-            }
-        }
+        """The ``{"error": ...}`` object printed on stderr in JSON modes: ``message`` and
+        ``exitCode`` always, ``code`` and ``details`` only when known (design.md: absent,
+        never null)."""
+        error: dict = {"message": self.message, "exitCode": int(self.exit_status)}
+        if self.code is not None:
+            error["code"] = self.code
+        if self.details is not None:
+            error["details"] = self.details
+        return {"error": error}
 
 
 class UsageError(BolticError):
@@ -136,6 +141,12 @@ class WaitTimedOut(BolticError):
 
 class PartialFailure(BolticError):
     pass
+
+
+class Declined(BolticError):
+    """The user said no to a confirmation prompt: nothing was done (exit 1)."""
+
+    prefix = ""
 
 
 def error_for_status(status: int, message: str, details: str | None = None) -> APIError:

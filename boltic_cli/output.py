@@ -22,13 +22,14 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TextIO
 
+from boltic_cli.context import OUTPUT_FORMATS
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
     from boltic_cli.tail import TailRecord, TailView
 
-FORMATS = ("table", "plain", "json", "ndjson", "yaml", "csv")
 MASK = "********"
 SECRET_KEY_PARTS = ("secret", "token", "password", "apikey", "authorization", "privatekey")
 
@@ -226,7 +227,7 @@ class Output:
         clock: Callable[[], datetime],
         stderr_color: bool | None = None,
     ) -> None:
-        if format not in FORMATS:
+        if format not in OUTPUT_FORMATS:
             from boltic_cli.errors import UsageError
 
             raise UsageError(f"unknown output format {format!r}")
@@ -595,3 +596,30 @@ def _has_unsafe_text(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_unsafe_text(v) for v in value)
     return False
+
+
+TEST_EVENT_TYPE = "test_event"
+
+
+def curl_send_example(api_url: str, source_id: str, write_key: str) -> str:
+    """The one ready-to-paste ``curl`` that POSTs a ``test_event`` to a source with its
+    write key (``sources create`` and `boltic dev`'s banner), broken over lines with
+    ``\\`` so it fits an 80-column terminal; every word shell-quoted.
+
+    ``api_url`` includes ``/v1`` (design.md). The body is
+    ``{"sourceId": ..., "type": "test_event"}``: short enough that the longest line
+    (the Authorization header, with a 43-character write key) stays under 80 columns.
+    """
+    import json
+    import shlex
+
+    body = json.dumps({"sourceId": source_id, "type": TEST_EVENT_TYPE}, separators=(",", ":"))
+    url = api_url.rstrip("/") + "/streams/events"
+    return " \\\n  ".join(
+        [
+            f"curl -X POST {shlex.quote(url)}",
+            f"-H {shlex.quote(f'Authorization: Bearer {write_key}')}",
+            "-H 'Content-Type: application/json'",
+            f"-d {shlex.quote(body)}",
+        ]
+    )

@@ -1,4 +1,6 @@
-"""Parsers for option values shared by commands: fields, JSON objects, times, durations, filters.
+"""Parsers for option values shared by commands: fields, JSON objects, filters.
+
+Durations and times have their one parser in ``durations``.
 
 Pure functions: they read only the file or stdin they are handed, and every bad
 input is a one-line ``UsageError`` (exit 2) raised before any request is made.
@@ -7,24 +9,12 @@ input is a one-line ``UsageError`` (exit 2) raised before any request is made.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 from boltic_cli.errors import UsageError
-
-UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
-_BARE_SECONDS = re.compile(r"\d+(?:\.\d+)?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?)(\.\d+)?(Z|[+-]\d{2}:\d{2})?", re.IGNORECASE
-)
-TIME_FORMS = "RFC 3339 (2026-11-26T11:19:14Z), a date (2026-11-26) or a duration (90s, 15m, 2h, 7d)"
 
 # Fields of the Event object itself; any other first path segment names a property.
 EVENT_FIELDS = frozenset(
@@ -118,7 +108,7 @@ def load_json_object(arg: str, stdin: TextIO | None, *, option: str = "value") -
     except ValueError as e:
         raise UsageError(f"{option}: invalid JSON in {source}: {_json_problem(e)}") from None
     if not isinstance(value, dict):
-        raise UsageError(f"{option}: expected a JSON object in {source}, got {_json_kind(value)}")
+        raise UsageError(f"{option}: expected a JSON object in {source}, got {json_kind(value)}")
     return value
 
 
@@ -134,7 +124,8 @@ def _read_file(name: str, option: str) -> str:
         raise UsageError(f"{option}: cannot read {name}: {e.strerror or e}") from None
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """How a message names a JSON value's kind: "an array", "a string", "null"..."""
     if isinstance(value, list):
         return "an array"
     if isinstance(value, str):
@@ -144,69 +135,6 @@ def _json_kind(value: Any) -> str:
     if value is None:
         return "null"
     return "a number"
-
-
-# --- durations and times -----------------------------------------------------------
-
-
-def parse_duration(text: str, *, option: str = "duration") -> timedelta:
-    """``90s``, ``15m``, ``2h``, ``7d``, ``1w``, ``500ms``, combinations like ``1h30m``;
-    a bare number is seconds."""
-    cleaned = text.strip().lower()
-    if _BARE_SECONDS.fullmatch(cleaned):
-        seconds = float(cleaned)
-    elif _DURATION.fullmatch(cleaned):
-        seconds = _duration_seconds(cleaned)
-    else:
-        raise UsageError(
-            f"invalid {option} {text!r}: use a number with a unit, e.g. 90s, 15m, 2h, 7d, 1h30m"
-        )
-    try:
-        return timedelta(seconds=seconds)
-    except OverflowError:
-        raise UsageError(f"invalid {option} {text!r}: out of range") from None
-
-
-def _duration_seconds(text: str) -> float:
-    return sum(float(amount) * UNIT_SECONDS[unit] for amount, unit in _DURATION_PART.findall(text))
-
-
-def parse_time(
-    text: str, *, now: datetime, end_of_day: bool = False, option: str = "time"
-) -> datetime:
-    """An aware UTC datetime from RFC 3339 (any offset; none means UTC), a date, or a
-    duration back from ``now``.
-
-    A date is the start of that UTC day, or with ``end_of_day`` the start of the next
-    one: ``--to`` is exclusive, so that is the end of the day given.
-    """
-    cleaned = text.strip()
-    try:
-        if _DATE.fullmatch(cleaned):
-            return _parse_date(cleaned, end_of_day)
-        if match := _RFC3339.fullmatch(cleaned):
-            return _parse_rfc3339(match)
-        if _DURATION.fullmatch(cleaned.lower()):
-            return now.astimezone(UTC) - timedelta(seconds=_duration_seconds(cleaned.lower()))
-    except OverflowError:
-        raise UsageError(f"invalid {option} {text!r}: out of range") from None
-    except ValueError as e:
-        raise UsageError(f"invalid {option} {text!r}: {e}") from None
-    raise UsageError(f"invalid {option} {text!r}: use {TIME_FORMS}")
-
-
-def _parse_date(text: str, end_of_day: bool) -> datetime:
-    day = datetime.fromisoformat(text).replace(tzinfo=UTC)
-    return day + timedelta(days=1) if end_of_day else day
-
-
-def _parse_rfc3339(match: re.Match[str]) -> datetime:
-    base, fraction, offset = match.groups()
-    # Python keeps microseconds; nanosecond digits some tools print are dropped.
-    micro = (fraction or "")[:7]
-    zone = "+00:00" if offset in (None, "z", "Z") else offset
-    value = datetime.fromisoformat(f"{base.replace(' ', 'T').upper()}{micro}{zone}")
-    return value.astimezone(UTC)
 
 
 # --- --where key=value -------------------------------------------------------------

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from boltic_cli.errors import AuthenticationFailed, BolticError, NetworkError
+from boltic_cli.params import json_kind
 
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient, EventSender
@@ -119,20 +120,8 @@ def _item_from_text(line: int, text: str) -> InputItem:
 
 def _item_from_value(line: int, value: Any) -> InputItem:
     if not isinstance(value, dict):
-        return InputItem(line, error=f"expected a JSON object, got {_json_kind(value)}")
+        return InputItem(line, error=f"expected a JSON object, got {json_kind(value)}")
     return InputItem(line, body=value)
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    return "a number"
 
 
 def _decode_reason(error: ValueError) -> str:
@@ -334,7 +323,7 @@ class BulkSender:
             if self._abort.is_set():
                 return
             if item.error is not None:
-                self._record_failure(item, {"code": None, "message": item.error})
+                self._record_failure(item, {"message": item.error})
                 continue
             assert item.body is not None
             self._put((item, self._with_source(item.body)))
@@ -389,7 +378,7 @@ class BulkSender:
         except BolticError as e:
             self._record_failure(item, _error_dict(e))
         except Exception as e:  # a worker must never die silently with the count wrong
-            self._record_failure(item, {"code": None, "message": f"{type(e).__name__}: {e}"})
+            self._record_failure(item, {"message": f"{type(e).__name__}: {e}"})
         else:
             with self._lock:
                 self._summary.sent += 1
@@ -406,7 +395,9 @@ class BulkSender:
 
 
 def _error_dict(error: BolticError) -> dict[str, Any]:
-    out: dict[str, Any] = {"code": error.code, "message": error.message}
+    out: dict[str, Any] = {"message": error.message}
+    if error.code is not None:
+        out["code"] = error.code
     if error.details:
         out["details"] = error.details
     return out

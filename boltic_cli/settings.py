@@ -251,3 +251,33 @@ def _choose(*candidates: str | None) -> tuple[str, str]:
         if value:
             return value, origin
     raise AssertionError("the default is never empty")
+
+
+def ensure_local_admin_token(environ: Mapping[str, str]) -> tuple[str, str]:
+    """The local admin token and where it is kept (never the token itself in that text).
+
+    The one writer of the token file (``paths.local_token_file``, 0600): read if it
+    exists, else generated (``secrets.token_urlsafe(32)``) and written, so every
+    `boltic server` the user starts without ``--token`` and `boltic dev` share one
+    token (design.md, "CLI conventions"). Raises ``UsageError`` naming the file when
+    it cannot be read or written.
+    """
+    import secrets
+
+    from boltic_cli.errors import UsageError
+
+    path = paths.local_token_file(environ)
+    try:
+        stored = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        stored = ""
+    except OSError as e:
+        raise UsageError(f"cannot read the admin token file {path}: {e.strerror}") from None
+    if stored:
+        return stored, f"file {path}"
+    generated = secrets.token_urlsafe(32)
+    try:
+        paths.write_private(path, generated + "\n")
+    except OSError as e:
+        raise UsageError(f"cannot write the admin token file {path}: {e.strerror}") from None
+    return generated, f"file {path} (new)"

@@ -79,11 +79,13 @@ def test_login_profile_and_api_url(run_cli, memory_keyring, config_dir):
         "profiles": {"staging": {"api_url": "https://staging.example.com/v1"}},
     }
     status = run_cli("auth", "status", "-o", "json")
-    assert status.exit_code == 0, status.stderr
+    # The API cannot be reached from the tests: the token is stored but unchecked (exit 5).
+    assert status.exit_code == 5, status.stderr
     assert status.json() == {
         "profile": "staging",
         "api_url": "https://staging.example.com/v1",
         "credentials": "keyring",
+        "token_check": "unreachable",
         "logged_in": True,
     }
     assert_no_token(status)
@@ -99,7 +101,7 @@ def test_status_plain_never_shows_token(run_cli, memory_keyring):
         ("--debug", "auth", "status"),
     ):
         result = run_cli(*args)
-        assert result.exit_code == 0, result.stderr
+        assert result.exit_code == 5, result.stderr  # api.boltic.io is not reachable here
         assert "keyring" in result.stdout
         assert_no_token(result)
 
@@ -197,11 +199,12 @@ def test_local_profile_reads_local_token_file(run_cli, cli_env, memory_keyring):
     data_dir.mkdir(parents=True)
     (data_dir / "admin-token").write_text("local-admin-token\n")
     status = run_cli("auth", "status", "-o", "json")
-    assert status.exit_code == 0, status.stderr
+    assert status.exit_code == 5, status.stderr  # no server on 8765 in the tests
     assert status.json() == {
         "profile": "local",
         "api_url": "http://127.0.0.1:8765/v1",
         "credentials": "local server",
+        "token_check": "unreachable",
         "logged_in": True,
     }
     token = run_cli("auth", "token")
@@ -260,3 +263,42 @@ def test_stored_token_authenticates_against_server(
     assert context.settings.profile == "cloud"
     with context.make_client() as client:
         assert client.list_stream_sources() == []
+
+
+# --- the token checked against a real server ------------------------------------------
+
+
+def test_status_says_whether_the_api_accepts_the_token(cli):
+    good = cli("auth", "status", "-o", "json")
+    assert good.exit_code == 0, good.stderr
+    assert (good.json()["token_check"], good.json()["logged_in"]) == ("accepted", True)
+
+    bad = cli("auth", "status", "-o", "json", env={"BOLTIC_TOKEN": "not-the-admin-token"})
+    assert bad.exit_code == 4
+    assert (bad.json()["token_check"], bad.json()["logged_in"]) == ("rejected", False)
+    assert "refused the token" in bad.stderr
+
+
+def test_status_with_a_write_key_makes_no_call_it_may_not_make(cli, api):
+    source = api.post("/streams/sources", json={"name": "w", "type": "javascript"}).json()
+    result = cli("-v", "auth", "status", "-o", "json", env={"BOLTIC_TOKEN": source["writeKey"]})
+    calls = [line for line in result.stderr.splitlines() if "/streams/" in line]
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["token_check"] == "write key"
+    assert calls == []
+    assert source["writeKey"] not in result.stdout
+
+
+def test_login_refuses_a_token_the_api_refuses(run_cli, api, memory_keyring, config_dir):
+    login = ("auth", "login", "--api-url", "http://testserver/v1", "--with-token")
+    refused = run_cli(*login, input="wrong-token", transport=api._transport)
+    assert refused.exit_code == 4
+    assert "refused this token: nothing stored" in refused.stderr
+    assert memory_keyring.entries == {}
+
+    from tests.conftest import ADMIN_TOKEN
+
+    accepted = run_cli(*login, input=ADMIN_TOKEN, transport=api._transport)
+    assert accepted.exit_code == 0, accepted.stderr
+    assert "could not check" not in accepted.stderr
+    assert memory_keyring.entries == {(KEYRING_SERVICE, "cloud"): ADMIN_TOKEN}

@@ -30,6 +30,11 @@ ENVELOPE_MODELS: dict[tuple[str, str, str], type[BaseModel]] = {
 }
 
 
+# Optional fields our server adds to a spec schema (design.md "Extensions beyond the
+# spec"), by (schema, wire name): not in the spec, so not compared with it.
+EXTENSION_FIELDS = {("Event", "messageId"), ("EventInput", "messageId")}
+
+
 def _wire_fields(model: type[BaseModel]) -> dict[str, object]:
     return {field.alias or name: field for name, field in model.model_fields.items()}
 
@@ -61,7 +66,7 @@ def _enum_of(field) -> set[str] | None:
 
 def _check(schema: dict, model: type[BaseModel], where: str) -> None:
     props = schema.get("properties", {})
-    fields = _wire_fields(model)
+    fields = {n: f for n, f in _wire_fields(model).items() if (where, n) not in EXTENSION_FIELDS}
     assert set(props) == set(fields), f"{where}: property names differ"
     required = {n for n, f in fields.items() if f.is_required()}
     assert set(schema.get("required", [])) == required, f"{where}: required fields differ"

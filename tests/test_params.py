@@ -7,13 +7,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from boltic_cli.durations import parse_duration, parse_time
 from boltic_cli.errors import ExitStatus, UsageError
 from boltic_cli.params import (
     load_json_object,
     matches,
-    parse_duration,
     parse_fields,
-    parse_time,
     parse_where,
 )
 

@@ -273,6 +273,17 @@ def test_delete_on_a_terminal_asks(cli, api, answer, exit_code, status):
     assert result.exit_code == exit_code
     assert "Delete source asked" in result.stderr
     assert api.get(f"/streams/sources/{source['id']}").status_code == status
+    if answer == "n\n":  # the user's choice, not an error
+        assert result.stderr.splitlines()[-1].endswith("Nothing deleted.")
+        assert "Error" not in result.stderr
+
+
+def test_declined_in_json_mode_is_an_error_object_without_null_fields(cli, api):
+    source = create_source(api, "kept")
+    result = cli("sources", "delete", source["id"], "-o", "json", tty=True, input="n\n")
+    assert result.exit_code == 1
+    error = json.loads(result.stderr.splitlines()[-1])["error"]
+    assert error == {"message": "Nothing deleted.", "exitCode": 1}
 
 
 def test_delete_unknown_source_exits_3(cli):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -9,7 +10,7 @@ import typer
 from boltic_cli.commands import new_app
 from boltic_cli.completers import complete_profile
 from boltic_cli.context import Context, current
-from boltic_cli.errors import CredentialsError, UsageError
+from boltic_cli.errors import CredentialsError, NetworkError, UsageError
 
 if TYPE_CHECKING:
     from boltic_cli.settings import ConfigFile, Settings
@@ -60,7 +61,9 @@ def login(
     """Store an API token for a profile and make that profile current.
 
     On a terminal the token is asked for without echo; in scripts pipe it in with
-    --with-token. The token is stored as given: nothing is sent to the server.
+    --with-token. The token is checked with one cheap call first: a token the API
+    refuses (401) is not stored (exit 4); when the API cannot be reached it is stored
+    with a warning.
     """
     from boltic_cli.credentials import TokenStore
     from boltic_cli.settings import ConfigFile, check_api_url, check_profile_name, config_file_path
@@ -73,6 +76,11 @@ def login(
     # Fail on a missing keyring before asking for a token that could not be kept.
     store.check_writable(name, insecure_storage)
     token = _read_token(ctx, with_token)
+    check = check_token(ctx, url, token)
+    if check.state == "rejected":
+        raise CredentialsError(
+            f"the API at {url} refused this token: nothing stored", hint=check.detail
+        )
     store.set(name, token, insecure=insecure_storage)
     config.set_value(name, "api_url", url)
     config.use(name)
@@ -80,29 +88,73 @@ def login(
     ctx.output.success(
         f"Logged in: profile {name} ({url}), token in {_describe(store.where(name))}"
     )
+    if check.state == "unreachable":
+        ctx.output.warn(f"could not check the token: {check.detail}")
     if ctx.environ.get("BOLTIC_TOKEN", "").strip():
         ctx.output.warn("BOLTIC_TOKEN is set and is used instead of the stored token")
 
 
 @app.command()
 def status(profile: ProfileOption = None) -> None:
-    """Show the profile in use, its API URL and where its token is kept (never the token).
+    """Show the profile in use, its API URL, where its token is kept (never the token)
+    and whether the API accepts it (one cheap call; a write key is not checked, since
+    it may only send events).
 
-    Exits 4 when the profile has no token.
+    Exits 4 when the profile has no token or the API refuses it, 5 when the API
+    cannot be reached.
     """
     ctx = current()
     settings = _settings_for(ctx, profile)
     source = settings.token_source()
+    token = settings.token() if source != "none" else None
+    check = check_token(ctx, settings.api_url, token) if token else TokenCheck("none", "")
     ctx.output.emit(
         {
             "profile": settings.profile,
             "api_url": settings.api_url,
             "credentials": source,
-            "logged_in": source != "none",
+            "token_check": check.state,
+            "logged_in": source != "none" and check.state != "rejected",
         }
     )
     if source == "none":
         raise _no_token_error(settings)
+    if check.state == "rejected":
+        raise CredentialsError(
+            f"the API refused the token of profile {settings.profile}", hint=check.detail
+        )
+    if check.state == "unreachable":
+        raise NetworkError(f"could not check the token: {check.detail}")
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """What the API said of a token: ``state`` is accepted | rejected | write key |
+    unreachable | none; ``detail`` a one-line reason or hint (never the token)."""
+
+    state: str
+    detail: str
+
+
+def check_token(ctx: Context, api_url: str, token: str | None) -> TokenCheck:
+    """One cheap call (``listStreamSources``, a single try) to see whether the API
+    accepts ``token``. A write key (``wk_``) is never sent anywhere but
+    ``POST /streams/events`` (design.md, "Extensions beyond the spec"), so it is
+    reported as such without a call."""
+    from boltic_cli.errors import AuthenticationFailed, BolticError, PermissionDenied
+
+    if token and token.startswith("wk_"):
+        return TokenCheck("write key", "a source's write key: it can only send events")
+    try:
+        with ctx.make_client(token=token, base_url=api_url, retries=1) as client:
+            client.list_stream_sources()
+    except (AuthenticationFailed, PermissionDenied) as e:
+        return TokenCheck("rejected", e.message)
+    except NetworkError as e:
+        return TokenCheck("unreachable", e.message)
+    except BolticError as e:
+        return TokenCheck("unreachable", e.message)
+    return TokenCheck("accepted", "")
 
 
 @app.command()

@@ -11,6 +11,7 @@ import typer
 from boltic_cli.commands import new_app
 from boltic_cli.completers import complete_event_type, complete_source
 from boltic_cli.context import Context, current
+from boltic_cli.durations import duration_seconds
 
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient
@@ -171,7 +172,7 @@ def tail(
         raise UsageError("name the sources to tail, or use --all (not both)")
     ctx = current()
     accept = event_filter(type_, where)
-    seconds = duration_seconds(duration, "--duration")
+    seconds = duration_seconds(duration, option="--duration")
     with ctx.make_client() as client:
         names = source_names(client, sources or [])
         if all_:
@@ -302,7 +303,7 @@ def wait(
 
     ctx = current()
     accept = event_filter(type_, where)
-    seconds = duration_seconds(timeout, "--timeout")
+    seconds = duration_seconds(timeout, option="--timeout")
     with ctx.make_client() as client:
         source_id = resolve_source_id(client, source)
         engine = Tail(
@@ -349,14 +350,6 @@ def event_filter(types: list[str] | None, where: list[str] | None) -> Callable[[
         return all(condition.matches(wire) for condition in conditions)
 
     return accept
-
-
-def duration_seconds(text: str | None, option: str) -> float | None:
-    from boltic_cli.params import parse_duration
-
-    if text is None:
-        return None
-    return parse_duration(text, option=option).total_seconds()
 
 
 def engine_clock(ctx: Context) -> Callable[[], float]:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import secrets
-import shlex
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +12,7 @@ import typer
 
 from boltic_cli.commands import new_app
 from boltic_cli.context import Context, current
+from boltic_cli.durations import duration_seconds
 from boltic_cli.errors import BolticError
 
 if TYPE_CHECKING:
@@ -64,7 +62,7 @@ def dev(
     from boltic_cli.paths import default_db_file
 
     ctx = current()
-    seconds = duration_seconds(duration)
+    seconds = duration_seconds(duration, option="--duration")
     token = local_admin_token(ctx)
     db_path = db or default_db_file(ctx.environ)
     with contextlib.ExitStack() as running:
@@ -78,24 +76,11 @@ def dev(
         tail_everything(ctx, client, history=history, duration=seconds)
 
 
-def duration_seconds(text: str | None) -> float | None:
-    from boltic_cli.params import parse_duration
-
-    return None if text is None else parse_duration(text, option="--duration").total_seconds()
-
-
 def local_admin_token(ctx: Context) -> str:
     """The token every `boltic server` started without --token shares; made if missing."""
-    from boltic_cli.paths import local_token_file, write_private
+    from boltic_cli.settings import ensure_local_admin_token
 
-    path = local_token_file(ctx.environ)
-    with contextlib.suppress(FileNotFoundError):
-        token = path.read_text(encoding="utf-8").strip()
-        if token:
-            return token
-    token = secrets.token_urlsafe(32)
-    write_private(path, token + "\n")
-    return token
+    return ensure_local_admin_token(ctx.environ)[0]
 
 
 # -- the server ------------------------------------------------------------------------
@@ -172,35 +157,19 @@ def ensure_dev_source(client: BolticClient) -> StreamSource:
 # -- what the user sees ------------------------------------------------------------
 
 
-def curl_command(url: str, source: StreamSource) -> str:
-    body = json.dumps(
-        {"sourceId": source.id, "type": "hello", "properties": {"from": "curl"}},
-        separators=(",", ":"),
-    )
-    return " ".join(
-        [
-            "curl",
-            "-X",
-            "POST",
-            shlex.quote(f"{url}/streams/events"),
-            "-H",
-            shlex.quote(f"Authorization: Bearer {source.write_key}"),
-            "-H",
-            shlex.quote("Content-Type: application/json"),
-            "-d",
-            shlex.quote(body),
-        ]
-    )
-
-
 def print_banner(ctx: Context, url: str, source: StreamSource) -> None:
     """Where to send events and how (stderr: stdout carries only events)."""
+    from boltic_cli.output import curl_send_example
+
     lines = [
         f"boltic dev: Streams API at {url}",
         f"  source     {source.name} ({source.id})",
         f"  write key  {source.write_key}",
         "  send an event:",
-        f"    {curl_command(url, source)}",
+        *(
+            f"  {line}"
+            for line in curl_send_example(url, source.id or "", source.write_key or "").splitlines()
+        ),
         "Tailing every source; Ctrl-C to stop.",
     ]
     for line in lines:

@@ -180,8 +180,9 @@ def _event_body(
     timestamp: str | None,
 ) -> dict[str, Any]:
     """The EventInput fields the options describe (all checked before any request)."""
+    from boltic_cli.durations import parse_time
     from boltic_cli.models import format_time
-    from boltic_cli.params import load_json_object, parse_fields, parse_time
+    from boltic_cli.params import load_json_object, parse_fields
 
     body: dict[str, Any] = {"type": type_}
     merged: dict[str, Any] = {}
@@ -393,7 +394,7 @@ def query(
     On a terminal the table is followed by the totals and a chart of events per type.
     -o json prints {data, summary}; -o ndjson one event per line.
     """
-    from boltic_cli.params import parse_time
+    from boltic_cli.durations import parse_time
 
     ctx = current()
     now = ctx.env.clock()
@@ -596,11 +597,11 @@ def generate(
 
     Prints a summary at the end (sent, failed, seconds, rate).
     """
+    from boltic_cli.durations import duration_seconds
     from boltic_cli.lookup import resolve_source_id
-    from boltic_cli.params import parse_duration
 
     ctx = current()
-    seconds = parse_duration(duration, option="--duration").total_seconds() if duration else None
+    seconds = duration_seconds(duration, option="--duration")
     with ctx.make_client() as client:
         source_id = resolve_source_id(client, source)
         with _generate_progress(ctx) as on_sent:

@@ -61,6 +61,7 @@ def server(
     Ctrl-C or SIGTERM after finishing in-flight requests.
     """
     from boltic_cli import paths
+    from boltic_cli.durations import parse_duration
     from boltic_cli.server import require_server_extra
 
     require_server_extra()
@@ -68,7 +69,6 @@ def server(
     from boltic_cli.server.settings import (
         ServerSettings,
         is_database_url,
-        parse_duration,
         postgres_options,
         resolve_admin_token,
     )
@@ -82,7 +82,9 @@ def server(
         database_url=url,
         **(postgres_options(environ) if url else {}),
         admin_token=admin_token,
-        retention=parse_duration(retention) if retention else None,
+        retention=(
+            parse_duration(retention, option="--retention", positive=True) if retention else None
+        ),
         commit_delay=float(environ.get(COMMIT_DELAY_ENV) or 0),
         bench_noop=environ.get(BENCH_NOOP_ENV) == "1",
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shlex
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
@@ -11,7 +9,7 @@ import typer
 from boltic_cli._click import click
 from boltic_cli.commands import new_app
 from boltic_cli.context import current
-from boltic_cli.errors import BolticError, UsageError
+from boltic_cli.errors import Declined, UsageError
 
 if TYPE_CHECKING:
     from boltic_cli.context import Context
@@ -22,7 +20,6 @@ app = new_app(help="Create, list, inspect and delete stream sources.")
 
 # The spec's enum (models.SourceType, not imported here: pydantic stays out of --help).
 SourceType = Literal["javascript", "server", "mobile", "webhook"]
-TEST_EVENT_TYPE = "test_event"
 
 
 def source_columns() -> list[Column]:
@@ -95,7 +92,7 @@ def create(
 
 
 def _show_created(ctx: Context, source: StreamSource) -> None:
-    from boltic_cli.output import sanitize
+    from boltic_cli.output import curl_send_example, sanitize
 
     ctx.output.success(f"Created source {sanitize(source.name or '')}")
     lines = [f"ID:        {source.id}"]
@@ -105,28 +102,11 @@ def _show_created(ctx: Context, source: StreamSource) -> None:
             "",
             "Send a test event:",
             "",
-            curl_for_test_event(ctx.settings.api_url, source),
+            curl_send_example(ctx.settings.api_url, source.id or "", source.write_key),
         ]
     console = ctx.output.console
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-def curl_for_test_event(api_url: str, source: StreamSource) -> str:
-    """A curl command that POSTs a test event to ``source`` with its write key."""
-    body = json.dumps(
-        {"sourceId": source.id, "type": TEST_EVENT_TYPE, "properties": {"sentWith": "curl"}},
-        separators=(",", ":"),
-    )
-    url = api_url.rstrip("/") + "/streams/events"
-    return " \\\n  ".join(
-        [
-            f"curl -X POST {shlex.quote(url)}",
-            f"-H {shlex.quote(f'Authorization: Bearer {source.write_key}')}",
-            "-H 'Content-Type: application/json'",
-            f"-d {shlex.quote(body)}",
-        ]
-    )
 
 
 @app.command("get")
@@ -161,7 +141,7 @@ def delete(
         if not yes and not typer.confirm(
             f"Delete source {label} and all its events?", default=False, err=True
         ):
-            raise BolticError("nothing deleted")
+            raise Declined("Nothing deleted.")
         assert found.id is not None
         client.delete_stream_source(found.id)
     ctx.output.success(f"Deleted source {label}")

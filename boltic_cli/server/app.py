@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("boltic.server")
 
 # Request-body schemas of routes that parse their own bodies (see routes.json_body).
-BODY_MODELS = ("StreamSourceInput", "EventInput", "StreamDestinationInput")
+BODY_MODELS = ("StreamSourceInput", "EventInput", "StreamDestinationInput", "EventBatchInput")
 
 
 class Runtime:
@@ -114,6 +114,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         RequestGate,
         admin_token=settings.admin_token,
         max_body_bytes=settings.max_body_bytes,
+        max_batch_body_bytes=settings.max_batch_body_bytes,
         store=lambda: runtime.store,
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -1,4 +1,4 @@
-"""The gate every request passes: bearer auth, the body size limit, CORS for sending events.
+"""The gate every request passes: bearer auth, the body size limits, CORS for sending events.
 
 A plain ASGI middleware (no per-request Request objects), because it runs on
 every event sent and its cost is paid by every sender.
@@ -23,10 +23,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 EVENTS_PATH = "/v1/streams/events"
+BATCH_PATH = "/v1/streams/events/batch"
 BENCH_NOOP_PATH = "/v1/_bench/noop"
 PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})
 # The only routes a source's write key may call (with POST).
-WRITE_KEY_PATHS = frozenset({EVENTS_PATH, BENCH_NOOP_PATH})
+WRITE_KEY_PATHS = frozenset({EVENTS_PATH, BATCH_PATH, BENCH_NOOP_PATH})
+# Routes browsers may send to (CORS).
+CORS_PATHS = frozenset({EVENTS_PATH, BATCH_PATH})
 PRINCIPAL = "boltic.principal"
 HEADERS = "boltic.headers"
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key"
@@ -61,12 +64,20 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 class RequestGate:
     def __init__(
-        self, app: Any, *, admin_token: str, max_body_bytes: int, store: Callable[[], Store]
+        self,
+        app: Any,
+        *,
+        admin_token: str,
+        max_body_bytes: int,
+        store: Callable[[], Store],
+        max_batch_body_bytes: int | None = None,
     ) -> None:
         self.app = app
         self._admin_token = admin_token.encode()
         self._admin = Principal(token_scope(admin_token))
         self.max_body_bytes = max_body_bytes
+        # Per-route limits; every other route has max_body_bytes.
+        self.route_limits = {BATCH_PATH: max_batch_body_bytes or max_body_bytes}
         self._store = store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -77,13 +88,14 @@ class RequestGate:
         method: str = scope["method"]
         headers = _headers(scope)
         scope[HEADERS] = headers
-        if path == EVENTS_PATH and method == "OPTIONS":
+        if method == "OPTIONS" and path in CORS_PATHS:
             await _send_preflight(headers, send)
             return
+        limit = self.route_limits.get(path, self.max_body_bytes)
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+        if length is not None and (not length.isdigit() or int(length) > limit):
             # The body is left unread, so the connection cannot carry another request.
-            await _send_error(send, *self._length_refusal(length), CLOSE)
+            await _send_error(send, *self._length_refusal(length, limit), CLOSE)
             return
         if path not in PUBLIC_PATHS:
             try:
@@ -93,24 +105,23 @@ class RequestGate:
                 return
             if caller.source_id is not None and not (method == "POST" and path in WRITE_KEY_PATHS):
                 await _send_error(
-                    send, 403, "forbidden", "a write key may only POST /streams/events"
+                    send,
+                    403,
+                    "forbidden",
+                    "a write key may only POST /streams/events and /streams/events/batch",
                 )
                 return
             scope[PRINCIPAL] = caller
         if method in ("POST", "PUT", "PATCH"):
-            receive = self._limit(receive)
-        if path == EVENTS_PATH and b"origin" in headers:
+            receive = self._limit(receive, limit)
+        if b"origin" in headers and path in CORS_PATHS:
             send = _allow_any_origin(send)
         await self.app(scope, receive, send)
 
-    def _length_refusal(self, length: bytes) -> tuple[int, str, str]:
+    def _length_refusal(self, length: bytes, limit: int) -> tuple[int, str, str]:
         if not length.isdigit():
             return 400, "bad request", "invalid Content-Length"
-        return (
-            413,
-            "request body too large",
-            f"the limit is {self.max_body_bytes} bytes, got {int(length)}",
-        )
+        return (413, "request body too large", f"the limit is {limit} bytes, got {int(length)}")
 
     async def _authenticate(self, header: bytes | None) -> Principal:
         from boltic_cli.server.responses import unauthorized
@@ -132,8 +143,7 @@ class RequestGate:
                 return Principal(token_scope(text), source.id)
         raise unauthorized("unknown token")
 
-    def _limit(self, receive: Receive) -> Receive:
-        limit = self.max_body_bytes
+    def _limit(self, receive: Receive, limit: int) -> Receive:
         received = 0
 
         async def limited() -> Message:

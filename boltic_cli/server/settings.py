@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from boltic_cli.errors import UsageError
-
 MAX_BODY_BYTES = 32 * 1024
+# POST /streams/events/batch's own body limit (design.md "Batch ingest").
+MAX_BATCH_BODY_BYTES = 512 * 1024
 
 
 @dataclass
@@ -19,6 +17,7 @@ class ServerSettings:
     db_path: Path
     admin_token: str
     max_body_bytes: int = MAX_BODY_BYTES
+    max_batch_body_bytes: int = MAX_BATCH_BODY_BYTES
     retention: timedelta | None = None
     # Test-only: sleep before each commit (inside the transaction, or before the
     # autocommitted INSERT of an event batch), so a kill can land between receiving
@@ -86,43 +85,15 @@ def postgres_options(environ: Mapping[str, str]) -> dict[str, float | int]:
     return options
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``90s``, ``15m``, ``2h``, ``7d``, ``1w`` (a bare number is seconds)."""
-    match = _DURATION.match(text)
-    if not match:
-        raise UsageError(f"invalid duration {text!r} (use e.g. 90s, 15m, 2h, 7d)")
-    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
-    if seconds <= 0:
-        raise UsageError(f"duration must be positive, got {text!r}")
-    return timedelta(seconds=seconds)
-
-
 def resolve_admin_token(environ: Mapping[str, str], token: str | None = None) -> tuple[str, str]:
     """The admin token and a description of where it is kept (never the token itself).
 
-    An explicit token wins; otherwise the local token file is read, or created
-    (0600) on first start, so every server the user starts shares one token.
+    An explicit token wins; otherwise the local token file's one owner
+    (``settings.ensure_local_admin_token``) reads or creates it. Raises ``UsageError``
+    when the file cannot be read or written.
     """
-    from boltic_cli import paths
+    from boltic_cli.settings import ensure_local_admin_token
 
     if token:
         return token, "given with --token or BOLTIC_SERVER_TOKEN"
-    path = paths.local_token_file(environ)
-    try:
-        stored = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        stored = ""
-    except OSError as e:
-        raise UsageError(f"cannot read the admin token file {path}: {e.strerror}") from None
-    if stored:
-        return stored, f"file {path}"
-    generated = secrets.token_urlsafe(32)
-    try:
-        paths.write_private(path, generated + "\n")
-    except OSError as e:
-        raise UsageError(f"cannot write the admin token file {path}: {e.strerror}") from None
-    return generated, f"file {path} (new)"
+    return ensure_local_admin_token(environ)

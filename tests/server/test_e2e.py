@@ -147,7 +147,24 @@ def test_bad_retention_is_usage_error(run_cli, tmp_path):
         "server", "--retention", "soon", "--db", str(tmp_path / "x.db"), "--token", "t"
     )
     assert result.exit_code == 2
-    assert "invalid duration 'soon'" in result.stderr
+    assert "invalid --retention 'soon'" in result.stderr
+
+
+@pytest.mark.e2e
+def test_retention_takes_every_duration_form_the_cli_takes(tmp_path, cli_env):
+    """One parser: `--retention 1h30m` starts, as `debug tail --duration 1h30m` works."""
+    from tests.support import start_server, stop_server
+
+    process, url = start_server(
+        tmp_path / "r.db", cli_env, "--retention", "1h30m", "--token", ADMIN_TOKEN
+    )
+    try:
+        response = httpx.get(
+            f"{url}/streams/sources", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
+        assert response.status_code == 200
+    finally:
+        stop_server(process)
 
 
 @pytest.mark.e2e

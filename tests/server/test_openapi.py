@@ -22,6 +22,15 @@ KNOWN_DIFFERENCES = {
     "EventInput.context: properties [] != ['ip', 'locale', 'page', 'userAgent']",
     "sendEvent body.context: properties [] != ['ip', 'locale', 'page', 'userAgent']",
 }
+# Optional properties our server adds to the spec's schemas (design.md "Extensions
+# beyond the spec"): removed from the generated document before the comparison, after
+# checking that each is there and optional. Any other added property still fails.
+EXTENSION_PROPERTIES = {
+    ("EventInput", "messageId"),
+    ("Event", "messageId"),
+}
+# Schemas used only by extension operations.
+EXTENSION_SCHEMAS = {"EventBatchInput", "EventBatchResult", "BatchItemResult"}
 # Extra named schemas: the spec's inline objects (response envelopes, Event.context)
 # become named models. FastAPI's own validation-error schemas (HTTPValidationError,
 # ValidationError) are absent: every 422 is documented with the spec's Error.
@@ -96,18 +105,34 @@ def compare(a: Any, b: Any, ra: Resolver, rb: Resolver, where: str, out: set[str
 
 
 def operations(doc: dict[str, Any], prefix: str = "") -> dict[tuple[str, str], dict]:
+    """The spec's operations: extension operations (``x-boltic-extension``) are skipped."""
     return {
         (prefix + path, method): op
         for path, item in doc["paths"].items()
         for method, op in item.items()
-        if method in METHODS
+        if method in METHODS and not op.get("x-boltic-extension")
     }
+
+
+def without_extensions(generated: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the generated document without the known extension properties."""
+    import copy
+
+    doc = copy.deepcopy(generated)
+    schemas = doc["components"]["schemas"]
+    for name, prop in EXTENSION_PROPERTIES:
+        schema = schemas[name]
+        assert prop in schema.get("properties", {}), f"{name}.{prop} is listed but absent"
+        assert prop not in schema.get("required", []), f"{name}.{prop} must be optional"
+        del schema["properties"][prop]
+    return doc
 
 
 def differences(spec: dict[str, Any], generated: dict[str, Any]) -> set[str]:
     out: set[str] = set()
     if spec["openapi"] != generated["openapi"]:
         out.add(f"openapi: {spec['openapi']} != {generated['openapi']}")
+    generated = without_extensions(generated)
     rs, rg = Resolver(spec), Resolver(generated)
     ops_s, ops_g = operations(spec, "/v1"), operations(generated)
     if ops_s.keys() != ops_g.keys():
@@ -144,7 +169,7 @@ def differences(spec: dict[str, Any], generated: dict[str, Any]) -> set[str]:
     schemas_g = generated["components"]["schemas"]
     for missing in schemas_s.keys() - schemas_g.keys():
         out.add(f"schema {missing} missing")
-    for extra in schemas_g.keys() - schemas_s.keys() - EXTRA_SCHEMAS:
+    for extra in schemas_g.keys() - schemas_s.keys() - EXTRA_SCHEMAS - EXTENSION_SCHEMAS:
         out.add(f"schema {extra} not in the spec")
     for name in schemas_s.keys() & schemas_g.keys():
         compare(schemas_s[name], schemas_g[name], rs, rg, name, out)
@@ -173,3 +198,14 @@ def test_comparison_notices_a_difference(spec, generated):
     found = differences(spec, generated) - KNOWN_DIFFERENCES
     assert any(d.startswith("StreamSource: properties") for d in found)
     assert any("operationId sendEvent != postEvent" in d for d in found)
+
+
+def test_extensions_are_marked_and_an_unlisted_property_still_fails(spec, generated):
+    batch = generated["paths"]["/v1/streams/events/batch"]["post"]
+    assert batch["x-boltic-extension"] is True
+    assert batch["operationId"] not in {op["operationId"] for op in operations(spec).values()}
+    generated["components"]["schemas"]["EventInput"]["properties"]["dedupeKey"] = {"type": "string"}
+    generated["paths"]["/v1/streams/events/other"] = {"post": {"operationId": "unmarked"}}
+    found = differences(spec, generated) - KNOWN_DIFFERENCES
+    assert any(d.startswith("EventInput: properties") and "dedupeKey" in d for d in found)
+    assert any("/v1/streams/events/other" in d for d in found)

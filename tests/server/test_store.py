@@ -136,7 +136,7 @@ def test_concurrent_writes_share_transactions(tmp_path):
         for t in threads:
             t.join()
         for f in futures:
-            assert f.result().status == 202
+            assert f.result().startswith("evt_")
         assert asyncio.run(store.query_events(limit=1)).total == 200
         # With 20 ms per commit, 200 writes one at a time would need 200 commits.
         assert store.commits < 100
@@ -148,7 +148,7 @@ def test_answer_waits_for_commit(tmp_path):
         future = store.submit(None, EventRecord("evt_1", "src_a", "t", 0, 0, "{}"))
         with pytest.raises(TimeoutError):
             future.result(timeout=0.05)
-        assert future.result(timeout=5).status == 202
+        assert future.result(timeout=5) == "evt_1"
         check = sqlite3.connect(store.path)
         assert check.execute("SELECT count(*) FROM events").fetchone() == (1,)
 
@@ -268,7 +268,7 @@ def test_event_batch_is_one_atomic_statement(tmp_path):
         assert check.execute("SELECT count(*) FROM events").fetchone() == (0,)
         assert check.execute("SELECT count(*) FROM received_counts").fetchone() == (0,)
         # The writer carries on with the next batch.
-        assert store.submit(None, good).result(timeout=5).status == 202
+        assert store.submit(None, good).result(timeout=5) == "evt_good"
         assert check.execute("SELECT count(*) FROM events").fetchone() == (1,)
 
 
@@ -282,8 +282,8 @@ def test_event_batch_refuses_only_events_of_unknown_sources(tmp_path):
         ]
         commits_before = store.commits
         first, gone, third = queued_together(store, records)
-        assert first.result(timeout=5).body == '{"eventId":"evt_1","status":"accepted"}'
-        assert third.result(timeout=5).status == 202
+        assert first.result(timeout=5) == "evt_1"
+        assert third.result(timeout=5) == "evt_3"
         with pytest.raises(SourceGone):
             gone.result(timeout=5)
         assert store.commits == commits_before + 2  # the held job's, then the batch's
@@ -307,3 +307,39 @@ def test_open_store_picks_sqlite_by_path_and_postgresql_by_url(tmp_path, pg_data
     settings = ServerSettings(tmp_path / "unused.db", "t", database_url=pg_database)
     assert asyncio.run(roundtrip(settings, PostgresStore)) == []
     assert not (tmp_path / "unused.db").exists()
+
+
+@pytest.mark.parametrize("message_ids", [False, True])
+def test_a_batch_is_one_commit_and_refuses_unknown_sources_alone(tmp_path, message_ids):
+    with SQLiteStore(tmp_path / "b.db") as store:
+        store.remember_source(SourceInfo("src_a", "wk_a", "active"))
+        records = [
+            EventRecord(
+                f"evt_{i:03d}",
+                "src_gone" if i == 7 else "src_a",
+                "t",
+                0,
+                0,
+                "{}",
+                message_id=f"m{i % 250}" if message_ids else None,
+            )
+            for i in range(500)
+        ]
+
+        def render(outcomes: list) -> str:
+            return json.dumps([o if isinstance(o, str) else type(o).__name__ for o in outcomes])
+
+        before = store.commits
+        answer = asyncio.run(store.insert_batch(records, render))
+        assert store.commits == before + 1  # one transaction for the whole batch
+        outcomes = json.loads(answer.body)
+        assert answer.status == 200 and outcomes[7] == "SourceGone"
+        if message_ids:  # the second half repeats the first half's messageIds
+            assert outcomes[250:] == [
+                "evt_257" if i == 257 else f"evt_{i - 250:03d}" for i in range(250, 500)
+            ]
+        else:
+            assert outcomes[:3] == ["evt_000", "evt_001", "evt_002"]
+        check = sqlite3.connect(store.path)
+        stored = 250 if message_ids else 499
+        assert check.execute("SELECT count(*) FROM events").fetchone() == (stored,)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from boltic_cli.server.store.base import (
     DAY_MS,
     IDEMPOTENCY_TTL_MS,
+    MESSAGE_ID_TTL_MS,
     PRUNE_CHUNK,
     EventRecord,
     Idempotency,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DAY_MS",
     "IDEMPOTENCY_TTL_MS",
+    "MESSAGE_ID_TTL_MS",
     "PRUNE_CHUNK",
     "EventRecord",
     "Idempotency",

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 DAY_MS = 86_400_000
-# How long an Idempotency-Key (and a messageId) is remembered.
+# How long an Idempotency-Key is remembered.
 IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
+# How long a messageId dedupes (design.md: 24 h).
+MESSAGE_ID_TTL_MS = IDEMPOTENCY_TTL_MS
 # The most events one prune_received_before call deletes.
 PRUNE_CHUNK = 5000
 
@@ -76,7 +78,9 @@ class StoredResponse:
 
 @dataclass(frozen=True)
 class EventRecord:
-    """An event as stored: ``body`` is the Event's wire JSON text, kept byte for byte."""
+    """An event as stored: ``body`` is the Event's wire JSON text, kept byte for byte.
+    ``message_id`` (the sender's dedupe key, also inside ``body``) makes the store
+    answer with the first event's id for a repeat within MESSAGE_ID_TTL_MS."""
 
     id: str
     source_id: str
@@ -84,6 +88,7 @@ class EventRecord:
     timestamp: int
     received_at: int
     body: str
+    message_id: str | None = None
 
 
 @dataclass
@@ -142,8 +147,24 @@ class Store(abc.ABC):
     async def insert_event(
         self, record: EventRecord, idem: Idempotency | None = None
     ) -> StoredResponse:
-        """Store one event; answers the 202 (or, for a known Idempotency-Key, the first
-        answer). Raises SourceGone, IdempotencyConflict, StoreUnavailable."""
+        """Store one event; answers the 202 (for a known Idempotency-Key the first
+        answer; for a messageId this source sent within MESSAGE_ID_TTL_MS a 202 with
+        the first event's id, nothing stored). Raises SourceGone,
+        IdempotencyConflict, StoreUnavailable."""
+
+    @abc.abstractmethod
+    async def insert_batch(
+        self,
+        records: Sequence[EventRecord],
+        render: Callable[[list[str | StoreError]], str],
+        idem: Idempotency | None = None,
+    ) -> StoredResponse:
+        """Store a batch of events in one transaction (or as part of one group commit);
+        answers 200 with ``render(outcomes)``: per record, in order, its event id (for
+        a repeated messageId the first event's id, nothing stored) or the StoreError
+        that refused it alone (SourceGone). With ``idem`` the rendered answer is
+        recorded in the same transaction and replayed for a retry. Raises
+        IdempotencyConflict, StoreUnavailable (then nothing of the batch is stored)."""
 
     @abc.abstractmethod
     async def create_source(
@@ -182,7 +203,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def expire_idempotency_keys(self) -> int:
-        """Forget Idempotency-Keys older than IDEMPOTENCY_TTL_MS; returns how many."""
+        """Forget Idempotency-Keys older than IDEMPOTENCY_TTL_MS and messageIds older
+        than MESSAGE_ID_TTL_MS; returns how many."""
 
     # reads: each sees one consistent snapshot
 

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Container, Sequence
 from typing import Any
 
 from boltic_cli.server.store.base import (
     DAY_MS,
     IDEMPOTENCY_TTL_MS,
+    MESSAGE_ID_TTL_MS,
     EventRecord,
     Idempotency,
     IdempotencyConflict,
     QueryResult,
+    SourceGone,
     StoredResponse,
+    StoreError,
 )
 
 MAX_SQL_VARIABLES = 32000  # SQLite's limit is 32766 since 3.32
@@ -51,6 +55,67 @@ def insert_events(conn: sqlite3.Connection, records: list[EventRecord]) -> None:
         "INSERT INTO events (id, source_id, type, timestamp, received_at, body) VALUES {}",
         [(r.id, r.source_id, r.type, r.timestamp, r.received_at, r.body) for r in records],
     )
+
+
+def store_records(
+    conn: sqlite3.Connection, records: Sequence[EventRecord], known: Container[str], now_ms: int
+) -> list[str | StoreError]:
+    """Insert ``records`` in order (inside the caller's transaction) but those whose
+    source is not ``known`` (SourceGone) and those whose messageId the source used
+    within MESSAGE_ID_TTL_MS, here or earlier in ``records`` (answered with the first
+    event's id). Per record, in order: the event id it is answered with, or its error."""
+    keyed = [r for r in records if r.message_id is not None and r.source_id in known]
+    first = known_message_ids(conn, keyed, now_ms - MESSAGE_ID_TTL_MS) if keyed else {}
+    outcomes: list[str | StoreError] = []
+    fresh: list[EventRecord] = []
+    remembered: list[tuple[str, str, str, int]] = []
+    for record in records:
+        if record.source_id not in known:
+            outcomes.append(SourceGone(record.source_id))
+            continue
+        if record.message_id is not None:
+            key = (record.source_id, record.message_id)
+            seen = first.get(key)
+            if seen is not None:
+                outcomes.append(seen)
+                continue
+            first[key] = record.id
+            remembered.append((record.source_id, record.message_id, record.id, now_ms))
+        outcomes.append(record.id)
+        fresh.append(record)
+    # OR REPLACE: a row older than the TTL (not yet expired) gives way.
+    _insert_rows(
+        conn,
+        "INSERT OR REPLACE INTO message_ids (source_id, message_id, event_id, created_at) "
+        "VALUES {}",
+        remembered,
+    )
+    insert_events(conn, fresh)
+    return outcomes
+
+
+def known_message_ids(
+    conn: sqlite3.Connection, records: Sequence[EventRecord], since_ms: int
+) -> dict[tuple[str, str], str]:
+    """(source, messageId) -> first event id, for the records' messageIds used since
+    ``since_ms``."""
+    by_source: dict[str, list[str]] = {}
+    for record in records:
+        by_source.setdefault(record.source_id, []).append(record.message_id)  # type: ignore[arg-type]
+    found: dict[tuple[str, str], str] = {}
+    per_statement = MAX_SQL_VARIABLES - 2
+    for source_id, ids in by_source.items():
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), per_statement):
+            chunk = unique[start : start + per_statement]
+            marks = ", ".join("?" * len(chunk))
+            for message_id, event_id in conn.execute(
+                "SELECT message_id, event_id FROM message_ids WHERE source_id = ? "
+                f"AND message_id IN ({marks}) AND created_at >= ?",
+                [source_id, *chunk, since_ms],
+            ):
+                found[(source_id, message_id)] = event_id
+    return found
 
 
 # idempotency
@@ -89,9 +154,14 @@ def record_answer(
 
 
 def expire_idempotency(conn: sqlite3.Connection, now_ms: int) -> int:
-    return conn.execute(
+    """Forget Idempotency-Keys and messageIds past their time; returns how many."""
+    keys = conn.execute(
         "DELETE FROM idempotency WHERE created_at < ?", (now_ms - IDEMPOTENCY_TTL_MS,)
     ).rowcount
+    message_ids = conn.execute(
+        "DELETE FROM message_ids WHERE created_at < ?", (now_ms - MESSAGE_ID_TTL_MS,)
+    ).rowcount
+    return keys + message_ids
 
 
 # reads
@@ -284,7 +354,7 @@ def _count_range(
 def delete_source(conn: sqlite3.Connection, source_id: str) -> None:
     """The source, its events and its counters."""
     # Counters after events: the delete trigger updates them row by row.
-    for table in ("events", "event_counts", "received_counts"):
+    for table in ("events", "event_counts", "received_counts", "message_ids"):
         conn.execute(f"DELETE FROM {table} WHERE source_id = ?", (source_id,))
     conn.execute("DELETE FROM sources WHERE id = ?", (source_id,))
 

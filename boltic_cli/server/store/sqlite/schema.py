@@ -14,7 +14,7 @@ from pathlib import Path
 
 from boltic_cli.server.store.base import SchemaTooNew
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE sources (
@@ -95,7 +95,20 @@ CREATE TRIGGER events_count_delete AFTER DELETE ON events BEGIN
 END;
 """
 
-MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: COUNT_TRIGGERS}
+# messageId dedupe: the primary key is the unique index that enforces it; rows older
+# than MESSAGE_ID_TTL_MS no longer count and are expired with Idempotency-Keys.
+MESSAGE_IDS = """
+CREATE TABLE message_ids (
+    source_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (source_id, message_id)
+) WITHOUT ROWID;
+CREATE INDEX message_ids_by_age ON message_ids (created_at);
+"""
+
+MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: COUNT_TRIGGERS, 3: MESSAGE_IDS}
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -9,7 +9,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from boltic_cli.server.store.base import (
     SourceGone,
     SourceInfo,
     StoredResponse,
+    StoreError,
     StoreUnavailable,
     accepted,
 )
@@ -61,7 +62,9 @@ class SQLiteStore(base.Store):
         except BaseException:
             conn.close()
             raise
-        self._writer = Writer(conn, self._sources, commit_delay=self.commit_delay)
+        self._writer = Writer(
+            conn, self._sources, commit_delay=self.commit_delay, now_ms=self.now_ms
+        )
         self._writer.start()
         return self
 
@@ -114,7 +117,8 @@ class SQLiteStore(base.Store):
         run: Callable[[sqlite3.Connection, list[Callable[[], None]]], Any] | None,
         record: EventRecord | None = None,
     ) -> Future:
-        """Queue a write job; the future resolves after its transaction committed."""
+        """Queue a write job (``run``) or one plain event insert (``record``: resolves to
+        the id it is answered with); the future resolves after its transaction committed."""
         future = self.writer.submit(run, record)
         assert future is not None
         return future
@@ -141,17 +145,39 @@ class SQLiteStore(base.Store):
         self, record: EventRecord, idem: Idempotency | None = None
     ) -> StoredResponse:
         if idem is None:
-            return await self.writer.wait(None, record)
+            return accepted(await self.writer.wait(None, record))
 
         def run(conn: sqlite3.Connection, undo: list) -> StoredResponse:
             now = self.now_ms()
             replay = queries.replay(conn, idem, now)
             if replay is not None:
                 return replay
-            if record.source_id not in self._sources.by_id:
-                raise SourceGone(record.source_id)
-            queries.insert_events(conn, [record])
-            response = accepted(record.id)
+            (outcome,) = queries.store_records(conn, (record,), self._sources.by_id, now)
+            if isinstance(outcome, StoreError):
+                raise outcome
+            response = accepted(outcome)
+            queries.record_answer(conn, idem, response, now)
+            return response
+
+        return await self.writer.wait(run)
+
+    async def insert_batch(
+        self,
+        records: Sequence[EventRecord],
+        render: Callable[[list[str | StoreError]], str],
+        idem: Idempotency | None = None,
+    ) -> StoredResponse:
+        if idem is None:
+            outcomes = await self.writer.wait(None, records=records) if records else []
+            return StoredResponse(200, render(outcomes))
+
+        def run(conn: sqlite3.Connection, undo: list) -> StoredResponse:
+            now = self.now_ms()
+            replay = queries.replay(conn, idem, now)
+            if replay is not None:
+                return replay
+            outcomes = queries.store_records(conn, records, self._sources.by_id, now)
+            response = StoredResponse(200, render(outcomes))
             queries.record_answer(conn, idem, response, now)
             return response
 

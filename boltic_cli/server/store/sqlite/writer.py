@@ -4,7 +4,8 @@ Every write goes through the writer. It takes whatever jobs are queued, runs the
 in one transaction, commits (``synchronous=FULL``: the WAL is fsynced) and only
 then resolves each job's future or waiter, so an answer built from it is never
 sent for data that is not on disk. A group of nothing but plain event inserts
-(the common case) is one autocommitted INSERT statement.
+(single events and batches without Idempotency-Key or messageId, the common case)
+is one autocommitted INSERT statement.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -27,13 +28,15 @@ from boltic_cli.server.store.base import (
     SourceInfo,
     StoreError,
     StoreUnavailable,
-    accepted,
 )
-from boltic_cli.server.store.sqlite.queries import insert_events
+from boltic_cli.server.store.sqlite.queries import MAX_SQL_VARIABLES, insert_events, store_records
 
-# 1024 events x 6 columns stays under MAX_SQL_VARIABLES: a group of events is one
-# INSERT statement, so autocommitting it commits the whole group at once.
+# The most jobs one group commit takes.
 MAX_BATCH = 1024
+# The most event rows one group commit takes (a job is never split): x 6 columns it
+# stays under MAX_SQL_VARIABLES, so a group of plain events is one INSERT statement
+# and autocommitting it commits the whole group at once.
+MAX_GROUP_ROWS = MAX_SQL_VARIABLES // 6 - 500
 
 # A job's work: runs inside the writer's transaction; ``undo`` collects what to
 # restore in memory if the transaction rolls back.
@@ -61,8 +64,11 @@ class SourceCache:
 @dataclass(slots=True)
 class _Job:
     run: Run | None
-    # A plain event insert (no Idempotency-Key): batched with its neighbours.
-    record: EventRecord | None = None
+    # Plain event inserts (no Idempotency-Key): grouped with their neighbours' rows.
+    records: Sequence[EventRecord] | None = None
+    # One event (answered with its id or its error) or a batch (answered with the
+    # list of per-record outcomes).
+    single: bool = False
     # Set for writes awaited on an event loop: settled there, one wake-up per group.
     waiter: asyncio.Future | None = None
     # Set for the other writes. Not made for waiters: a Future builds a Condition,
@@ -119,9 +125,15 @@ class Writer:
     """
 
     def __init__(
-        self, conn: sqlite3.Connection, sources: SourceCache, *, commit_delay: float = 0.0
+        self,
+        conn: sqlite3.Connection,
+        sources: SourceCache,
+        *,
+        commit_delay: float = 0.0,
+        now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.conn = conn
+        self.now_ms = now_ms
         self.sources = sources
         self.commit_delay = commit_delay
         self.commits = 0
@@ -146,31 +158,48 @@ class Writer:
         run: Run | None,
         record: EventRecord | None = None,
         waiter: asyncio.Future | None = None,
+        *,
+        records: Sequence[EventRecord] | None = None,
     ) -> Future | None:
-        """Queue a write: ``run`` (a job), or ``record`` (a plain event insert). The
-        future it returns (or ``waiter``, then it returns None) resolves after its
-        transaction committed."""
-        job = _Job(run, record, waiter, None if waiter is not None else Future())
+        """Queue a write: ``run`` (a job), ``record`` (a plain event insert: resolves to
+        the event id it is answered with, or fails with SourceGone) or ``records``
+        (plain inserts of a batch: resolves to the list of per-record outcomes, ids or
+        StoreErrors). The future it returns (or ``waiter``, then it returns None)
+        resolves after its transaction committed."""
+        if record is not None:
+            records, single = (record,), True
+        else:
+            single = False
+        job = _Job(run, records, single, waiter, None if waiter is not None else Future())
         if self.closed:
             _settle([(job, StoreUnavailable("the store is closed"), False)])
         else:
             self._queue.put(job)
         return job.future
 
-    async def wait(self, run: Run | None, record: EventRecord | None = None) -> Any:
+    async def wait(
+        self,
+        run: Run | None,
+        record: EventRecord | None = None,
+        *,
+        records: Sequence[EventRecord] | None = None,
+    ) -> Any:
         """``submit`` awaited on the running loop, without a thread hand-off."""
         waiter = asyncio.get_running_loop().create_future()
-        self.submit(run, record, waiter)
+        self.submit(run, record, waiter, records=records)
         return await waiter
 
     def _loop(self) -> None:
         _name_os_thread("boltic-writer")
         stopping = False
+        carry: _Job | None = None
         while not stopping:
-            first = self._queue.get()
+            first = carry if carry is not None else self._queue.get()
+            carry = None
             if first is None:
                 break
             batch = [first]
+            rows = len(first.records or ())
             while len(batch) < MAX_BATCH:
                 try:
                     nxt = self._queue.get_nowait()
@@ -179,8 +208,15 @@ class Writer:
                 if nxt is None:
                     stopping = True
                     break
+                if nxt.records is not None:
+                    rows += len(nxt.records)
+                    if rows > MAX_GROUP_ROWS:
+                        carry = nxt  # the next group's first job
+                        break
                 batch.append(nxt)
             self._run_batch(batch)
+        if carry is not None:
+            self._run_batch([carry])
         self._fail_queued()
 
     def _fail_queued(self) -> None:
@@ -193,7 +229,10 @@ class Writer:
                 _settle([(job, StoreUnavailable("the store is closed"), False)])
 
     def _run_batch(self, batch: list[_Job]) -> None:
-        if all(job.record is not None for job in batch):
+        if all(
+            job.records is not None and all(r.message_id is None for r in job.records)
+            for job in batch
+        ):
             self._run_event_batch(batch)
             return
         # Jobs raise StoreError only before they write anything, so a refused job
@@ -203,21 +242,20 @@ class Writer:
         undo: list[Callable[[], None]] = []
         outcomes: list[tuple[_Job, Any, bool]] = []
         events: list[_Job] = []
+        now_ms = self.now_ms()
 
         def insert_pending_events() -> None:
             if events:
-                insert_events(conn, [job.record for job in events])  # type: ignore[misc]
-                outcomes.extend((job, accepted(job.record.id), True) for job in events)  # type: ignore[union-attr]
+                records = [r for job in events for r in job.records]  # type: ignore[union-attr]
+                stored = store_records(conn, records, known, now_ms)
+                outcomes.extend(_outcomes(events, stored))
                 events.clear()
 
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
-                if job.record is not None:
-                    if job.record.source_id in known:
-                        events.append(job)
-                    else:
-                        outcomes.append((job, SourceGone(job.record.source_id), False))
+                if job.records is not None:
+                    events.append(job)
                     continue
                 # In queue order: events sent before a delete are deleted with it.
                 insert_pending_events()
@@ -252,16 +290,15 @@ class Writer:
         """
         conn = self.conn
         known = self.sources.by_id
-        outcomes: list[tuple[_Job, Any, bool]] = []
         records: list[EventRecord] = []
+        stored: list[str | StoreError] = []
         for job in batch:
-            record = job.record
-            assert record is not None
-            if record.source_id in known:
-                records.append(record)
-                outcomes.append((job, accepted(record.id), True))
-            else:
-                outcomes.append((job, SourceGone(record.source_id), False))
+            for record in job.records:  # type: ignore[union-attr]
+                if record.source_id in known:
+                    records.append(record)
+                    stored.append(record.id)
+                else:
+                    stored.append(SourceGone(record.source_id))
         if records:
             if self.commit_delay:
                 # Received, not yet committed: where the durability tests kill.
@@ -273,4 +310,18 @@ class Writer:
                 _settle((job, failure, False) for job in batch)
                 return
             self.commits += 1
-        _settle(outcomes)
+        _settle(_outcomes(batch, stored))
+
+
+def _outcomes(jobs: list[_Job], stored: list[str | StoreError]) -> Iterable[tuple[_Job, Any, bool]]:
+    """Hand each job its records' outcomes (``stored``, in the jobs' order): a single
+    event its id or its error; a batch the list."""
+    at = 0
+    for job in jobs:
+        n = len(job.records)  # type: ignore[arg-type]
+        if job.single:
+            outcome = stored[at]
+            yield (job, outcome, True) if isinstance(outcome, str) else (job, outcome, False)
+        else:
+            yield job, stored[at : at + n], True
+        at += n
