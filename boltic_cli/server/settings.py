@@ -66,6 +66,8 @@ def redact_url(url: str) -> str:
 
 def postgres_options(environ: Mapping[str, str]) -> dict[str, float | int]:
     """Pool size and timeouts from BOLTIC_PG_* (unset: the defaults). Raises UsageError."""
+    from boltic_cli.errors import UsageError
+
     options: dict[str, float | int] = {}
     for name, field, kind in (
         ("BOLTIC_PG_POOL_SIZE", "pg_pool_size", int),
