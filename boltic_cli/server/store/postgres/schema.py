@@ -81,6 +81,16 @@ CREATE TABLE idempotency (
     PRIMARY KEY (scope, key)
 );
 CREATE INDEX idempotency_by_age ON idempotency (created_at);
+-- messageId dedupe: the primary key enforces it (across processes); rows older than
+-- MESSAGE_ID_TTL_MS no longer count and are expired with Idempotency-Keys.
+CREATE TABLE message_ids (
+    source_id text COLLATE "C" NOT NULL,
+    message_id text COLLATE "C" NOT NULL,
+    event_id text COLLATE "C" NOT NULL,
+    created_at bigint NOT NULL,
+    PRIMARY KEY (source_id, message_id)
+);
+CREATE INDEX message_ids_by_age ON message_ids (created_at);
 
 -- The UTC day of a time in ms (floor division, also before 1970).
 CREATE FUNCTION boltic_day(ms bigint) RETURNS bigint

@@ -29,13 +29,14 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from boltic_cli.server.store import base
 from boltic_cli.server.store.base import (
     DAY_MS,
     IDEMPOTENCY_TTL_MS,
+    MESSAGE_ID_TTL_MS,
     PRUNE_CHUNK,
     EventRecord,
     Idempotency,
@@ -75,6 +76,20 @@ ON CONFLICT (scope, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,
     status = EXCLUDED.status, body = EXCLUDED.body, created_at = EXCLUDED.created_at
     WHERE i.created_at < $7
 RETURNING 1
+"""
+CLAIM_MESSAGE_IDS = """
+INSERT INTO message_ids AS m (source_id, message_id, event_id, created_at)
+SELECT u.source_id, u.message_id, u.event_id, $4
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u(source_id, message_id, event_id)
+ORDER BY 1, 2
+ON CONFLICT (source_id, message_id) DO UPDATE SET event_id = EXCLUDED.event_id,
+    created_at = EXCLUDED.created_at
+    WHERE m.created_at < $5
+RETURNING source_id, message_id
+"""
+FIND_MESSAGE_IDS = """
+SELECT source_id, message_id, event_id FROM message_ids
+WHERE (source_id, message_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
 """
 SOURCE_ROW = """
 SELECT s.id, s.name, s.type, s.write_key, s.status, s.created_at, coalesce(c.n, 0)
@@ -306,14 +321,7 @@ class PostgresStore(base.Store):
         events = records
         if self.commit_delay:
             await asyncio.sleep(self.commit_delay)
-        columns = (
-            [r.id for r in events],
-            [r.source_id for r in events],
-            [r.type for r in events],
-            [r.timestamp for r in events],
-            [r.received_at for r in events],
-            [r.body for r in events],
-        )
+        columns = _columns(events)
         try:
             rows = await self._call(lambda conn: conn.fetch(INSERT_EVENTS, *columns))
         except StoreUnavailable as e:
@@ -328,29 +336,126 @@ class PostgresStore(base.Store):
     async def insert_event(
         self, record: EventRecord, idem: Idempotency | None = None
     ) -> StoredResponse:
-        if idem is None:
+        if idem is None and record.message_id is None:
             return await self._inserts.submit(record)
 
         async def run(conn: Any) -> StoredResponse:
-            response = accepted(record.id)
-            replay = await self._claim(conn, idem, response)
+            replay = await self._claim(conn, idem, accepted(record.id))
             if replay is not None:
                 return replay
-            rows = await conn.fetch(
-                INSERT_EVENTS,
-                [record.id],
-                [record.source_id],
-                [record.type],
-                [record.timestamp],
-                [record.received_at],
-                [record.body],
-            )
-            if not rows:
-                self._forget(record.source_id)
-                raise SourceGone(record.source_id)  # rolls the claimed key back
+            (outcome,) = await self._store_records(conn, [record])
+            if isinstance(outcome, StoreError):
+                raise outcome  # rolls the claimed key back
+            response = accepted(outcome)
+            await self._record_answer(conn, idem, response)
             return response
 
         return await self._call(run, transaction=True)
+
+    async def insert_batch(
+        self,
+        records: Sequence[EventRecord],
+        render: Callable[[list[str | StoreError]], str],
+        idem: Idempotency | None = None,
+    ) -> StoredResponse:
+        records = list(records)
+        if idem is None and all(r.message_id is None for r in records):
+            # The batch is its own group: one autocommitted statement.
+            rows = await self._call(lambda conn: conn.fetch(INSERT_EVENTS, *_columns(records)))
+            return StoredResponse(200, render(self._outcomes(records, {r[0] for r in rows})))
+
+        async def run(conn: Any) -> StoredResponse:
+            # The key is claimed first (its row lock makes a concurrent retry wait for
+            # this answer), and the answer recorded once the outcomes are known.
+            replay = await self._claim(conn, idem, StoredResponse(200, ""))
+            if replay is not None:
+                return replay
+            response = StoredResponse(200, render(await self._store_records(conn, records)))
+            await self._record_answer(conn, idem, response)
+            return response
+
+        return await self._call(run, transaction=True)
+
+    def _outcomes(self, records: list[EventRecord], stored: set[str]) -> list[str | StoreError]:
+        """Each record's id, or SourceGone for those the inserting statement refused."""
+        outcomes: list[str | StoreError] = []
+        for r in records:
+            if r.id in stored:
+                outcomes.append(r.id)
+            else:
+                self._forget(r.source_id)  # deleted or deactivated, maybe elsewhere
+                outcomes.append(SourceGone(r.source_id))
+        return outcomes
+
+    async def _store_records(self, conn: Any, records: list[EventRecord]) -> list[str | StoreError]:
+        """Insert ``records`` (inside the caller's transaction) but those whose source is
+        gone (SourceGone) and those whose messageId the source used within
+        MESSAGE_ID_TTL_MS, here or earlier in ``records`` (answered with the first
+        event's id). The messageId is claimed by its primary key first, so the same
+        messageId sent to two processes at once stores one event (the second waits
+        for the first's commit, then finds its id)."""
+        now = self.now_ms()
+        first: dict[tuple[str, str], int] = {}
+        for i, r in enumerate(records):
+            if r.message_id is not None:
+                first.setdefault((r.source_id, r.message_id), i)
+        existing: dict[tuple[str, str], str] = {}
+        if first:
+            keys = list(first)
+            claimed = {
+                (row[0], row[1])
+                for row in await conn.fetch(
+                    CLAIM_MESSAGE_IDS,
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                    [records[first[k]].id for k in keys],
+                    now,
+                    now - MESSAGE_ID_TTL_MS,
+                )
+            }
+            taken = [k for k in keys if k not in claimed]
+            if taken:
+                rows = await conn.fetch(
+                    FIND_MESSAGE_IDS, [k[0] for k in taken], [k[1] for k in taken]
+                )
+                existing = {(row[0], row[1]): row[2] for row in rows}
+        fresh = [
+            r
+            for i, r in enumerate(records)
+            if r.message_id is None
+            or (
+                first[(r.source_id, r.message_id)] == i
+                and (r.source_id, r.message_id) not in existing
+            )
+        ]
+        stored = (
+            {row[0] for row in await conn.fetch(INSERT_EVENTS, *_columns(fresh))}
+            if fresh
+            else set()
+        )
+        outcomes: list[str | StoreError] = []
+        refused_claims: list[tuple[str, str]] = []
+        for i, r in enumerate(records):
+            key = None if r.message_id is None else (r.source_id, r.message_id)
+            if key is not None and key in existing:
+                outcomes.append(existing[key])
+                continue
+            origin = records[first[key]] if key is not None else r
+            if origin.id in stored:
+                outcomes.append(origin.id)
+            else:
+                self._forget(r.source_id)
+                outcomes.append(SourceGone(r.source_id))
+                if key is not None and first[key] == i:
+                    refused_claims.append(key)
+        if refused_claims:
+            await conn.execute(
+                "DELETE FROM message_ids WHERE (source_id, message_id) IN "
+                "(SELECT * FROM unnest($1::text[], $2::text[]))",
+                [k[0] for k in refused_claims],
+                [k[1] for k in refused_claims],
+            )
+        return outcomes
 
     async def insert_records(self, records: list[EventRecord], chunk: int = 5000) -> int:
         """Bulk load (tests, benchmarks; not for routes): insert events of existing
@@ -371,6 +476,19 @@ class PostgresStore(base.Store):
             )
             stored += len(rows)
         return stored
+
+    async def _record_answer(
+        self, conn: Any, idem: Idempotency | None, response: StoredResponse
+    ) -> None:
+        """Replace the answer recorded by ``_claim`` (same transaction) with the final one."""
+        if idem is not None:
+            await conn.execute(
+                "UPDATE idempotency SET status = $3, body = $4 WHERE scope = $1 AND key = $2",
+                idem.scope,
+                idem.key,
+                response.status,
+                response.body,
+            )
 
     async def _claim(
         self, conn: Any, idem: Idempotency | None, response: StoredResponse
@@ -465,7 +583,7 @@ class PostgresStore(base.Store):
             # The source row first: its lock waits for inserts holding it (FOR KEY
             # SHARE), so the events deleted next include theirs; later inserts skip it.
             if await conn.fetchval("DELETE FROM sources WHERE id = $1 RETURNING 1", source_id):
-                for table in ("events", "event_counts", "received_counts"):
+                for table in ("events", "event_counts", "received_counts", "message_ids"):
                     await conn.execute(f"DELETE FROM {table} WHERE source_id = $1", source_id)
                 return
             raise SourceGone(source_id)
@@ -487,11 +605,18 @@ class PostgresStore(base.Store):
         return await self._call(run, transaction=True)
 
     async def expire_idempotency_keys(self) -> int:
-        cutoff = self.now_ms() - IDEMPOTENCY_TTL_MS
-        status = await self._call(
-            lambda conn: conn.execute("DELETE FROM idempotency WHERE created_at < $1", cutoff)
-        )
-        return _rowcount(status)
+        now = self.now_ms()
+
+        async def run(conn: Any) -> int:
+            keys = await conn.execute(
+                "DELETE FROM idempotency WHERE created_at < $1", now - IDEMPOTENCY_TTL_MS
+            )
+            message_ids = await conn.execute(
+                "DELETE FROM message_ids WHERE created_at < $1", now - MESSAGE_ID_TTL_MS
+            )
+            return _rowcount(keys) + _rowcount(message_ids)
+
+        return await self._call(run)
 
     # reads
 
@@ -563,6 +688,18 @@ async def _keep_session(conn: Any) -> None:
     session locks, cursors, LISTEN or SET). Only an open transaction is ended."""
     if conn.is_in_transaction():
         await conn.execute("ROLLBACK")
+
+
+def _columns(records: list[EventRecord]) -> tuple[list, ...]:
+    """INSERT_EVENTS' six arrays."""
+    return (
+        [r.id for r in records],
+        [r.source_id for r in records],
+        [r.type for r in records],
+        [r.timestamp for r in records],
+        [r.received_at for r in records],
+        [r.body for r in records],
+    )
 
 
 def _reason(e: BaseException) -> str:
