@@ -15,7 +15,8 @@ SQLite's synchronous=FULL does):
      bench_server.build_database and copied row for row into PostgreSQL), the p50 of
      GET /streams/events with its summary for source + type + 7-day window, source
      only, no filter, and of the debug read, on both (target: PostgreSQL within 2x).
-Batch ingest is not measured: the batch route has not reached this branch yet.
+  3. batch ingest: POST /streams/events/batch with 500 events per body under wrk (4
+     connections), events stored per second, on both, alternately (target: 0.8).
 Writes bench_postgres.json beside this file, with versions and load averages.
 """
 
@@ -138,6 +139,43 @@ def ingest(db: str, work: Path, seconds: int, pg: PostgresServer | None) -> dict
         result["requests_per_transaction"] = round(
             result["requests"] / max(1, transactions(pg, db) - commits_before), 1
         )
+    result["load_average_after"] = load_averages()
+    return result
+
+
+BATCH_ITEMS = 500
+BATCH_CONNECTIONS = 4
+
+
+def ingest_batch(db: str, work: Path, seconds: int, pg: PostgresServer | None) -> dict:
+    """POST /streams/events/batch (500 events per body) under wrk with 4 connections:
+    events/s is what the database holds afterwards divided by wrk's duration."""
+    server = Server(db, work, work / "server.log")
+    try:
+        source = bench_server.create_source(server.url)
+        items = [
+            {"sourceId": source["id"], "type": "page_view", "properties": {"path": f"/p/{i}"}}
+            for i in range(BATCH_ITEMS)
+        ]
+        script = bench_server.lua_post(work / "batch.lua", {"batch": items})
+        pg_before = postgres_cpu_s(pg) if pg else 0.0
+        result = bench_server.wrk(
+            f"{server.url}/streams/events/batch", script, seconds, BATCH_CONNECTIONS
+        )
+        stored = httpx.get(
+            f"{server.url}/streams/events",
+            params={"limit": 1, "sourceId": source["id"]},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=60,
+        ).json()["summary"]["totalEvents"]
+        result["stored"] = stored
+        result["events_per_s"] = round(stored / seconds, 1)
+        if pg:
+            result["postgres_cpu_us_per_event"] = round(
+                (postgres_cpu_s(pg) - pg_before) / max(stored, 1) * 1e6, 1
+            )
+    finally:
+        server.stop()
     result["load_average_after"] = load_averages()
     return result
 
@@ -271,7 +309,26 @@ def main() -> None:
                     "ratio_postgresql_to_sqlite": round(total["postgresql"] / total["sqlite"], 3),
                     "target": 0.8,
                 }
-            report["batch_ingest"] = "not measured: the batch route is not on this branch yet"
+            batch_rounds = []
+            for i in range(0 if args.skip_ingest else args.rounds):
+                sqlite_run = ingest_batch(str(work / f"batch-{i}.db"), work, args.seconds, None)
+                pg_run = ingest_batch(pg.url(pg.new_database()), work, args.seconds, pg)
+                ratio = round(pg_run["events_per_s"] / sqlite_run["events_per_s"], 3)
+                batch_rounds.append({"sqlite": sqlite_run, "postgresql": pg_run, "ratio": ratio})
+                print(f"batch round {i}: ratio {ratio}", file=sys.stderr)
+            if batch_rounds:
+                mean = {
+                    store: sum(r[store]["events_per_s"] for r in batch_rounds) / len(batch_rounds)
+                    for store in ("sqlite", "postgresql")
+                }
+                report["batch_ingest"] = {
+                    "items_per_batch": BATCH_ITEMS,
+                    "connections": BATCH_CONNECTIONS,
+                    "rounds": batch_rounds,
+                    "mean_events_per_s": {k: round(v, 1) for k, v in mean.items()},
+                    "ratio_postgresql_to_sqlite": round(mean["postgresql"] / mean["sqlite"], 3),
+                    "target": 0.8,
+                }
             if not args.skip_queries:
                 report["queries"] = queries(work, pg, args.events, args.query_seconds)
     finally:
