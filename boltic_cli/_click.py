@@ -1,8 +1,8 @@
-"""The Click that Typer runs on: vendored inside typer since 0.29, the click package before."""
+"""Old name of ``boltic_cli._compat``: kept only until commands/events moves its import over.
 
-try:
-    from typer import _click as click
-except ImportError:  # pragma: no cover - older typer
-    import click  # type: ignore[no-redef]
+The lead removes this file after merging the events split; import from ``_compat``.
+"""
+
+from boltic_cli._compat import click
 
 __all__ = ["click"]

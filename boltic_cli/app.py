@@ -19,7 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from boltic_cli import __version__
-from boltic_cli._click import click
+from boltic_cli._compat import click, has_runtime_converter, set_runtime_converter
 from boltic_cli.context import OUTPUT_FORMATS, Context, Environment, GlobalOptions, Session
 from boltic_cli.errors import BolticError, ExitStatus
 
@@ -133,13 +133,13 @@ def _is_plain(param: Any) -> bool:
 def _use_plain_values(params: list[Any], converters: dict[Any, Any], *, others: bool) -> None:
     """Give ``params`` pydantic-free converters; ``others``: pass every other type through."""
     for param in params:
-        if getattr(param, "_runtime_param", False) is not None:
+        if has_runtime_converter(param):
             continue  # not a Typer parameter, or already converted once
         annotation = param.type_descriptor.annotation
         if annotation in converters and _is_plain(param):
-            param._runtime_param = PlainValue(converters[annotation])
+            set_runtime_converter(param, PlainValue(converters[annotation]))
         elif others:
-            param._runtime_param = PlainValue()
+            set_runtime_converter(param, PlainValue())
 
 
 def _use_plain_values_below(command: click.Command, ctx: click.Context, *, others: bool) -> None:
@@ -167,9 +167,8 @@ class BolticGroup(TyperGroup):
         _use_plain_values_below(command, ctx, others=self.completing)
         return command
 
-    def _main_shell_completion(
-        self, ctx_args: Any, prog_name: str, complete_var: str | None = None
-    ) -> None:
+    def _prepare_shell_completion(self, prog_name: str, complete_var: str | None) -> None:
+        """When the shell asks for completions (Click's ``_PROG_COMPLETE`` variable), use ours."""
         if complete_var is None:
             complete_var = f"_{prog_name}_COMPLETE".replace("-", "_").upper()
         if not os.environ.get(complete_var):
@@ -178,7 +177,6 @@ class BolticGroup(TyperGroup):
 
         self.completing = True
         register_shells()
-        super()._main_shell_completion(ctx_args, prog_name, complete_var)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
@@ -188,9 +186,7 @@ class BolticGroup(TyperGroup):
         if incomplete and not incomplete[0].isalnum():
             return super().shell_complete(ctx, incomplete)
         # Command names from the static table: completing them imports no group.
-        from boltic_cli._click import click as _c
-
-        CompletionItem = _c.shell_completion.CompletionItem
+        CompletionItem = click.shell_completion.CompletionItem
 
         return [
             CompletionItem(name, help=short)
@@ -216,6 +212,7 @@ class BolticGroup(TyperGroup):
         session = Session(env if isinstance(env, Environment) else Environment())
         extra.pop("standalone_mode", None)
         argv = list(sys.argv[1:] if args is None else args)
+        self._prepare_shell_completion(prog_name or "boltic", extra.get("complete_var"))
         code = run(
             lambda: super(BolticGroup, self).main(
                 argv, prog_name or "boltic", standalone_mode=False, obj=session, **extra

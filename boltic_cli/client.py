@@ -7,14 +7,12 @@ the admin token never appears in a URL, a hook call or an error message.
 
 from __future__ import annotations
 
-import copy
 import errno
 import json as jsonlib
 import random
 import re
 import socket
 import ssl
-import sys
 import threading
 import time
 import uuid
@@ -23,15 +21,15 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-# On import httpx loads its own command-line tool (rich, pygments, click) when they are
-# installed: about 45 ms on every boltic command that makes a request. We never use it;
-# a None entry makes that import fail, and httpx then defines a stub instead.
-sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+from boltic_cli._compat import httpx_client_transport, skip_httpx_cli
+
+skip_httpx_cli()  # before the first `import httpx`: spares ~45 ms per request command
 
 import httpx
 import pydantic
 
 from boltic_cli import __version__
+from boltic_cli.client_transport import LazyTLSTransport, PreparedPost
 from boltic_cli.errors import (
     APIError,
     BolticError,
@@ -142,35 +140,6 @@ def _body_json(response: httpx.Response) -> Any:
         return None
 
 
-class _LazyTLSTransport(httpx.BaseTransport):
-    """httpx's default transport, with its TLS context made only when https is used.
-
-    Loading the CA bundle costs about 37 ms, which a command against the local
-    ``http://`` server would pay on every run for nothing. An https request (the
-    hosted API, or an absolute URL given to ``boltic api``) still gets the
-    verifying transport httpx would have made.
-    """
-
-    def __init__(self) -> None:
-        self._plain: httpx.HTTPTransport | None = None
-        self._tls: httpx.HTTPTransport | None = None
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.scheme == "https":
-            if self._tls is None:
-                self._tls = httpx.HTTPTransport()
-            return self._tls.handle_request(request)
-        if self._plain is None:
-            # verify=False only spares the CA bundle: this transport never sees https.
-            self._plain = httpx.HTTPTransport(verify=False)
-        return self._plain.handle_request(request)
-
-    def close(self) -> None:
-        for transport in (self._plain, self._tls):
-            if transport is not None:
-                transport.close()
-
-
 class BolticClient:
     """The Streams API, one method per operation, returning ``boltic_cli.models``."""
 
@@ -208,11 +177,11 @@ class BolticClient:
             base_url=url,
             headers=headers,
             timeout=httpx.Timeout(read, connect=min(CONNECT_TIMEOUT, read)),
-            transport=transport or _LazyTLSTransport(),
+            transport=transport or LazyTLSTransport(),
             follow_redirects=False,
         )
         self._own_transport = transport is None
-        self._event_post: _PreparedPost | None = None
+        self._event_post: PreparedPost | None = None
         self._ssl_context: ssl.SSLContext | None = None
         self._lock = threading.Lock()
 
@@ -373,7 +342,7 @@ class BolticClient:
         return f"{response.request.method} {self._redact(response.request.url)}"
 
     def _post_event(
-        self, prepared: _PreparedPost, payload: bytes, idempotency_key: str | None
+        self, prepared: PreparedPost, payload: bytes, idempotency_key: str | None
     ) -> EventAccepted:
         # The request is cloned from one prepared for this route, which skips
         # httpx's per-call URL merging and header building: most of the client's
@@ -383,8 +352,8 @@ class BolticClient:
         self.raise_for_status(response)
         return self._parse(response, EventAccepted)
 
-    def _new_event_transport(self, prepared: _PreparedPost) -> httpx.HTTPTransport | None:
-        if prepared.transport is not getattr(self._http, "_transport", None):  # a proxy
+    def _new_event_transport(self, prepared: PreparedPost) -> httpx.HTTPTransport | None:
+        if prepared.transport is not httpx_client_transport(self._http):  # a proxy
             return None
         with self._lock:
             if self._ssl_context is None:
@@ -392,10 +361,10 @@ class BolticClient:
                 self._ssl_context = httpx.create_ssl_context(trust_env=True)
         return httpx.HTTPTransport(verify=self._ssl_context)
 
-    def _prepared_event_post(self) -> _PreparedPost:
+    def _prepared_event_post(self) -> PreparedPost:
         # Built on first use; two threads racing here build equal objects.
         if self._event_post is None:
-            self._event_post = _PreparedPost(self._http, self.base_url.join("streams/events"))
+            self._event_post = PreparedPost(self._http, self.base_url.join("streams/events"))
         return self._event_post
 
     def _api_error(self, response: httpx.Response) -> APIError:
@@ -558,7 +527,7 @@ class EventSender:
     context manager) when the thread is done.
     """
 
-    def __init__(self, client: BolticClient, prepared: _PreparedPost) -> None:
+    def __init__(self, client: BolticClient, prepared: PreparedPost) -> None:
         self._client = client
         self._prepared = prepared
 
@@ -581,48 +550,3 @@ class EventSender:
         self, payload: bytes, *, idempotency_key: str | None = None
     ) -> EventAccepted:
         return self._client._post_event(self._prepared, payload, idempotency_key)
-
-
-class _PreparedPost:
-    """One POST route with its URL, headers, timeouts and transport worked out once.
-
-    ``send`` hands the request to the transport httpx.Client would pick for the URL
-    (a proxy's, when the environment names one). The client's cookies, auth flow and
-    redirect handling are skipped: the API uses none of them, and they cost as much
-    CPU per request as the rest of the client.
-    """
-
-    def __init__(self, http: httpx.Client, url: httpx.URL) -> None:
-        self.url = url
-        self.headers = httpx.Headers(http.headers)
-        self.headers["Content-Type"] = "application/json"
-        self.extensions = {"timeout": http.timeout.as_dict()}
-        pick = getattr(http, "_transport_for_url", None)
-        self.transport: httpx.BaseTransport | None = pick(url) if pick is not None else None
-        self._http = http
-        self._owns_transport = False
-
-    def with_transport(self, transport: httpx.BaseTransport) -> _PreparedPost:
-        """The same route over ``transport``, which it closes on ``close()``."""
-        other = copy.copy(self)
-        other.transport = transport
-        other._owns_transport = True
-        return other
-
-    def close(self) -> None:
-        if self._owns_transport and self.transport is not None:
-            self.transport.close()
-
-    def request(self, payload: bytes, idempotency_key: str) -> httpx.Request:
-        headers = self.headers.copy()
-        headers["Idempotency-Key"] = idempotency_key
-        return httpx.Request(
-            "POST", self.url, headers=headers, content=payload, extensions=self.extensions
-        )
-
-    def send(self, request: httpx.Request) -> httpx.Response:
-        if self.transport is None:  # an httpx without the private picker
-            return self._http.send(request)
-        response = self.transport.handle_request(request)
-        response.request = request
-        return response

@@ -234,7 +234,7 @@ OUTPUT_OPTIONS = ("-o", "--output")
 
 def _output_format_items(args: list[str], incomplete: str) -> list[Any] | None:
     """Formats for ``-o`` anywhere on the line (it is global, also after the command)."""
-    from boltic_cli._click import click
+    from boltic_cli._compat import click
 
     if "--" in args:
         return None
@@ -257,8 +257,9 @@ def register_shells() -> None:
     renders them with rich, which costs an import on every TAB and rewrites text from the
     API that looks like markup.
     """
-    from typer._click.shell_completion import add_completion_class
-    from typer._completion_classes import BashComplete, FishComplete, ZshComplete
+    from boltic_cli._compat import add_completion_class, completion_base_classes
+
+    BashComplete, ZshComplete, FishComplete = completion_base_classes()
 
     class BolticCompletion:
         def get_completions(self, args: list[str], incomplete: str) -> list[Any]:

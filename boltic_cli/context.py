@@ -200,7 +200,7 @@ class Session:
 
 def current() -> Context:
     """The ``Context`` of the command being run."""
-    from boltic_cli._click import click
+    from boltic_cli._compat import click
 
     session = click.globals.get_current_context().find_root().obj
     assert isinstance(session, Session) and session.context is not None

@@ -53,14 +53,24 @@ def _find_in_list(sources: list[StreamSource], ref: str) -> StreamSource:
 
 
 def describe_matches(sources: list[StreamSource]) -> str:
-    """One ``id (type, created ...)`` per source, for choosing between them."""
+    """One ``id (type, created ...)`` per source, for choosing between them.
+
+    The text goes into an error's ``details``: ids and types come from the server,
+    so any that is not printable is shown with Python escapes (``\\x1b``), never raw.
+    """
     from boltic_cli.models import format_time
-    from boltic_cli.output import sanitize
 
     parts = []
     for source in sources:
-        facts = [source.type or "unknown type"]
+        facts = [_printable(source.type or "unknown type")]
         if source.created_at is not None:
             facts.append(f"created {format_time(source.created_at)}")
-        parts.append(f"{sanitize(source.id or '')} ({', '.join(facts)})")
+        parts.append(f"{_printable(source.id or '')} ({', '.join(facts)})")
     return "; ".join(parts)
+
+
+def _printable(text: str) -> str:
+    """``text`` unchanged when printable, else with its unprintable characters escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -57,6 +57,66 @@ def check_api_url(url: str) -> str:
     if not re.match(r"^https?://[^\s/]+", url):
         raise ConfigError(f"invalid API URL {url!r}: expected http(s)://host[:port]/v1")
     return url.rstrip("/")
+
+
+# Config-key rules (`boltic config set`; the command only wires them)
+
+# Keys boltic itself reads from a profile. Any other key matching SETTING_KEY may be
+# stored too (e.g. a webhook secret for `debug forward`).
+KNOWN_KEYS = ("api_url", "output")
+
+# Keys `config set` refuses, with where the value belongs instead: tokens live in the
+# keyring, the profile choice is `config use`'s.
+RESERVED_KEYS = {
+    "token": "store tokens with 'boltic auth login'",
+    "profile": "switch profiles with 'boltic config use PROFILE'",
+    "current_profile": "switch profiles with 'boltic config use PROFILE'",
+}
+
+# The environment variable that wins over a key stored in the profile.
+KEY_OVERRIDES = {"api_url": "BOLTIC_API_URL", "output": "BOLTIC_OUTPUT"}
+
+
+def known_key_meant(key: str) -> str | None:
+    """The known key that ``key`` spells differently (``api-url``, ``apiUrl``), if any."""
+    folded = key.replace("-", "").replace("_", "").lower()
+    for known in KNOWN_KEYS:
+        if key != known and folded == known.replace("_", ""):
+            return known
+    return None
+
+
+def check_setting(key: str, value: str, *, output_formats: Sequence[str]) -> str:
+    """``value`` as it is stored under ``key``, or ConfigError saying why it may not be.
+
+    Refused: reserved keys (with a hint where the value belongs), keys that do not match
+    ``SETTING_KEY``, and a known key spelt differently (saved, it would silently never be
+    used: the hint names the key meant). ``api_url`` must be http(s) (trailing slash
+    dropped); ``output`` one of ``output_formats`` (the presentation layer's list, passed
+    in: this library module does not import it), stored lower-case. Other keys are free.
+    """
+    if key in RESERVED_KEYS:
+        raise ConfigError(f"{key} cannot be set here", hint=RESERVED_KEYS[key])
+    if not SETTING_KEY.match(key):
+        raise ConfigError(
+            f"invalid key {key!r}: use letters, digits, '_' or '-', starting with a letter"
+        )
+    meant = known_key_meant(key)
+    if meant is not None:
+        raise ConfigError(f"unknown key {key!r}", hint=f"did you mean {meant}?")
+    if key == "api_url":
+        return check_api_url(value)
+    if key == "output":
+        if value.lower() not in output_formats:
+            raise ConfigError(f"output must be one of {', '.join(output_formats)}")
+        return value.lower()
+    return value
+
+
+def overriding_variable(key: str, environ: Mapping[str, str]) -> str | None:
+    """The set environment variable that overrides ``key`` in every profile, if any."""
+    variable = KEY_OVERRIDES.get(key)
+    return variable if variable and environ.get(variable) else None
 
 
 @dataclass

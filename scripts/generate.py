@@ -22,7 +22,7 @@ HELP_WIDTH = 88
 def _context(command, name: str, parent=None):
     """The context `boltic ... NAME --help` runs in: the command's own settings
     (e.g. -h as a help option) at a fixed width."""
-    from boltic_cli._click import click
+    from boltic_cli._compat import click
 
     settings = {**command.context_settings, "terminal_width": HELP_WIDTH}
     settings["max_content_width"] = HELP_WIDTH

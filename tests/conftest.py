@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support import AppTransport, CliResult, invoke_cli
+
+__all__ = ["ADMIN_TOKEN", "CliResult"]
+
 # pg_server / pg_database: a throwaway PostgreSQL (tests/pg.py).
 pytest_plugins = ("tests.pg",)
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
-
-
-@dataclass
-class CliResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-    def ndjson(self) -> list[Any]:
-        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
 
 
 @pytest.fixture
@@ -61,7 +50,7 @@ def client(api):
     """A BolticClient talking to the in-process server as admin."""
     from boltic_cli.client import BolticClient
 
-    with BolticClient("http://testserver/v1", ADMIN_TOKEN, transport=api._transport) as c:
+    with BolticClient("http://testserver/v1", ADMIN_TOKEN, transport=AppTransport(api)) as c:
         yield c
 
 
@@ -82,38 +71,17 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def run_cli(cli_env):
     """Run ``boltic ARGS`` in-process; ``transport`` routes HTTP to an app if given."""
-    from typer.testing import CliRunner
 
-    from boltic_cli.app import app
-    from boltic_cli.context import Environment
-
-    def run(
-        *args: str,
-        input: str | None = None,
-        env: dict[str, str] | None = None,
-        transport: Any = None,
-        tty: bool = False,
-        sleep: Any = None,
-        clock: Any = None,
-    ) -> CliResult:
-        environ = {**cli_env, **(env or {})}
-        environment = Environment(
-            environ=environ,
-            stdin_isatty=tty,
-            stdout_isatty=tty,
-            stderr_isatty=tty,
-            transport=transport,
-        )
-        if sleep is not None:
-            environment.sleep = sleep
-        if clock is not None:
-            environment.clock = clock
-        result = CliRunner().invoke(app, list(args), input=input, obj=environment)
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return CliResult(result.exit_code, result.stdout, result.stderr)
+    def run(*args: str, env: dict[str, str] | None = None, **kwargs: Any) -> CliResult:
+        return invoke_cli(*args, environ={**cli_env, **(env or {})}, **kwargs)
 
     return run
+
+
+@pytest.fixture
+def api_transport(api) -> AppTransport:
+    """The in-process server as an httpx transport (for a BolticClient or the CLI)."""
+    return AppTransport(api)
 
 
 @pytest.fixture
@@ -126,7 +94,7 @@ def cli(run_cli, api):
             "BOLTIC_TOKEN": ADMIN_TOKEN,
             **kwargs.pop("env", {}),
         }
-        return run_cli(*args, env=env, transport=api._transport, **kwargs)
+        return run_cli(*args, env=env, transport=AppTransport(api), **kwargs)
 
     return run
 
@@ -155,3 +123,23 @@ def no_keyring():
     keyring.set_keyring(fail.Keyring())
     yield
     keyring.set_keyring(previous)
+
+
+# Tests that are slow although not e2e (seconds each: fuzzing, big inputs), by node-id
+# prefix. A test file may also mark its own with @pytest.mark.slow.
+SLOW_MODULES = (
+    "tests/conformance/",
+    "tests/test_events_send.py::test_file_of_2000_with_3_broken_lines",
+    "tests/cli_faults/test_input_faults.py::test_file_turning_non_utf8_late",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every e2e test (a subprocess: a server, the installed boltic) and every test of
+    SLOW_MODULES is also ``slow``, so ``pytest -m "not slow"`` is the quick inner loop.
+    CI runs everything (README's test command selects no marker)."""
+    slow = pytest.mark.slow
+    for item in items:
+        path = item.nodeid.replace("\\", "/")
+        if item.get_closest_marker("e2e") is not None or path.startswith(SLOW_MODULES):
+            item.add_marker(slow)

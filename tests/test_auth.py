@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from boltic_cli.credentials import KEYRING_SERVICE
+from tests.support import AppTransport
 
 TOKEN = "tok_9f8e7d6c5b4a3210zyxw"
 
@@ -259,7 +260,7 @@ def test_stored_token_authenticates_against_server(
         input=server_settings.admin_token,
     )
     assert result.exit_code == 0, result.stderr
-    context = Context(env=Environment(environ=cli_env, transport=api._transport).resolved())
+    context = Context(env=Environment(environ=cli_env, transport=AppTransport(api)).resolved())
     assert context.settings.profile == "cloud"
     with context.make_client() as client:
         assert client.list_stream_sources() == []
@@ -291,14 +292,14 @@ def test_status_with_a_write_key_makes_no_call_it_may_not_make(cli, api):
 
 def test_login_refuses_a_token_the_api_refuses(run_cli, api, memory_keyring, config_dir):
     login = ("auth", "login", "--api-url", "http://testserver/v1", "--with-token")
-    refused = run_cli(*login, input="wrong-token", transport=api._transport)
+    refused = run_cli(*login, input="wrong-token", transport=AppTransport(api))
     assert refused.exit_code == 4
     assert "refused this token: nothing stored" in refused.stderr
     assert memory_keyring.entries == {}
 
     from tests.conftest import ADMIN_TOKEN
 
-    accepted = run_cli(*login, input=ADMIN_TOKEN, transport=api._transport)
+    accepted = run_cli(*login, input=ADMIN_TOKEN, transport=AppTransport(api))
     assert accepted.exit_code == 0, accepted.stderr
     assert "could not check" not in accepted.stderr
     assert memory_keyring.entries == {(KEYRING_SERVICE, "cloud"): ADMIN_TOKEN}

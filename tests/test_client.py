@@ -19,6 +19,7 @@ from boltic_cli.client import (
     parse_retry_after,
 )
 from boltic_cli.models import EventInput, StreamDestinationInput, StreamSourceInput
+from tests.support import AppTransport
 
 TOKEN = "sekrit-admin-token-XYZ"
 BASE = "https://api.example.test/v1"
@@ -598,7 +599,7 @@ def test_lost_answer_to_a_post_does_not_store_twice(api):
                 raise httpx.RemoteProtocolError("server disconnected", request=request)
             return response
 
-    transport = LoseFirstAnswer(api._transport)
+    transport = LoseFirstAnswer(AppTransport(api))
     slept: list[float] = []
     with BolticClient(
         "http://testserver/v1", ADMIN_TOKEN, transport=transport, sleep=slept.append
@@ -710,14 +711,15 @@ def test_event_sender_over_an_injected_transport_uses_it():
 def test_plain_http_skips_the_ca_bundle_and_https_still_verifies():
     import ssl
 
-    from boltic_cli.client import _LazyTLSTransport
+    from boltic_cli._compat import httpx_transport_ssl_context
+    from boltic_cli.client_transport import LazyTLSTransport
 
-    transport = _LazyTLSTransport()
+    transport = LazyTLSTransport()
     with httpx.Client(transport=transport, timeout=1) as http:
         for url in ("http://127.0.0.1:9/v1/x", "https://127.0.0.1:9/v1/x"):
             with pytest.raises(httpx.ConnectError):
                 http.get(url)
             if url.startswith("http:"):
                 assert transport._plain is not None and transport._tls is None
-    context = transport._tls._pool._ssl_context
+    context = httpx_transport_ssl_context(transport._tls)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import AppTransport, invoke_cli
+
 from .conftest import ADMIN_TOKEN, CliResult
 from .support import BOLTIC, reap
 
@@ -51,10 +53,6 @@ class FakeTime:
 @pytest.fixture
 def tcli(cli_env, api):
     """Run ``boltic ARGS`` against the in-process server with a FakeTime."""
-    from typer.testing import CliRunner
-
-    from boltic_cli.app import app
-    from boltic_cli.context import Environment
 
     def run(
         *args: str, time: FakeTime | None = None, tty: bool = False, env=None, without=()
@@ -68,19 +66,14 @@ def tcli(cli_env, api):
         }
         for name in without:
             environ.pop(name, None)
-        environment = Environment(
+        return invoke_cli(
+            *args,
             environ=environ,
-            stdin_isatty=tty,
-            stdout_isatty=tty,
-            stderr_isatty=tty,
-            transport=api._transport,
+            transport=AppTransport(api),
+            tty=tty,
             clock=fake.clock,
             sleep=fake.sleep,
         )
-        result = CliRunner().invoke(app, list(args), obj=environment)
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return CliResult(result.exit_code, result.stdout, result.stderr)
 
     return run
 

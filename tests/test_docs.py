@@ -24,7 +24,7 @@ def sections(reference: str) -> dict[str, str]:
 
 def commands() -> list[tuple[str, object]]:
     """(path, click command) for every visible command, found by walking the click tree."""
-    from boltic_cli._click import click
+    from boltic_cli._compat import click
 
     root, ctx = generate.root_context()
     found = []

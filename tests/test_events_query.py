@@ -12,6 +12,7 @@ import pytest
 from boltic_cli.commands.events import bar_chart
 from boltic_cli.models import format_time
 from tests.conftest import ADMIN_TOKEN, CliResult
+from tests.support import AppTransport, invoke_cli
 
 BASE = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -36,25 +37,10 @@ def utc_zone(monkeypatch):
 @pytest.fixture
 def cli_at(cli_env, api):
     """Like ``cli``, with the CLI's clock fixed at ``now`` (ages in tables are then exact)."""
-    from typer.testing import CliRunner
-
-    from boltic_cli.app import app
-    from boltic_cli.context import Environment
 
     def run(*args: str, now: datetime) -> CliResult:
         environ = {**cli_env, "BOLTIC_API_URL": "http://testserver/v1", "BOLTIC_TOKEN": ADMIN_TOKEN}
-        environment = Environment(
-            environ=environ,
-            stdin_isatty=False,
-            stdout_isatty=False,
-            stderr_isatty=False,
-            transport=api._transport,
-            clock=lambda: now,
-        )
-        result = CliRunner().invoke(app, list(args), obj=environment)
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return CliResult(result.exit_code, result.stdout, result.stderr)
+        return invoke_cli(*args, environ=environ, transport=AppTransport(api), clock=lambda: now)
 
     return run
 

@@ -11,6 +11,7 @@ import pytest
 
 from boltic_cli.sender import MAX_ITEM_CHARS, BulkSender, InputItem, read_items
 from tests.conftest import ADMIN_TOKEN
+from tests.support import AppTransport
 
 
 @pytest.fixture
@@ -287,7 +288,7 @@ def test_a_line_longer_than_the_cap_is_one_failure_and_reading_goes_on():
 def make_client(api):
     from boltic_cli.client import BolticClient
 
-    return BolticClient("http://testserver/v1", ADMIN_TOKEN, transport=api._transport)
+    return BolticClient("http://testserver/v1", ADMIN_TOKEN, transport=AppTransport(api))
 
 
 def test_sender_counts_and_progress_callbacks(api, source):

@@ -222,3 +222,48 @@ def test_stored_token_for_configured_profile(environ, memory_keyring):
     assert settings.token() == "staging-token"
     assert Settings.load(environ, profile="cloud").token() is None
     assert Settings.load(environ, profile="cloud").token_source() == "none"
+
+
+# -- config-key rules (the library half of `boltic config set`) -------------------------
+
+FORMATS = ("table", "plain", "json")
+
+
+@pytest.mark.parametrize("key", ["token", "profile", "current_profile"])
+def test_check_setting_refuses_reserved_keys_with_a_hint(key):
+    from boltic_cli.settings import check_setting
+
+    with pytest.raises(ConfigError) as info:
+        check_setting(key, "x", output_formats=FORMATS)
+    assert info.value.hint and "boltic" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    "key,meant", [("api-url", "api_url"), ("apiUrl", "api_url"), ("OUTPUT", "output")]
+)
+def test_check_setting_names_the_known_key_a_misspelling_meant(key, meant):
+    from boltic_cli.settings import check_setting, known_key_meant
+
+    assert known_key_meant(key) == meant
+    with pytest.raises(ConfigError) as info:
+        check_setting(key, "x", output_formats=FORMATS)
+    assert info.value.hint == f"did you mean {meant}?"
+
+
+def test_check_setting_values():
+    from boltic_cli.settings import check_setting
+
+    assert check_setting("api_url", "http://h:1/v1/", output_formats=FORMATS) == "http://h:1/v1"
+    assert check_setting("output", "JSON", output_formats=FORMATS) == "json"
+    assert check_setting("forward_secret", "whsec_x", output_formats=FORMATS) == "whsec_x"
+    for key, value in [("output", "xml"), ("api_url", "ftp://h"), ("1bad", "x"), ("a b", "x")]:
+        with pytest.raises(ConfigError):
+            check_setting(key, value, output_formats=FORMATS)
+
+
+def test_overriding_variable_only_when_set():
+    from boltic_cli.settings import overriding_variable
+
+    assert overriding_variable("api_url", {"BOLTIC_API_URL": "http://x/v1"}) == "BOLTIC_API_URL"
+    assert overriding_variable("api_url", {"BOLTIC_API_URL": ""}) is None
+    assert overriding_variable("other", {"BOLTIC_API_URL": "x"}) is None

@@ -203,7 +203,7 @@ def _login_profile(ctx: Context, config: ConfigFile, explicit: str | None) -> st
 
 def _api_url_flag(ctx: Context) -> str | None:
     """The global --api-url when typed; BOLTIC_API_URL is an override, never saved."""
-    from boltic_cli._click import click
+    from boltic_cli._compat import click
 
     root = click.globals.get_current_context().find_root()
     if root.get_parameter_source("api_url") != click.core.ParameterSource.COMMANDLINE:

@@ -33,9 +33,9 @@ fi"""
 
 def completion_script(shell: str) -> str:
     """The script that makes SHELL complete `boltic` (what completions/ holds)."""
-    from typer._completion_shared import get_completion_script
+    from boltic_cli._compat import completion_script as typer_script
 
-    script = get_completion_script(prog_name="boltic", complete_var=COMPLETE_VAR, shell=shell)
+    script = typer_script("boltic", COMPLETE_VAR, shell)
     if shell == "zsh" and script.endswith(ZSH_REGISTER):
         script = script[: -len(ZSH_REGISTER)] + ZSH_REGISTER_OR_RUN
     return script

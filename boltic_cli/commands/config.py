@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from boltic_cli.commands import new_app
 from boltic_cli.completers import complete_profile
 from boltic_cli.context import OUTPUT_FORMATS, Context, current
-from boltic_cli.errors import BolticError, ConfigError
-
-if TYPE_CHECKING:
-    from boltic_cli.settings import Settings
+from boltic_cli.errors import BolticError
 
 app = new_app(help="Read and write settings and profiles.")
-
-# Keys `config set` refuses: tokens belong in the keyring, the profile choice to `use`.
-RESERVED_KEYS = {
-    "token": "store tokens with 'boltic auth login'",
-    "profile": "switch profiles with 'boltic config use PROFILE'",
-    "current_profile": "switch profiles with 'boltic config use PROFILE'",
-}
 
 
 @app.command("list")
@@ -61,13 +51,15 @@ def set_(
     value: Annotated[str, typer.Argument(help="New value.")],
 ) -> None:
     """Set KEY to VALUE in the profile in use (saved in config.toml)."""
+    from boltic_cli.settings import check_setting
+
     ctx = current()
     settings = ctx.settings
-    value = _checked_value(key, value)
+    value = check_setting(key, value, output_formats=OUTPUT_FORMATS)
     settings.config.set_value(settings.profile, key, value)
     settings.config.save()
     ctx.output.success(f"Set {key} in profile {settings.profile}")
-    _warn_if_overridden(ctx, settings, key)
+    _warn_if_overridden(ctx, key)
 
 
 @app.command()
@@ -136,41 +128,9 @@ def _masked(ctx: Context, values: dict[str, Any]) -> dict[str, Any]:
     return mask_secrets(values)
 
 
-def _checked_value(key: str, value: str) -> str:
-    from boltic_cli.settings import SETTING_KEY, check_api_url
+def _warn_if_overridden(ctx: Context, key: str) -> None:
+    from boltic_cli.settings import overriding_variable
 
-    if key in RESERVED_KEYS:
-        raise ConfigError(f"{key} cannot be set here", hint=RESERVED_KEYS[key])
-    if not SETTING_KEY.match(key):
-        raise ConfigError(
-            f"invalid key {key!r}: use letters, digits, '_' or '-', starting with a letter"
-        )
-    meant = _known_key_meant(key)
-    if meant is not None:
-        # Free keys are allowed (e.g. a webhook secret), but a misspelt known key
-        # would be saved and silently never used.
-        raise ConfigError(f"unknown key {key!r}", hint=f"did you mean {meant}?")
-    if key == "api_url":
-        return check_api_url(value)
-    if key == "output" and value.lower() not in OUTPUT_FORMATS:
-        raise ConfigError(f"output must be one of {', '.join(OUTPUT_FORMATS)}")
-    return value.lower() if key == "output" else value
-
-
-KNOWN_KEYS = ("api_url", "output")
-
-
-def _known_key_meant(key: str) -> str | None:
-    """The known key that ``key`` spells differently (``api-url``, ``apiUrl``), if any."""
-    folded = key.replace("-", "").replace("_", "").lower()
-    for known in KNOWN_KEYS:
-        if key != known and folded == known.replace("_", ""):
-            return known
-    return None
-
-
-def _warn_if_overridden(ctx: Context, settings: Settings, key: str) -> None:
-    overrides = {"api_url": "BOLTIC_API_URL", "output": "BOLTIC_OUTPUT"}
-    variable = overrides.get(key)
-    if variable and ctx.environ.get(variable):
+    variable = overriding_variable(key, ctx.environ)
+    if variable:
         ctx.output.warn(f"{variable} is set and overrides {key}")

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from boltic_cli._click import click
+from boltic_cli._compat import click
 from boltic_cli.commands import new_app
 from boltic_cli.context import current
 from boltic_cli.errors import Declined, UsageError

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
-from tests.support import FakeTime
+from tests.support import AppTransport, FakeTime
 
 HOSTILE = {
     "type": "\x1b[2J\x1b[31mpwned",
@@ -53,7 +53,7 @@ def run(run_cli, api, *args: str, tty: bool = False, color: bool = False):
         # An empty NO_COLOR counts as unset (no-color.org), so FORCE_COLOR gets its way.
         env.update(FORCE_COLOR="1", NO_COLOR="")
     result = run_cli(
-        *args, env=env, transport=api._transport, tty=tty, clock=fake.clock, sleep=fake.sleep
+        *args, env=env, transport=AppTransport(api), tty=tty, clock=fake.clock, sleep=fake.sleep
     )
     return result
 

@@ -160,8 +160,8 @@ def store(api, server_app):
 
 
 @dataclass
-class ServerProcess:
-    """``boltic server`` in a subprocess."""
+class StartedServer:
+    """A ``boltic server`` subprocess from ``tests.support.start_server``, its pipes unread."""
 
     process: subprocess.Popen
     url: str
@@ -178,7 +178,7 @@ class ServerProcess:
 
 def start_server_process(
     db: Path, env_extra: dict[str, str] | None = None, *args: str
-) -> ServerProcess:
+) -> StartedServer:
     env = {
         **os.environ,
         "BOLTIC_DATA_DIR": str(db.parent / "data"),
@@ -186,13 +186,13 @@ def start_server_process(
         **(env_extra or {}),
     }
     process, url = start_server(db, env, *args, stderr=subprocess.PIPE)
-    return ServerProcess(process, url, db)
+    return StartedServer(process, url, db)
 
 
 @pytest.fixture
 def server_process(tmp_path: Path) -> Iterator[Any]:
     """A factory of ``boltic server`` subprocesses; all are killed at the end."""
-    started: list[ServerProcess] = []
+    started: list[StartedServer] = []
 
     def start(env_extra: dict[str, str] | None = None, *args: str, db: Path | None = None):
         server = start_server_process(db or tmp_path / "server.db", env_extra, *args)

@@ -3,13 +3,12 @@ shared spec: every operation, and per schema the property names, required fields
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-SPEC_FILE = Path(__file__).resolve().parents[3] / "shared" / "boltic-streams-api-openapi.yml"
+from tests.spec import load_spec
+
 METHODS = ("get", "post", "put", "patch", "delete")
 
 # Everything in which the generated document may differ from the spec, and why.
@@ -49,9 +48,7 @@ EXTRA_SCHEMAS = {
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    if not SPEC_FILE.exists():
-        pytest.skip(f"shared spec not found at {SPEC_FILE}")
-    return yaml.safe_load(SPEC_FILE.read_text())
+    return load_spec()
 
 
 @pytest.fixture

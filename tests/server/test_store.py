@@ -343,3 +343,27 @@ def test_a_batch_is_one_commit_and_refuses_unknown_sources_alone(tmp_path, messa
         check = sqlite3.connect(store.path)
         stored = 250 if message_ids else 499
         assert check.execute("SELECT count(*) FROM events").fetchone() == (stored,)
+
+
+def test_batches_beyond_one_statement_go_to_the_next_group_whole(tmp_path):
+    from boltic_cli.server.store.sqlite.writer import MAX_GROUP_ROWS
+
+    with SQLiteStore(tmp_path / "g.db") as store:
+        store.remember_source(SourceInfo("src_a", "wk_a", "active"))
+        started, release = threading.Event(), threading.Event()
+        held = store.run_in_writer(lambda conn: (started.set(), release.wait(5)))
+        assert started.wait(5)
+        batches = [
+            [EventRecord(f"evt_{b:02d}{i:03d}", "src_a", "t", 0, 0, "{}") for i in range(500)]
+            for b in range(12)
+        ]
+        futures = [store.writer.submit(None, records=batch) for batch in batches]
+        commits = store.commits
+        release.set()
+        held.result(timeout=5)
+        for future, batch in zip(futures, batches, strict=True):
+            assert future.result(timeout=10) == [r.id for r in batch]
+        groups = -(-12 * 500 // (MAX_GROUP_ROWS // 500 * 500))
+        assert store.commits == commits + 1 + groups  # the held job's, then the groups'
+        check = sqlite3.connect(store.path)
+        assert check.execute("SELECT count(*) FROM events").fetchone() == (6000,)

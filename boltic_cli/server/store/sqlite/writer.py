@@ -215,8 +215,6 @@ class Writer:
                         break
                 batch.append(nxt)
             self._run_batch(batch)
-        if carry is not None:
-            self._run_batch([carry])
         self._fail_queued()
 
     def _fail_queued(self) -> None:
