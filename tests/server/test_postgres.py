@@ -160,8 +160,9 @@ def test_a_key_is_deduped_by_the_database_across_processes(pg_database):
 
 def test_a_deleted_source_is_refused_at_once_by_another_process(pg_database):
     """Deleted through one store, the other (which had looked the source up and keeps
-    it as a hint) is refused by the inserting statement itself, the first time; its
-    lookups then answer from the database again."""
+    it as a hint) is refused at once: by the inserting statement itself if the
+    notification has not arrived yet; its hint is emptied by LISTEN/NOTIFY within
+    moments, so its lookups (the write key, the debug route) answer None too."""
     from boltic_cli.server.store.postgres import PostgresStore
 
     async def body() -> None:
@@ -176,10 +177,17 @@ def test_a_deleted_source_is_refused_at_once_by_another_process(pg_database):
             assert await a.source_for_key("wk_src_a") is None
             with pytest.raises(SourceGone):
                 await b.insert_event(record(2))
-            assert await b.source_for_key("wk_src_a") is None
-            assert await b.source("src_a") is None
             with pytest.raises(SourceGone):
                 await b.insert_event(record(3), Idempotency("wk", "k", "h"))
+            await a.create_source(source_row("src_b"), lambda r: "{}")
+            assert (await b.source("src_b")).status == "active"
+            await a.delete_source("src_b")  # b does not insert: only NOTIFY tells it
+            for _ in range(100):
+                if await b.source("src_b") is None:
+                    break
+                await asyncio.sleep(0.01)
+            assert await b.source("src_b") is None
+            assert await b.source_for_key("wk_src_b") is None
             assert (await b.query_events()).total == 0
         finally:
             await a.close()

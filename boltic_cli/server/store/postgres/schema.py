@@ -123,6 +123,15 @@ BEGIN
         WHERE c.source_id = d.source_id AND c.day = d.day;
     RETURN NULL;
 END $$;
+-- Every process keeps a hint of active sources; any change to a source tells them
+-- all (delivered at commit) to forget it.
+CREATE FUNCTION boltic_source_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('boltic_sources', OLD.id);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER sources_changed AFTER UPDATE OR DELETE ON sources
+    FOR EACH ROW EXECUTE FUNCTION boltic_source_changed();
 CREATE TRIGGER events_count_insert AFTER INSERT ON events
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
     EXECUTE FUNCTION boltic_count_insert();

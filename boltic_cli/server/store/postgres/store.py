@@ -65,6 +65,8 @@ JOIN sources s ON s.id = u.source_id AND s.status = 'active'
 FOR KEY SHARE OF s
 RETURNING id
 """
+# pg_notify channel of the sources trigger (schema.py): payload the source id.
+SOURCES_CHANNEL = "boltic_sources"
 LOOKUP_SOURCES = """
 SELECT id, write_key, status FROM sources
 WHERE id = ANY($1::text[]) OR write_key = ANY($2::text[])
@@ -212,6 +214,12 @@ class PostgresStore(base.Store):
         self._by_id: dict[str, SourceInfo] = {}
         self._by_key: dict[str, SourceInfo] = {}
         self._generation = 0
+        # The hint is read and filled only while LISTEN runs (another process's
+        # change then empties it within milliseconds); without it, every lookup
+        # asks the database.
+        self._hint_ok = False
+        self._listener: Any = None
+        self._relisten: asyncio.Task | None = None
         self._lookups: _Group[tuple[str, str], SourceInfo | None] = _Group(
             self._lookup_group, parallel=max(1, min(group_parallel, pool_size - 1))
         )
@@ -243,15 +251,71 @@ class PostgresStore(base.Store):
                     "application_name": "boltic-server",
                 },
             )
+            await self._listen()
         except StoreError:
             raise
         except self._errors as e:
             raise StoreUnavailable(f"cannot open the database: {_reason(e)}") from None
 
+    # the source hint's invalidation
+
+    async def _listen(self) -> None:
+        """LISTEN for source changes (a trigger notifies every update or delete of a
+        source, whichever process made it) on a connection of its own; the hint is
+        used only while this connection is up."""
+        import asyncpg
+
+        conn = await asyncpg.connect(self.url, timeout=self.connect_timeout)
+        try:
+            await conn.add_listener(SOURCES_CHANNEL, self._on_source_changed)
+        except BaseException:
+            await conn.close()
+            raise
+        conn.add_termination_listener(self._on_listener_lost)
+        self._listener = conn
+        self._forget_all()  # changes missed while not listening
+        self._hint_ok = True
+
+    def _on_source_changed(self, conn: Any, pid: int, channel: str, source_id: str) -> None:
+        self._forget(source_id)
+
+    def _on_listener_lost(self, conn: Any) -> None:
+        self._hint_ok = False
+        self._forget_all()
+        self._listener = None
+        if not self._closed and self._relisten is None:
+            self._relisten = asyncio.get_running_loop().create_task(self._listen_again())
+
+    async def _listen_again(self) -> None:
+        delay = 0.2
+        try:
+            while not self._closed:
+                try:
+                    await self._listen()
+                    return
+                except self._errors:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+        finally:
+            self._relisten = None
+
+    def _forget_all(self) -> None:
+        self._generation += 1
+        self._by_id.clear()
+        self._by_key.clear()
+
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._hint_ok = False
+        if self._relisten is not None:
+            self._relisten.cancel()
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            listener.remove_termination_listener(self._on_listener_lost)
+            with contextlib.suppress(*self._errors):
+                await asyncio.wait_for(listener.close(), 5)
         if self._pool is not None:
             with contextlib.suppress(*self._errors):
                 await asyncio.wait_for(self._pool.close(), 10)
@@ -289,13 +353,13 @@ class PostgresStore(base.Store):
         return [(by_id if kind == "id" else by_key).get(value) for kind, value in items]
 
     async def source(self, source_id: str) -> SourceInfo | None:
-        cached = self._by_id.get(source_id)
+        cached = self._by_id.get(source_id) if self._hint_ok else None
         if cached is not None:
             return cached
         return self._remember(self._generation, await self._lookups.submit(("id", source_id)))
 
     async def source_for_key(self, write_key: str) -> SourceInfo | None:
-        cached = self._by_key.get(write_key)
+        cached = self._by_key.get(write_key) if self._hint_ok else None
         if cached is not None:
             return cached
         return self._remember(self._generation, await self._lookups.submit(("key", write_key)))
@@ -303,7 +367,12 @@ class PostgresStore(base.Store):
     def _remember(self, generation: int, info: SourceInfo | None) -> SourceInfo | None:
         """Keep an active source found by a lookup, unless a source was forgotten while
         the lookup ran (its answer may predate that delete)."""
-        if info is not None and info.status == "active" and generation == self._generation:
+        if (
+            info is not None
+            and info.status == "active"
+            and self._hint_ok
+            and generation == self._generation
+        ):
             self._by_id[info.id] = info
             self._by_key[info.write_key] = info
         return info
