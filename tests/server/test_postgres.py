@@ -347,8 +347,8 @@ def test_postgresql_restarted_under_load(
         with lock:
             down_refusals = len(refusals)
             acked_while_down = len(acked)
+        back = time.monotonic()  # counted from the restart command: startup included
         pg_server.start()
-        back = time.monotonic()
         recovered_after = None
         while time.monotonic() - back < 15:
             with lock:
@@ -364,7 +364,7 @@ def test_postgresql_restarted_under_load(
     print(
         f"acknowledged {len(acked)} ({before_crash} before the crash), "
         f"{down_refusals} answered 503 while down, 202 again {recovered_after!r} s "
-        "after PostgreSQL was back"
+        "after PostgreSQL was started again"
     )
     assert before_crash > 0
     assert down_refusals > 0
