@@ -377,3 +377,13 @@ def test_store_failure_is_503_and_nothing_is_acknowledged(api, source, send, db)
     assert query(api)["summary"]["totalEvents"] == 0
     assert send(source["id"]).status_code == 202
     assert query(api)["summary"]["totalEvents"] == 1
+
+
+def test_nul_in_an_id_or_filter_finds_nothing(api, source):
+    """U+0000 is never stored in an identifier (PostgreSQL text cannot hold it), so
+    looking one up by it answers like any unknown value, on either store."""
+    assert query(api, sourceId="src_\x00x")["data"] == []
+    assert query(api, eventType="a\x00b")["summary"]["totalEvents"] == 0
+    assert api.get("/streams/sources/src_%00x/debug").status_code == 404
+    assert api.get("/streams/sources/src_%00x").status_code == 404
+    assert api.delete("/streams/sources/src_%00x").status_code == 404

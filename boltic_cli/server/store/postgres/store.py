@@ -65,6 +65,10 @@ JOIN sources s ON s.id = u.source_id AND s.status = 'active'
 FOR KEY SHARE OF s
 RETURNING id
 """
+# PostgreSQL text cannot hold U+0000, so no stored id, type or key contains it
+# (design.md: it is 422 in identifiers); a lookup by such a value finds nothing
+# without asking (the database would refuse the parameter).
+NUL = "\x00"
 # pg_notify channel of the sources trigger (schema.py): payload the source id.
 SOURCES_CHANNEL = "boltic_sources"
 LOOKUP_SOURCES = """
@@ -252,10 +256,13 @@ class PostgresStore(base.Store):
                 },
             )
             await self._listen()
-        except StoreError:
+        except BaseException as e:
+            if self._pool is not None:
+                self._pool.terminate()
+                self._pool = None
+            if isinstance(e, self._errors):
+                raise StoreUnavailable(f"cannot open the database: {_reason(e)}") from None
             raise
-        except self._errors as e:
-            raise StoreUnavailable(f"cannot open the database: {_reason(e)}") from None
 
     # the source hint's invalidation
 
@@ -353,12 +360,16 @@ class PostgresStore(base.Store):
         return [(by_id if kind == "id" else by_key).get(value) for kind, value in items]
 
     async def source(self, source_id: str) -> SourceInfo | None:
+        if NUL in source_id:
+            return None
         cached = self._by_id.get(source_id) if self._hint_ok else None
         if cached is not None:
             return cached
         return self._remember(self._generation, await self._lookups.submit(("id", source_id)))
 
     async def source_for_key(self, write_key: str) -> SourceInfo | None:
+        if NUL in write_key:
+            return None
         cached = self._by_key.get(write_key) if self._hint_ok else None
         if cached is not None:
             return cached
@@ -642,6 +653,8 @@ class PostgresStore(base.Store):
         return await self._call(run, transaction=True)
 
     async def delete_source(self, source_id: str) -> None:
+        if NUL in source_id:
+            raise SourceGone(source_id)
         # Events queued before this call go first (and are deleted with the source).
         await self._inserts.drain()
         # Forgotten before the delete and again after it: a lookup that read the row
@@ -695,6 +708,8 @@ class PostgresStore(base.Store):
         return [_source_row(r) for r in rows]
 
     async def get_source(self, source_id: str) -> dict[str, Any] | None:
+        if NUL in source_id:
+            return None
         today = self.now_ms() // DAY_MS
         row = await self._call(
             lambda conn: conn.fetchrow(SOURCE_ROW + " WHERE s.id = $2", today, source_id)
@@ -720,6 +735,8 @@ class PostgresStore(base.Store):
         ]
 
     async def debug_events(self, source_id: str, limit: int) -> tuple[list[str], int | None]:
+        if NUL in source_id:
+            return [], None
         rows = await self._call(
             lambda conn: conn.fetch(
                 "SELECT body, received_at FROM events WHERE source_id = $1 "
@@ -739,7 +756,9 @@ class PostgresStore(base.Store):
         to_ms: int | None = None,
         limit: int = 100,
     ) -> QueryResult:
-        if from_ms is not None and to_ms is not None and from_ms >= to_ms:
+        if (from_ms is not None and to_ms is not None and from_ms >= to_ms) or any(
+            value is not None and NUL in value for value in (source_id, event_type)
+        ):
             return QueryResult([], 0, 0, None, None)
         sql, params = _query(source_id, event_type, from_ms, to_ms, limit)
 
