@@ -16,8 +16,8 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -44,9 +44,11 @@ from boltic_cli.models import (
     DebugResult,
     DestinationList,
     Error,
+    Event,
     EventAccepted,
     EventInput,
     EventQueryResult,
+    EventSummary,
     SourceList,
     StreamDestination,
     StreamDestinationInput,
@@ -513,6 +515,72 @@ class BolticClient:
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
             )
             raise UsageError(f"invalid {model.__name__}", details=problems) from None
+
+    # -- paging without a cursor (events query --all) ------------------------------
+
+    def iter_events(
+        self,
+        *,
+        source_id: str | None = None,
+        event_type: str | None = None,
+        from_: datetime | None = None,
+        to: datetime | None = None,
+        page_size: int = 1000,
+        on_summary: Callable[[EventSummary | None], None] | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> Iterator[Event]:
+        """Every event matching the filters, newest first, fetched ``page_size`` at a time.
+
+        The filters are ``query_events``' (``from_`` inclusive, ``to`` exclusive).
+        ``GET /streams/events`` has no cursor (spec), so each next page asks for
+        events before the oldest one seen (``to`` is exclusive, hence +1 ms, the
+        API's time precision, to include its ties) and drops the ties already
+        yielded: only ties at the page boundary can repeat, so that is all the
+        memory it keeps. More than ``page_size`` events at one timestamp cannot
+        all be reached this way: ``on_warning`` is told (one sentence) and the walk
+        goes on before them; events without a time end the walk the same way.
+        ``on_summary`` gets the first page's ``summary`` (it counts every match).
+        Raises what ``query_events`` raises; a request is made only as the
+        iterator is consumed.
+
+            with BolticClient(url, token) as client:
+                for event in client.iter_events(event_type="signup", page_size=500):
+                    ...
+        """
+        one_ms = timedelta(milliseconds=1)
+
+        def when(event: Event) -> datetime | None:
+            return event.timestamp or event.received_at
+
+        filters = {"source_id": source_id, "event_type": event_type, "from_": from_}
+        boundary_ids: set[str] = set()
+        first = True
+        while True:
+            result = self.query_events(**filters, to=to, limit=page_size)
+            if first and on_summary is not None:
+                on_summary(result.summary)
+            first = False
+            for event in result.data:
+                if event.id not in boundary_ids:
+                    yield event
+            if len(result.data) < page_size:
+                return
+            newest, oldest = when(result.data[0]), when(result.data[-1])
+            if oldest is None or newest is None:
+                if on_warning is not None:
+                    on_warning("events without a timestamp: cannot page further back")
+                return
+            if newest == oldest:
+                if on_warning is not None:
+                    on_warning(
+                        f"a full page of {page_size} events share the timestamp "
+                        f"{format_time(oldest)}; events at that time beyond the page "
+                        "cannot be fetched and are skipped"
+                    )
+                to, boundary_ids = oldest, set()
+                continue
+            to = oldest + one_ms
+            boundary_ids = {e.id for e in result.data if e.id and when(e) == oldest}
 
 
 def encode_json(value: Any) -> bytes:

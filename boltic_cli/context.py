@@ -15,13 +15,15 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TextIO
 
+# The one list of formats is output's; re-exported for app, config and completion.
+from boltic_cli.output import JSON_FORMATS, OUTPUT_FORMATS
+
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient
     from boltic_cli.output import Output
     from boltic_cli.settings import Settings
 
-OUTPUT_FORMATS = ("table", "plain", "json", "ndjson", "yaml", "csv")
-JSON_FORMATS = ("json", "ndjson")
+__all__ = ["JSON_FORMATS", "OUTPUT_FORMATS", "Context", "Environment", "GlobalOptions", "current"]
 
 
 def utcnow() -> datetime:

@@ -3,6 +3,9 @@
 Data goes to stdout, everything else (info, warnings) to stderr. Every command
 imports this module, so Rich and PyYAML are imported only where they are used.
 
+It also renders the live tail (``TailView``, ``Output.follow_tail``): the engine in
+``tail.py`` yields records and knows nothing of how they look.
+
 Event data is written by strangers' browsers: every text cell of table, plain and
 csv output and every stderr message goes through ``sanitize``. JSON and YAML are
 safe by construction once the few characters their encoders leave raw (C1,
@@ -16,20 +19,27 @@ import csv
 import json
 import re
 import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TextIO
 
-from boltic_cli.context import OUTPUT_FORMATS
+#: Every format ``-o`` takes (design.md, "CLI conventions"); the one list.
+OUTPUT_FORMATS = ("table", "plain", "json", "ndjson", "yaml", "csv")
+JSON_FORMATS = ("json", "ndjson")
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
     from rich.table import Table
+    from rich.text import Text
 
-    from boltic_cli.tail import TailRecord, TailView
+    from boltic_cli.models import Event
+    from boltic_cli.tail import Tail, TailRecord, TailStats
 
+# One event, one screen line: long properties are cut with an ellipsis, never wrapped.
+ONE_LINE: dict[str, Any] = {"no_wrap": True, "overflow": "ellipsis", "crop": True}
 MASK = "********"
 SECRET_KEY_PARTS = ("secret", "token", "password", "apikey", "authorization", "privatekey")
 
@@ -241,10 +251,11 @@ class Output:
         self.stderr_isatty = stderr_isatty
         self.width = width
         self.clock = clock
+        self._progress: ProgressLine | None = None  # messages print above it while shown
 
     @property
     def is_json(self) -> bool:
-        return self.format in ("json", "ndjson")
+        return self.format in JSON_FORMATS
 
     @cached_property
     def console(self) -> Console:
@@ -323,11 +334,99 @@ class Output:
         else:
             self.info(view.notice(record))
 
+    def follow_tail(self, tail: Tail, view: TailView, *, max_events: int | None = None) -> None:
+        """Show what ``tail`` yields until it ends, ``max_events`` events were shown, or an
+        exception (Ctrl-C, SIGTERM, a fatal error) goes on up; then its summary on stderr.
+
+        On a terminal with the table format, events scroll above a status line that
+        keeps its place at the bottom (refreshed through the engine's ``on_idle``
+        hook); otherwise each record is one line (``emit_tail_record``). A closed
+        pipe (``| head``) ends it without a summary: the reader wants nothing more.
+        """
+        started = tail.clock()
+
+        def summary() -> None:
+            self.info(view.summary(tail.stats, elapsed=tail.clock() - started))
+
+        try:
+            with self._tail_printer(tail, view, started) as (show, refresh):
+                for record in tail.records(on_idle=refresh):
+                    show(record)
+                    if max_events and record.kind == "event" and tail.stats.shown >= max_events:
+                        break
+        except BrokenPipeError:
+            raise
+        except BaseException:
+            summary()
+            raise
+        summary()
+
+    @contextlib.contextmanager
+    def _tail_printer(
+        self, tail: Tail, view: TailView, started: float
+    ) -> Iterator[tuple[Callable[[TailRecord], None], Callable[[], None] | None]]:
+        """``(show(record), refresh())`` for the format and terminal in use."""
+        if not (self.format == "table" and self.stdout_isatty):
+            yield (lambda record: self.emit_tail_record(record, view)), None
+            return
+        from rich.live import Live
+        from rich.text import Text
+
+        def status_text() -> Text:
+            line = view.status_line(tail.stats, elapsed=tail.clock() - started, now=self.clock())
+            return Text(line, style="dim", no_wrap=True, overflow="ellipsis")
+
+        with Live(
+            status_text(),
+            console=self.console,
+            transient=True,
+            auto_refresh=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        ) as live:
+
+            def refresh() -> None:
+                live.update(status_text(), refresh=True)
+
+            def show(record: TailRecord) -> None:
+                # "connected" lives in the status line; the rest scrolls by above it.
+                if record.kind == "event":
+                    live.console.print(view.terminal_line(record), **ONE_LINE)
+                elif record.kind != "connected":
+                    live.console.print(Text(view.notice(record), style="yellow"), **ONE_LINE)
+                refresh()
+
+            yield show, refresh
+
     def emit_ids(self, ids: Iterable[Any]) -> None:
         """One id per line (``-q``)."""
         for id_ in ids:
             self.stdout.write(_scalar_text(id_) + "\n")
         self.stdout.flush()
+
+    def raw(self, data: str | bytes) -> None:
+        """``data`` on stdout exactly as given, flushed: no format, no sanitising.
+
+        For what the user asked to see unchanged (``boltic api``'s answer when piped,
+        ``auth token``). Bytes go to the stream's binary buffer when it has one.
+        """
+        if isinstance(data, bytes):
+            buffer = getattr(self.stdout, "buffer", None)
+            if buffer is not None:
+                self.stdout.flush()
+                buffer.write(data)
+                buffer.flush()
+                return
+            data = data.decode("utf-8", errors="replace")
+        self._write(data)
+
+    def text_lines(self, lines: Iterable[str]) -> None:
+        """Lines of prose on stdout (a summary after a table, a ready-to-paste command).
+
+        Written as given (no markup, no wrapping); the caller sanitises event text.
+        """
+        for line in lines:
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def _write(self, text: str) -> None:
         self.stdout.write(text)
@@ -464,8 +563,43 @@ class Output:
 
     # messages on stderr
 
+    @contextlib.contextmanager
+    def progress(self, *counters: str, **fields: Any) -> Iterator[ProgressLine | None]:
+        """A transient progress line on a terminal's stderr; None when stderr is not one.
+
+        ``counters`` are Rich ``TextColumn`` templates over the task
+        (``"{task.completed:,.0f} sent"``, ``"{task.fields[failed]:,} failed"``);
+        ``fields`` their initial values. A spinner leads and the elapsed time ends
+        the line. While it is shown, ``info``/``log``/``warn`` print above it.
+        """
+        if not self.stderr_isatty:
+            yield None
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        progress = Progress(
+            SpinnerColumn(),
+            *(TextColumn(counter) for counter in counters),
+            TimeElapsedColumn(),
+            console=self.err_console,
+            transient=True,
+        )
+        line = ProgressLine(progress, progress.add_task("progress", total=None, **fields))
+        with progress:
+            self._progress = line
+            try:
+                yield line
+            finally:
+                self._progress = None
+
     def info(self, text: str) -> None:
+        """A message for the user on stderr, one line, sanitised."""
         self._message(text, None)
+
+    def log(self, line: str) -> None:
+        """A diagnostic line on stderr (a server's settings, a failed item): never data,
+        never styled; sanitised like every message."""
+        self._message(line, None)
 
     def warn(self, text: str) -> None:
         self._message(f"Warning: {text}", "yellow")
@@ -475,13 +609,143 @@ class Output:
 
     def _message(self, text: str, style: str | None) -> None:
         line = sanitize(text)
-        if self.stderr_color and style:
+        if self._progress is not None:
+            self._progress.print(line, style)
+        elif self.stderr_color and style:
             from rich.text import Text
 
             self.err_console.print(Text(line, style=style), soft_wrap=True)
         else:
             self.stderr.write(line + "\n")
             self.stderr.flush()
+
+
+class ProgressLine:
+    """The handle ``Output.progress`` yields: move the counts, print above the line."""
+
+    def __init__(self, progress: Progress, task: Any) -> None:
+        self._progress = progress
+        self._task = task
+
+    @property
+    def speed(self) -> float | None:
+        """Recent completions per second, as Rich estimates it (None at first)."""
+        return self._progress.tasks[0].speed
+
+    def update(self, *, completed: float | None = None, **fields: Any) -> None:
+        """Set the count and/or fields the counters show."""
+        self._progress.update(self._task, completed=completed, **fields)
+
+    def advance(self, amount: float = 1) -> None:
+        """Add ``amount`` to the count."""
+        self._progress.advance(self._task, amount)
+
+    def print(self, line: str, style: str | None = None) -> None:
+        """A line above the progress line (already sanitised by the caller)."""
+        from rich.text import Text
+
+        self._progress.console.print(Text(line, style=style or ""), soft_wrap=True)
+
+
+class TailView:
+    """How tail records read, as text: the event lines and notices of ``debug tail``
+    and ``dev``, the terminal's status line, the closing summary. No I/O here:
+    ``Output.follow_tail`` and ``Output.emit_tail_record`` print them.
+
+    Everything that came from an event is sanitised: senders are strangers.
+    ``names`` maps source ids to names; with several sources each line says which.
+    """
+
+    def __init__(self, *, names: dict[str, str] | None = None, multi_source: bool = False):
+        self.names = names if names is not None else {}
+        self.multi_source = multi_source
+
+    def plain_line(self, record: TailRecord) -> str:
+        """One tab-separated line for a pipe: receivedAt, [source,] type, user, properties."""
+        event = record.event
+        assert event is not None
+        cells = [_rfc3339(event.received_at) if event.received_at is not None else ""]
+        if self.multi_source:
+            cells.append(self._source_label(record.source_id))
+        cells += [event.type or "", _event_user(event), _event_properties(event)]
+        return "\t".join(sanitize(cell) for cell in cells)
+
+    def terminal_line(self, record: TailRecord) -> Text:
+        """The event as a styled line: local time, [source,] type, user, properties."""
+        from rich.text import Text
+
+        event = record.event
+        assert event is not None
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(_clock_time(event.received_at), style="dim")
+        if self.multi_source:
+            line.append("  ")
+            line.append(sanitize(self._source_label(record.source_id)), style="magenta")
+        line.append("  ")
+        line.append(sanitize(event.type or "?"), style="bold cyan")
+        user = _event_user(event)
+        if user:
+            line.append("  ")
+            line.append(sanitize(user), style="green")
+        properties = _event_properties(event)
+        if properties:
+            line.append("  ")
+            line.append(sanitize(properties))
+        return line
+
+    def notice(self, record: TailRecord) -> str:
+        """A status record (gap, reconnecting, connected) as one stderr sentence."""
+        source = self._source_label(record.source_id)
+        info = record.info
+        if record.kind == "gap":
+            return f"gap in {source}: {info.get('message', 'events were missed')}"
+        if record.kind == "reconnecting":
+            return (
+                f"reconnecting to {source} in {info.get('retryIn', 0):g}s "
+                f"(attempt {info.get('attempt', 1)}: {info.get('reason', 'connection lost')})"
+            )
+        return f"connected to {source}"
+
+    def status_line(self, stats: TailStats, *, elapsed: float, now: datetime) -> str:
+        """The terminal's live line: connected, last event age, shown count, rate.
+
+        ``elapsed`` is engine-clock seconds since the tail started; ``now`` the wall clock.
+        """
+        if stats.connected:
+            state = "connected"
+        else:
+            state = "reconnecting" if stats.reconnects else "connecting"
+        last = format_age(stats.last_event_at, now) if stats.last_event_at else "none yet"
+        rate = stats.recent_rate(stats.started + elapsed)
+        return f"{state} · last event {last} · {stats.shown} shown · {rate:.1f}/s"
+
+    def summary(self, stats: TailStats, *, elapsed: float) -> str:
+        """What the tail did, for stderr when it ends."""
+        gaps = f", {stats.gaps} gap{'s' if stats.gaps != 1 else ''}" if stats.gaps else ""
+        rate = stats.shown / elapsed if elapsed > 0 else 0.0
+        return (
+            f"{stats.shown} event{'s' if stats.shown != 1 else ''} shown in {elapsed:.1f}s "
+            f"({rate:.1f}/s{gaps})"
+        )
+
+    def _source_label(self, source_id: str) -> str:
+        return self.names.get(source_id) or source_id
+
+
+def _event_user(event: Event) -> str:
+    return event.user_id or event.anonymous_id or ""
+
+
+def _event_properties(event: Event) -> str:
+    return dumps_json(event.properties) if event.properties else ""
+
+
+def _clock_time(value: datetime | None) -> str:
+    """``HH:MM:SS.mmm`` in local time (a live tail shows today's events)."""
+    if value is None:
+        return "--:--:--.---"
+    local = value.astimezone()
+    return f"{local:%H:%M:%S}.{local.microsecond // 1000:03d}"
 
 
 # A text column whose values are all at most this wide (a type, a status) is never

@@ -2,8 +2,11 @@
 
 The spec has no cursor, only ``GET /streams/sources/{id}/debug`` (newest first,
 ``limit`` 1..500), so the engine polls it and works out what is new. It yields
-``TailRecord``s and never prints; the caller renders them. Time comes from the
-``clock`` (monotonic seconds) and ``sleep`` it is given, so tests can drive it.
+``TailRecord``s and never prints, nor knows how a record looks: the presentation
+layer (``output.TailView`` and ``Output.follow_tail``) renders them. Time comes
+from the ``clock`` (monotonic seconds) and ``sleep`` it is given, so tests can
+drive it; ``records(on_idle=...)`` is the hook a live display uses to refresh
+itself before each pause.
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ from boltic_cli.errors import (
 )
 
 if TYPE_CHECKING:
-    from rich.text import Text
-
     from boltic_cli.models import DebugResult, Event
 
 MAX_LIMIT = 500  # the largest `limit` the debug endpoint allows (design.md)
@@ -195,8 +196,12 @@ class Tail:
 
     # -- public ---------------------------------------------------------------
 
-    def records(self) -> Iterator[TailRecord]:
-        """History first, then live records, until the duration runs out (forever without one)."""
+    def records(self, *, on_idle: Callable[[], None] | None = None) -> Iterator[TailRecord]:
+        """History first, then live records, until the duration runs out (forever without one).
+
+        ``on_idle`` is called before each pause between polls (not when the
+        engine polls again at once): a live status line refreshes itself there.
+        """
         while not self._expired():
             self._refresh_sources()
             batch: list[tuple[Event, str, bool]] = []
@@ -211,7 +216,7 @@ class Tail:
                 if live:
                     self.stats.arrivals.append(self.clock())
                 yield TailRecord("event", source_id, event)
-            self._pause()
+            self._pause(on_idle)
 
     # -- polling ----------------------------------------------------------------
 
@@ -327,7 +332,7 @@ class Tail:
             info={"attempt": state.failures, "retryIn": round(backoff, 3), "reason": error.message},
         )
 
-    def _pause(self) -> None:
+    def _pause(self, on_idle: Callable[[], None] | None = None) -> None:
         now = self.clock()
         delays = [s.delay for s in self.states.values() if s.retry_at <= now]
         waits = [s.retry_at - now for s in self.states.values() if s.retry_at > now]
@@ -335,6 +340,8 @@ class Tail:
         if self.deadline is not None:
             delay = min(delay, self.deadline - now)
         if delay > 0:
+            if on_idle is not None:
+                on_idle()
             self.sleep(delay)
 
     def _expired(self) -> bool:
@@ -371,6 +378,12 @@ class Tail:
         return TailRecord("connected", state.source_id, info=info)
 
 
+def seconds_from(wall_clock: Callable[[], datetime]) -> Callable[[], float]:
+    """A ``clock`` for ``Tail`` made from a wall clock (``Environment.clock``): POSIX
+    seconds, so a test that moves the environment's clock moves the tail too."""
+    return lambda: wall_clock().timestamp()
+
+
 def all_source_ids(client: Any, names: dict[str, str]) -> Callable[[], list[str]]:
     """For tailing every source: a function the engine calls for the current source ids;
     each call also keeps ``names`` (id -> name) current for the view."""
@@ -392,109 +405,3 @@ def _wire_time(value: datetime | None) -> str | None:
     from boltic_cli.models import format_time
 
     return format_time(value)
-
-
-class TailView:
-    """How tail records read, as text: no I/O here, the commands print.
-
-    Everything that came from an event is sanitised: senders are strangers.
-    ``names`` maps source ids to names; with several sources each line says which.
-    """
-
-    def __init__(self, *, names: dict[str, str] | None = None, multi_source: bool = False):
-        self.names = names if names is not None else {}
-        self.multi_source = multi_source
-
-    def plain_line(self, record: TailRecord) -> str:
-        """One tab-separated line for a pipe: receivedAt, [source,] type, user, properties."""
-        from boltic_cli.output import sanitize
-
-        event = record.event
-        assert event is not None
-        cells = [_wire_time(event.received_at) or ""]
-        if self.multi_source:
-            cells.append(self._source_label(record.source_id))
-        cells += [event.type or "", _user(event), _properties_json(event)]
-        return "\t".join(sanitize(cell) for cell in cells)
-
-    def terminal_line(self, record: TailRecord) -> Text:
-        """The event as a styled line: local time, [source,] type, user, properties."""
-        from rich.text import Text
-
-        from boltic_cli.output import sanitize
-
-        event = record.event
-        assert event is not None
-        line = Text(no_wrap=True, overflow="ellipsis")
-        line.append(_local_time(event.received_at), style="dim")
-        if self.multi_source:
-            line.append("  ")
-            line.append(sanitize(self._source_label(record.source_id)), style="magenta")
-        line.append("  ")
-        line.append(sanitize(event.type or "?"), style="bold cyan")
-        user = _user(event)
-        if user:
-            line.append("  ")
-            line.append(sanitize(user), style="green")
-        properties = _properties_json(event)
-        if properties:
-            line.append("  ")
-            line.append(sanitize(properties))
-        return line
-
-    def notice(self, record: TailRecord) -> str:
-        """A status record as one stderr sentence."""
-        source = self._source_label(record.source_id)
-        info = record.info
-        if record.kind == "gap":
-            return f"gap in {source}: {info.get('message', 'events were missed')}"
-        if record.kind == "reconnecting":
-            return (
-                f"reconnecting to {source} in {info.get('retryIn', 0):g}s "
-                f"(attempt {info.get('attempt', 1)}: {info.get('reason', 'connection lost')})"
-            )
-        return f"connected to {source}"
-
-    def status_line(self, stats: TailStats, *, elapsed: float, now: datetime) -> str:
-        """The terminal's live line: connected, last event age, shown count, rate."""
-        from boltic_cli.output import format_age
-
-        if stats.connected:
-            state = "connected"
-        else:
-            state = "reconnecting" if stats.reconnects else "connecting"
-        last = format_age(stats.last_event_at, now) if stats.last_event_at else "none yet"
-        rate = stats.recent_rate(stats.started + elapsed)
-        return f"{state} · last event {last} · {stats.shown} shown · {rate:.1f}/s"
-
-    def summary(self, stats: TailStats, *, elapsed: float) -> str:
-        """What the tail did, for stderr when it ends."""
-        gaps = f", {stats.gaps} gap{'s' if stats.gaps != 1 else ''}" if stats.gaps else ""
-        return (
-            f"{stats.shown} event{'s' if stats.shown != 1 else ''} shown in {elapsed:.1f}s "
-            f"({_rate(stats.shown, elapsed):.1f}/s{gaps})"
-        )
-
-    def _source_label(self, source_id: str) -> str:
-        return self.names.get(source_id) or source_id
-
-
-def _rate(count: int, elapsed: float) -> float:
-    return count / elapsed if elapsed > 0 else 0.0
-
-
-def _user(event: Event) -> str:
-    return event.user_id or event.anonymous_id or ""
-
-
-def _properties_json(event: Event) -> str:
-    from boltic_cli.output import dumps_json
-
-    return dumps_json(event.properties) if event.properties else ""
-
-
-def _local_time(value: datetime | None) -> str:
-    if value is None:
-        return "--:--:--.---"
-    local = value.astimezone()
-    return f"{local:%H:%M:%S}.{local.microsecond // 1000:03d}"

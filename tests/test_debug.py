@@ -349,7 +349,8 @@ def test_status_line_and_event_line_rendering():
     from rich.console import Console
 
     from boltic_cli.models import Event
-    from boltic_cli.tail import TailRecord, TailStats, TailView
+    from boltic_cli.output import TailView
+    from boltic_cli.tail import TailRecord, TailStats
 
     when = datetime(2026, 11, 26, 12, 0, 1, 250000, tzinfo=UTC)
     view = TailView(names={"src_1": "web"}, multi_source=True)

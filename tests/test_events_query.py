@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from boltic_cli.commands.events import bar_chart
+from boltic_cli.commands.events.query import bar_chart
 from boltic_cli.models import format_time
 from tests.conftest import ADMIN_TOKEN, CliResult
 from tests.support import AppTransport, invoke_cli
@@ -278,3 +278,37 @@ def test_bar_chart_scales_and_sanitises():
         "small    █ 1",
     ]
     assert bar_chart(Counter(), 10) == []
+
+
+# -- the library: BolticClient.iter_events --------------------------------------------
+
+
+def test_iter_events_walks_every_match_from_python(client, api, source):
+    stored = seed_with_ties(api, source["id"], 300, random.Random(9))
+    summaries: list = []
+    warnings: list[str] = []
+    walk = client.iter_events(
+        source_id=source["id"],
+        page_size=61,  # more than the largest group of ties: every event is reachable
+        on_summary=summaries.append,
+        on_warning=warnings.append,
+    )
+    events = list(walk)
+    assert {e.id for e in events} == stored
+    assert len(events) == 300
+    times = [e.timestamp for e in events]
+    assert times == sorted(times, reverse=True)
+    assert len(summaries) == 1 and summaries[0].total_events == 300
+    assert warnings == []
+
+
+def test_iter_events_is_lazy_and_reports_unreachable_ties(client, api, source):
+    for _ in range(6):
+        post_event(api, source["id"], "tie", BASE + timedelta(seconds=5))
+    post_event(api, source["id"], "older", BASE)
+    warnings: list[str] = []
+    walk = client.iter_events(page_size=4, on_warning=warnings.append)
+    assert warnings == []  # nothing is asked before the first item is wanted
+    types = Counter(e.type for e in walk)
+    assert types == {"tie": 4, "older": 1}
+    assert len(warnings) == 1 and "share the timestamp 2026-03-01T12:00:05.000Z" in warnings[0]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import re
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -429,6 +432,35 @@ def test_generate_on_a_terminal_prints_the_summary_on_stderr(cli, source):
 
     assert result.exit_code == 0, result.stderr
     assert "Sent 3 events" in result.stderr
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_generate_stopped_by_a_signal_prints_its_summary_first(
+    api, source, live_server, cli_env, sig, status
+):
+    from tests.support import BOLTIC, reap
+
+    env = {**cli_env, "BOLTIC_API_URL": live_server, "BOLTIC_TOKEN": ADMIN_TOKEN}
+    process = subprocess.Popen(
+        [BOLTIC, "events", "generate", source["id"], "--rate", "50", "-o", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while stored_events(api)["summary"]["totalEvents"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(sig)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        reap(process)
+    assert process.returncode == status, stderr
+    summary = json.loads(stdout)
+    assert summary["interrupted"] is True and summary["failed"] == 0
+    # Every event it counted was stored, and it counted every one it stored.
+    assert summary["sent"] == stored_events(api)["summary"]["totalEvents"] >= 3
 
 
 def test_generate_bad_duration_is_a_usage_error(cli, api, source):

@@ -13,8 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 PACKAGE = "boltic_cli"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
@@ -32,7 +30,7 @@ PRESENTATION = {"output", "context", "completers"}
 COMMANDS = {"app", "__main__"}  # and commands.*
 # Anything may import _compat; it imports nothing of ours. _click is its old name, kept
 # as an alias until commands/events (lane-t) imports _compat: remove it then.
-COMPAT = {"_compat", "_click"}
+COMPAT = {"_compat"}
 
 # Third-party top-level packages a layer never imports (design.md).
 BANNED_LIBS = {
@@ -45,25 +43,9 @@ BANNED_FOR_MODULE = {"output": {"httpx"}}
 # Known breaks of the table in today's tree, each owned by another piece of work in
 # progress (issue 10). Checked as expected failures: when one is fixed the test says
 # so, and the lead removes the entry after merging. Keep this the ONE list of them.
-KNOWN_BREAKS: set[tuple[str, str]] = {
-    # tail renders through output and rich (lane-t separates tail's rendering).
-    ("tail", "output"),
-    ("tail", "rich"),
-}
+KNOWN_BREAKS: set[tuple[str, str]] = set()
 # Known cycles (sorted module lists), same rules as KNOWN_BREAKS.
-KNOWN_CYCLES: set[tuple[str, ...]] = {
-    # output reads OUTPUT_FORMATS from context; context builds the Output (inside a
-    # function). Lead: keep the list in output (context re-exports it), or in a base module.
-    ("context", "output"),
-    # routes/__init__.routers() imports the route modules, which import helpers from
-    # routes/__init__ (server layout work, lane-s/lead: e.g. helpers into routes/_common).
-    (
-        "server.routes",
-        "server.routes.destinations",
-        "server.routes.events",
-        "server.routes.sources",
-    ),
-}
+KNOWN_CYCLES: set[tuple[str, ...]] = set()
 
 
 def layer_of(module: str) -> str:
@@ -286,21 +268,13 @@ def test_no_import_cycles():
     assert not found, "import cycles:\n" + "\n".join("  " + " <-> ".join(c) for c in found)
 
 
-@pytest.mark.parametrize("cycle", sorted(KNOWN_CYCLES), ids=lambda c: c[0])
-def test_known_cycle_is_still_there(cycle):
-    """A known cycle that is gone makes this fail: remove it from KNOWN_CYCLES."""
-    if cycle in cycles(all_imports(ROOT)):
-        pytest.xfail(f"known cycle {' <-> '.join(cycle)}, being fixed elsewhere (issue 10)")
-    raise AssertionError(f"{cycle} is no longer a cycle: remove it from KNOWN_CYCLES")
-
-
-@pytest.mark.parametrize("pair", sorted(KNOWN_BREAKS), ids=lambda p: f"{p[0]}->{p[1]}")
-def test_known_break_is_still_there(pair):
-    """A known break that is gone makes this fail: remove it from KNOWN_BREAKS."""
-    present = {(i.source, i.target) for i, _ in breaks(all_imports(ROOT))}
-    if pair in present:
-        pytest.xfail(f"known break {pair[0]} -> {pair[1]}, being fixed elsewhere (issue 10)")
-    raise AssertionError(f"{pair} no longer breaks the table: remove it from KNOWN_BREAKS")
+def test_known_lists_hold_only_what_is_still_there():
+    """An entry of KNOWN_CYCLES or KNOWN_BREAKS that is fixed must leave the list."""
+    imports = all_imports(ROOT)
+    gone_cycles = KNOWN_CYCLES - set(cycles(imports))
+    present = {(i.source, i.target) for i, _ in breaks(imports)}
+    gone_breaks = KNOWN_BREAKS - present
+    assert not gone_cycles and not gone_breaks, (gone_cycles, gone_breaks)
 
 
 def test_every_module_has_a_layer():

@@ -502,3 +502,136 @@ def test_importing_output_loads_neither_rich_nor_yaml_nor_pydantic():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+# -- the one route to the terminal -------------------------------------------------
+
+
+def test_raw_writes_text_and_bytes_unchanged_and_log_goes_to_stderr():
+    out = make_output("table")
+    out.raw('{"a": 1}\n')
+    out.log("database: /tmp/x.db")
+    out.log("bad \x1b[2J line")
+    assert out.stdout.getvalue() == '{"a": 1}\n'
+    assert out.stderr.getvalue() == "database: /tmp/x.db\nbad \\x1b[2J line\n"
+
+    class Binary(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.buffer = io.BytesIO()
+
+    binary = Output(
+        format="plain",
+        stdout=Binary(),
+        stderr=io.StringIO(),
+        color=False,
+        stdout_isatty=False,
+        stderr_isatty=False,
+        width=80,
+        clock=lambda: NOW,
+    )
+    binary.raw(b"\xff\x00raw")
+    assert binary.stdout.buffer.getvalue() == b"\xff\x00raw"
+    out.raw(b"caf\xc3\xa9\n")  # no binary buffer: decoded
+    assert out.stdout.getvalue().endswith("café\n")
+
+
+def test_text_lines_print_prose_on_stdout_without_markup():
+    out = make_output("table", tty=True, width=20)
+    out.text_lines(["", "Total events:  [bold]3[/bold] and a long line that is not wrapped"])
+    assert out.stdout.getvalue() == (
+        "\nTotal events:  [bold]3[/bold] and a long line that is not wrapped\n"
+    )
+
+
+def test_progress_is_none_off_a_terminal_and_messages_print_above_it_on_one():
+    quiet = make_output("table")
+    with quiet.progress("{task.completed:,.0f} sent") as progress:
+        assert progress is None
+        quiet.log("one")
+    assert quiet.stderr.getvalue() == "one\n"
+
+    out = make_output("table", tty=True)
+    with out.progress("{task.completed:,.0f} sent", "{task.fields[failed]} failed", failed=0) as p:
+        assert p is not None
+        p.advance()
+        p.update(completed=41, failed=2)
+        out.log("line 3: bad \x1b[31m")
+        out.warn("careful")
+    text = out.stderr.getvalue()
+    assert "line 3: bad \\x1b[31m" in text and "Warning: careful" in text
+    assert "\x1b[31m" not in text
+    out.log("after")  # the line is gone: messages are plain again
+    assert out.stderr.getvalue().endswith("after\n")
+
+
+# -- the live tail's rendering -----------------------------------------------------
+
+
+class ScriptedTail:
+    """What Output.follow_tail needs of a Tail (clock, stats, records), with set records."""
+
+    def __init__(self, records):
+        from boltic_cli.tail import TailStats
+
+        self.now = 0.0
+        self.stats = TailStats(started=0.0)
+        self._records = records
+        self.idle_hooks = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def records(self, *, on_idle=None):
+        self.idle_hooks.append(on_idle)
+        for record in self._records:
+            if on_idle is not None:
+                on_idle()
+            self.now += 1.0
+            if record.kind == "event":
+                self.stats.shown += 1
+            yield record
+
+
+def tail_records():
+    from boltic_cli.models import Event
+    from boltic_cli.tail import TailRecord
+
+    when = datetime(2026, 11, 26, 12, 0, 1, 250000, tzinfo=UTC)
+    event = Event(id="evt_1", type="sign\x1bup", received_at=when, user_id="u1")
+    return [
+        TailRecord("connected", "src_1"),
+        TailRecord("event", "src_1", event),
+        TailRecord("gap", "src_1", info={"message": "more than 500 events arrived"}),
+        TailRecord("event", "src_1", event),
+        TailRecord("event", "src_1", event),
+    ]
+
+
+def test_follow_tail_piped_prints_lines_and_a_summary_and_stops_at_max_events():
+    from boltic_cli.output import TailView
+
+    out = make_output("plain")
+    tail = ScriptedTail(tail_records())
+    out.follow_tail(tail, TailView(names={"src_1": "web"}), max_events=2)
+    lines = out.stdout.getvalue().splitlines()
+    assert lines == ["2026-11-26T12:00:01.250Z\tsign\\x1bup\tu1\t"] * 2
+    assert out.stderr.getvalue().splitlines() == [
+        "connected to web",
+        "Warning: gap in web: more than 500 events arrived",
+        "2 events shown in 4.0s (0.5/s)",
+    ]
+    assert tail.idle_hooks == [None]  # nothing to refresh off a terminal
+
+
+def test_follow_tail_on_a_terminal_refreshes_through_the_idle_hook():
+    from boltic_cli.output import TailView
+
+    out = make_output("table", tty=True, width=60)
+    tail = ScriptedTail(tail_records())
+    out.follow_tail(tail, TailView(names={"src_1": "web"}))
+    assert callable(tail.idle_hooks[0])  # the status line's refresh, not a swapped sleep
+    text = out.stdout.getvalue()
+    assert text.count("sign\\x1bup  u1") == 3 and "sign\x1bup" not in text
+    assert "gap in web" in text and "connected to web" not in text
+    assert out.stderr.getvalue() == "3 events shown in 5.0s (0.6/s)\n"

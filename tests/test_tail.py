@@ -302,3 +302,29 @@ def test_gap_record_wire_shape():
     assert wire["kind"] == "gap" and wire["sourceId"] == "src_1"
     assert wire["after"] == "2026-11-26T12:00:00.000Z"
     assert wire["before"] == "2026-11-26T12:00:00.015Z"
+
+
+def test_on_idle_runs_before_each_pause_and_not_while_busy(api, client, source_id):
+    clock = FakeClock(start=0.0)
+    sender = Sender(api, source_id, clock, {0: 5})
+    moments: list[tuple[float, int]] = []  # (clock, sleeps so far) at each idle call
+    tail = Tail(client, [source_id], history=0, page_size=5, clock=clock, sleep=sender, duration=5)
+    shown = events_of(tail.records(on_idle=lambda: moments.append((clock(), sender.pauses))))
+    assert len(shown) == 5
+    # One call per pause, just before it: a status line is fresh whenever the tail waits.
+    assert [pauses for _, pauses in moments] == list(range(sender.pauses))
+    # The full page of 5 made the engine poll again at once: one pause fewer than polls.
+    assert tail.stats.polls > sender.pauses
+
+
+def test_the_engine_imports_no_rendering():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, boltic_cli.tail; "
+        "bad = [m for m in ('boltic_cli.output', 'rich') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

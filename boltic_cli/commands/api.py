@@ -142,11 +142,8 @@ def _read_input(ctx: Context, source: str) -> bytes:
 def _print_body(ctx: Context, response: httpx.Response) -> None:
     if not response.content:
         return
-    stdout = ctx.env.stdout
-    assert stdout is not None
     text = _render(response, pretty=bool(ctx.env.stdout_isatty))
-    stdout.write(text if text.endswith("\n") else text + "\n")
-    stdout.flush()
+    ctx.output.raw(text if text.endswith("\n") else text + "\n")
 
 
 def _render(response: httpx.Response, *, pretty: bool) -> str:

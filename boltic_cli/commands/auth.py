@@ -184,9 +184,7 @@ def token(profile: ProfileOption = None) -> None:
     value = settings.token()
     if not value:
         raise _no_token_error(settings)
-    assert ctx.env.stdout is not None
-    ctx.env.stdout.write(value + "\n")
-    ctx.env.stdout.flush()
+    ctx.output.raw(value + "\n")
 
 
 def _login_profile(ctx: Context, config: ConfigFile, explicit: str | None) -> str:

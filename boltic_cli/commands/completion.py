@@ -53,6 +53,4 @@ def completion(
     """
     from boltic_cli.context import current
 
-    out = current().env.stdout
-    assert out is not None
-    out.write(completion_script(shell.value).rstrip("\n") + "\n")
+    current().output.raw(completion_script(shell.value).rstrip("\n") + "\n")

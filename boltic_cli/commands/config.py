@@ -40,9 +40,8 @@ def get(
     value = settings.values[key]
     if not reveal:
         value = _masked(ctx, {key: value})[key]
-    assert ctx.env.stdout is not None
     text = json.dumps(value) if ctx.is_json or not isinstance(value, str) else value
-    ctx.env.stdout.write(text + "\n")
+    ctx.output.raw(text + "\n")
 
 
 @app.command("set")

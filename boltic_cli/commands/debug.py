@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -16,7 +15,8 @@ from boltic_cli.durations import duration_seconds
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient
     from boltic_cli.models import Event
-    from boltic_cli.tail import Tail, TailRecord, TailView
+    from boltic_cli.output import TailView
+    from boltic_cli.tail import Tail
 
 app = new_app(help="Watch live traffic: status, tail, wait.")
 
@@ -39,9 +39,6 @@ WhereOption = Annotated[
         metavar="KEY=VALUE",
     ),
 ]
-# One event, one screen line: long properties are cut with an ellipsis, never wrapped.
-ONE_LINE: dict[str, Any] = {"no_wrap": True, "overflow": "ellipsis", "crop": True}
-
 IntervalOption = Annotated[
     float,
     typer.Option("--interval", min=0.05, help="Longest pause between polls when idle (seconds)."),
@@ -166,7 +163,8 @@ def tail(
       boltic debug tail --all -o ndjson | jq .type
     """
     from boltic_cli.errors import UsageError
-    from boltic_cli.tail import Tail, TailView, all_source_ids
+    from boltic_cli.output import TailView
+    from boltic_cli.tail import Tail, all_source_ids
 
     if all_ == bool(sources):
         raise UsageError("name the sources to tail, or use --all (not both)")
@@ -191,83 +189,7 @@ def tail(
             sleep=ctx.env.sleep,
         )
         view = TailView(names=names, multi_source=all_ or len(names) > 1)
-        follow(ctx, engine, view, max_events=max_events)
-
-
-def follow(ctx: Context, engine: Tail, view: TailView, *, max_events: int | None) -> None:
-    """Print what the engine yields until it ends, N events were shown, or Ctrl-C."""
-    started = engine.clock()
-    try:
-        with printer_for(ctx, engine, view) as show:
-            for record in engine.records():
-                show(record)
-                if max_events and record.kind == "event" and engine.stats.shown >= max_events:
-                    break
-    except BrokenPipeError:
-        # The reader went away (`| head`): it wants nothing more, not even a summary.
-        raise
-    except BaseException:
-        # Ctrl-C, SIGTERM, a fatal error: say what was shown before it goes on up.
-        ctx.output.info(view.summary(engine.stats, elapsed=engine.clock() - started))
-        raise
-    ctx.output.info(view.summary(engine.stats, elapsed=engine.clock() - started))
-
-
-@contextmanager
-def printer_for(
-    ctx: Context, engine: Tail, view: TailView
-) -> Iterator[Callable[[TailRecord], None]]:
-    """A function that shows one record the way the output format and terminal want."""
-    if ctx.output_format == "table" and ctx.env.stdout_isatty:
-        with live_printer(ctx, engine, view) as show:
-            yield show
-    else:
-        yield lambda record: ctx.output.emit_tail_record(record, view)
-
-
-@contextmanager
-def live_printer(
-    ctx: Context, engine: Tail, view: TailView
-) -> Iterator[Callable[[TailRecord], None]]:
-    """Events scroll above a status line that keeps its place at the bottom."""
-    from rich.live import Live
-    from rich.text import Text
-
-    started = engine.clock()
-
-    def status_text() -> Text:
-        line = view.status_line(engine.stats, elapsed=engine.clock() - started, now=ctx.env.clock())
-        return Text(line, style="dim", no_wrap=True, overflow="ellipsis")
-
-    console = ctx.output.console
-    with Live(
-        status_text(),
-        console=console,
-        transient=True,
-        auto_refresh=False,
-        redirect_stdout=False,
-        redirect_stderr=False,
-    ) as live:
-        sleep = engine.sleep
-
-        def refresh_then_sleep(seconds: float) -> None:
-            live.update(status_text(), refresh=True)
-            sleep(seconds)
-
-        engine.sleep = refresh_then_sleep
-
-        def show(record: TailRecord) -> None:
-            # "connected" lives in the status line; the rest scrolls by above it.
-            if record.kind == "event":
-                live.console.print(view.terminal_line(record), **ONE_LINE)
-            elif record.kind != "connected":
-                live.console.print(Text(view.notice(record), style="yellow"), **ONE_LINE)
-            live.update(status_text(), refresh=True)
-
-        try:
-            yield show
-        finally:
-            engine.sleep = sleep
+        ctx.output.follow_tail(engine, view, max_events=max_events)
 
 
 # -- debug wait --------------------------------------------------------------------
@@ -299,7 +221,8 @@ def wait(
     """
     from boltic_cli.errors import WaitTimedOut
     from boltic_cli.lookup import resolve_source_id
-    from boltic_cli.tail import Tail, TailView
+    from boltic_cli.output import TailView
+    from boltic_cli.tail import Tail
 
     ctx = current()
     accept = event_filter(type_, where)
@@ -323,6 +246,7 @@ def wait(
 
 
 def first_event(ctx: Context, engine: Tail, view: TailView) -> Event | None:
+    """The first event the engine yields (None when its time runs out); notices on stderr."""
     for record in engine.records():
         if record.kind == "event":
             return record.event
@@ -354,8 +278,9 @@ def event_filter(types: list[str] | None, where: list[str] | None) -> Callable[[
 
 def engine_clock(ctx: Context) -> Callable[[], float]:
     """Seconds from the environment's clock, so tests that move it move the tail."""
-    clock = ctx.env.clock
-    return lambda: clock().timestamp()
+    from boltic_cli.tail import seconds_from
+
+    return seconds_from(ctx.env.clock)
 
 
 def source_names(client: BolticClient, refs: list[str]) -> dict[str, str]:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,12 +12,11 @@ import typer
 from boltic_cli.commands import new_app
 from boltic_cli.context import Context, current
 from boltic_cli.durations import duration_seconds
-from boltic_cli.errors import BolticError
+from boltic_cli.errors import BolticError, UsageError
 
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient
     from boltic_cli.models import StreamSource
-    from boltic_cli.tail import TailRecord, TailView
 
 app = new_app(no_args_is_help=False)
 
@@ -26,6 +24,7 @@ DEV_SOURCE_NAME = "dev"
 DEFAULT_PORT = 8765
 HOST = "127.0.0.1"
 PROBE_TIMEOUT = 2.0
+DEMO_STOP_TIMEOUT = 10.0  # seconds the demo thread gets to finish its last send
 
 
 @app.command()
@@ -88,7 +87,8 @@ def local_admin_token(ctx: Context) -> str:
 
 @contextlib.contextmanager
 def local_server(ctx: Context, port: int, db_path: Path, token: str) -> Iterator[str]:
-    """The API URL of a boltic server on ``port``: one already running, or one started here."""
+    """The API URL of a boltic server on ``port``: one already running, the one that
+    holds ``db_path`` (design.md: dev attaches to it), or one started here."""
     if port and boltic_server_answers(port):
         ctx.output.info(f"Using the boltic server already running on port {port}.")
         yield f"http://{HOST}:{port}/v1"
@@ -96,10 +96,20 @@ def local_server(ctx: Context, port: int, db_path: Path, token: str) -> Iterator
     from boltic_cli.server import require_server_extra
 
     require_server_extra()
+    from boltic_cli.server.dblock import DatabaseInUse
     from boltic_cli.server.runner import start_in_thread
     from boltic_cli.server.settings import ServerSettings
 
-    handle = start_in_thread(ServerSettings(db_path=db_path, admin_token=token), HOST, port)
+    try:
+        handle = start_in_thread(ServerSettings(db_path=db_path, admin_token=token), HOST, port)
+    except DatabaseInUse as e:
+        if not e.holder.url:
+            raise
+        ctx.output.info(
+            f"Using the boltic server (pid {e.holder.pid}) that serves {db_path} at {e.holder.url}."
+        )
+        yield e.holder.url
+        return
     try:
         yield handle.url
     finally:
@@ -119,15 +129,16 @@ def boltic_server_answers(port: int) -> bool:
     except httpx.ConnectError:
         return False
     except httpx.HTTPError as e:
-        raise BolticError(
-            f"port {port} is in use by something that does not answer HTTP "
-            f"({type(e).__name__}); choose another with --port"
+        raise UsageError(
+            f"port {port} is in use by something that does not answer HTTP ({type(e).__name__})",
+            hint="choose another with --port, or --port 0 for a free one",
         ) from None
     if response.status_code == 200 and _looks_like_health(response):
         return True
-    raise BolticError(
+    raise UsageError(
         f"port {port} is in use by something that is not a boltic server "
-        f"(GET /v1/health answered {response.status_code}); choose another with --port"
+        f"(GET /v1/health answered {response.status_code})",
+        hint="choose another with --port, or --port 0 for a free one",
     )
 
 
@@ -184,67 +195,33 @@ def demo_traffic(
     if not enabled:
         yield
         return
-    from boltic_cli.generator import run_generator
+    from boltic_cli.traffic import TrafficRunner
 
-    stop = threading.Event()
-    failure: list[BaseException] = []
-
-    def send() -> None:
+    assert source.id is not None
+    with dev_client(url, token) as client:
+        runner = TrafficRunner(client, source.id, rate=rate, stop_timeout=DEMO_STOP_TIMEOUT)
         try:
-            with dev_client(url, token) as client:
-                assert source.id is not None
-                run_generator(
-                    client, source.id, rate=rate, count=None, duration=None, types=None, stop=stop
-                )
-        except BolticError as e:
-            failure.append(e)
-
-    thread = threading.Thread(target=send, name="boltic-dev-demo", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-        if failure:
-            ctx.output.warn(f"demo traffic stopped: {failure[0]}")
+            with runner:
+                yield
+        finally:
+            if isinstance(runner.error, BolticError):
+                ctx.output.warn(f"demo traffic stopped: {runner.error}")
 
 
 def tail_everything(
     ctx: Context, client: BolticClient, *, history: int, duration: float | None
 ) -> None:
-    from boltic_cli.tail import Tail, TailView, all_source_ids
+    """Follow every source (new ones join as they appear) the way ``debug tail --all`` does."""
+    from boltic_cli.output import TailView
+    from boltic_cli.tail import Tail, all_source_ids, seconds_from
 
     names: dict[str, str] = {}
-    clock = ctx.env.clock
     engine = Tail(
         client,
         all_source_ids(client, names),
         history=history,
         duration=duration,
-        clock=lambda: clock().timestamp(),
+        clock=seconds_from(ctx.env.clock),
         sleep=ctx.env.sleep,
     )
-    view = TailView(names=names, multi_source=True)
-    started = engine.clock()
-    show = record_printer(ctx, view)
-    try:
-        for record in engine.records():
-            show(record)
-    finally:
-        ctx.output.info(view.summary(engine.stats, elapsed=engine.clock() - started))
-
-
-def record_printer(ctx: Context, view: TailView) -> Callable[[TailRecord], None]:
-    if not (ctx.output_format == "table" and ctx.env.stdout_isatty):
-        return lambda record: ctx.output.emit_tail_record(record, view)
-
-    def show(record: TailRecord) -> None:
-        if record.kind == "event":
-            ctx.output.console.print(
-                view.terminal_line(record), no_wrap=True, overflow="ellipsis", crop=True
-            )
-        else:
-            ctx.output.emit_tail_record(record, view)
-
-    return show
+    ctx.output.follow_tail(engine, TailView(names=names, multi_source=True))

@@ -88,20 +88,17 @@ def server(
         commit_delay=float(environ.get(COMMIT_DELAY_ENV) or 0),
         bench_noop=environ.get(BENCH_NOOP_ENV) == "1",
     )
-    ctx.log(f"database: {settings.database()}")
-    ctx.log(f"admin token: {token_where}")
+    ctx.output.log(f"database: {settings.database()}")
+    ctx.output.log(f"admin token: {token_where}")
     if settings.retention:
-        ctx.log(f"retention: events older than {retention} are deleted")
+        ctx.output.log(f"retention: events older than {retention} are deleted")
     if not is_loopback(host):
-        ctx.log(
+        ctx.output.log(
             f"warning: listening on {host}, reachable from other machines; "
             "anyone with a write key can send events"
         )
 
     def announce(url: str) -> None:
-        stdout = ctx.env.stdout
-        assert stdout is not None
-        stdout.write(url + "\n")
-        stdout.flush()
+        ctx.output.raw(url + "\n")
 
     serve(settings, host, port, announce)

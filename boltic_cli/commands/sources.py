@@ -104,9 +104,7 @@ def _show_created(ctx: Context, source: StreamSource) -> None:
             "",
             curl_send_example(ctx.settings.api_url, source.id or "", source.write_key),
         ]
-    console = ctx.output.console
-    for line in lines:
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    ctx.output.text_lines(lines)
 
 
 @app.command("get")

@@ -387,3 +387,23 @@ def test_nul_in_an_id_or_filter_finds_nothing(api, source):
     assert api.get("/streams/sources/src_%00x/debug").status_code == 404
     assert api.get("/streams/sources/src_%00x").status_code == 404
     assert api.delete("/streams/sources/src_%00x").status_code == 404
+
+
+def test_idempotency_compares_the_parsed_request_not_its_bytes(api):
+    """Issue 11: the same JSON with other white space or key order under one key is the
+    same request (the first answer again, nothing stored twice); another value is 422."""
+    source = api.post("/streams/sources", json={"name": "idem", "type": "server"}).json()
+    headers = {"Idempotency-Key": "ws-1", "Content-Type": "application/json"}
+    compact = f'{{"sourceId":"{source["id"]}","type":"t","properties":{{"a":1,"b":[1,2]}}}}'
+    spaced = (
+        '{ "type" : "t",\n  "properties": {"b": [1, 2], "a": 1},'
+        f'  "sourceId": "{source["id"]}" }}'
+    )
+    first = api.post("/streams/events", content=compact, headers=headers)
+    again = api.post("/streams/events", content=spaced, headers=headers)
+    assert first.status_code == again.status_code == 202, again.text
+    assert again.json() == first.json()
+    other = api.post("/streams/events", content=compact.replace('"a":1', '"a":2'), headers=headers)
+    assert other.status_code == 422
+    stored = api.get("/streams/events", params={"sourceId": source["id"]}).json()
+    assert stored["summary"]["totalEvents"] == 1

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 
 from boltic_cli.errors import NotFound
-from boltic_cli.generator import make_event, make_users, run_generator
 from boltic_cli.models import EventInput
+from boltic_cli.traffic import TrafficRunner, TrafficSummary, make_event, make_users, run_traffic
 
 from .support import FakeClock
 
@@ -74,7 +74,7 @@ def test_requested_type_is_used():
     assert event["type"] == "checkout_started"
 
 
-# -- run_generator against the real server ------------------------------------
+# -- run_traffic against the real server ------------------------------------
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def source_id(api) -> str:
 
 def test_count_sends_and_stores_that_many(api, client, source_id):
     seen: list[dict] = []
-    summary = run_generator(
+    summary = run_traffic(
         client,
         source_id,
         rate=None,
@@ -94,7 +94,7 @@ def test_count_sends_and_stores_that_many(api, client, source_id):
         on_sent=seen.append,
         seed=1,
     )
-    assert summary["sent"] == 25 and summary["failed"] == 0
+    assert summary.sent == 25 and summary.failed == 0
     stored = api.get("/streams/events", params={"sourceId": source_id, "limit": 100}).json()
     assert stored["summary"]["totalEvents"] == 25
     assert {e["id"] for e in stored["data"]} == {s["eventId"] for s in seen}
@@ -102,7 +102,7 @@ def test_count_sends_and_stores_that_many(api, client, source_id):
 
 def test_rate_paces_sends_with_the_given_clock(client, source_id):
     clock = FakeClock(start=0.0)
-    summary = run_generator(
+    summary = run_traffic(
         client,
         source_id,
         rate=10,
@@ -112,13 +112,13 @@ def test_rate_paces_sends_with_the_given_clock(client, source_id):
         clock=clock,
         sleep=clock.sleep,
     )
-    assert summary["sent"] == 20
-    assert summary["rate"] == pytest.approx(10, rel=0.1)
+    assert summary.sent == 20
+    assert summary.rate == pytest.approx(10, rel=0.1)
     assert sum(clock.sleeps) == pytest.approx(2.0, abs=0.11)
 
 
 def test_types_restrict_what_is_sent(api, client, source_id):
-    run_generator(
+    run_traffic(
         client, source_id, rate=None, count=12, duration=None, types=["purchase", "signup"], seed=2
     )
     stored = api.get("/streams/events", params={"sourceId": source_id}).json()["data"]
@@ -134,7 +134,7 @@ def test_stop_event_ends_it(client, source_id):
         if len(sent) == 3:
             stop.set()
 
-    summary = run_generator(
+    summary = run_traffic(
         client,
         source_id,
         rate=None,
@@ -144,10 +144,37 @@ def test_stop_event_ends_it(client, source_id):
         on_sent=on_sent,
         stop=stop,
     )
-    assert summary["sent"] == 3
+    assert summary.sent == 3
 
 
 def test_missing_source_raises_with_summary(client):
     with pytest.raises(NotFound) as info:
-        run_generator(client, "src_missing", rate=None, count=5, duration=None, types=None)
-    assert info.value.generator_summary["sent"] == 0
+        run_traffic(client, "src_missing", rate=None, count=5, duration=None, types=None)
+    assert info.value.traffic_summary.sent == 0
+
+
+def test_summary_is_typed_and_prints_like_the_senders():
+    summary = TrafficSummary(sent=30, failed=2, seconds=3.0)
+    assert summary.rate == pytest.approx(10.0)
+    assert summary.to_dict() == {"sent": 30, "failed": 2, "seconds": 3.0, "rate": 10.0}
+    summary.interrupted = True
+    assert summary.to_dict()["interrupted"] is True
+
+
+def test_runner_counts_then_stop_marks_an_unfinished_run_interrupted(api, client, source_id):
+    with TrafficRunner(client, source_id, count=4) as runner:
+        summary = runner.wait()
+    assert summary.sent == 4 and not summary.interrupted
+    with TrafficRunner(client, source_id, rate=1000.0) as runner:
+        while runner.summary.sent < 2 and runner.error is None:
+            threading.Event().wait(0.01)
+        stopped = runner.stop()
+    assert stopped.interrupted and stopped.sent >= 2
+    total = api.get("/streams/events", params={"sourceId": source_id}).json()["summary"]
+    assert total["totalEvents"] == 4 + stopped.sent
+
+
+def test_runner_wait_raises_what_ended_the_run(client):
+    with TrafficRunner(client, "src_missing", count=3) as runner, pytest.raises(NotFound):
+        runner.wait()
+    assert runner.summary.sent == 0

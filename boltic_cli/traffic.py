@@ -1,6 +1,8 @@
 """Realistic sample traffic: page views, signups, purchases from a stable pool of users.
 
-Used by ``events generate`` (demos and load) and ``boltic dev --demo``.
+Used by ``events generate`` (demos and load) and ``boltic dev --demo``, both through
+``TrafficRunner`` (a background thread that can be stopped and reports a
+``TrafficSummary``). An engine: it never prints.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -184,7 +186,37 @@ def make_event(
 FATAL_SEND_ERRORS = (AuthenticationFailed, PermissionDenied, NotFound, BadRequest)
 
 
-def run_generator(
+@dataclass
+class TrafficSummary:
+    """What a run of sample traffic did; ``seconds`` is clock time since it started.
+
+    Like the sender's ``SendSummary``: ``to_dict()`` is what ``-o json`` prints.
+    """
+
+    sent: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def rate(self) -> float:
+        """Accepted events per second (the count itself when no time has passed)."""
+        return self.sent / self.seconds if self.seconds > 0 else float(self.sent)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"sent", "failed", "seconds", "rate"}`` (+ ``"interrupted": true``)."""
+        figures: dict[str, Any] = {
+            "sent": self.sent,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+            "rate": round(self.rate, 1),
+        }
+        if self.interrupted:
+            figures["interrupted"] = True
+        return figures
+
+
+def run_traffic(
     client: Any,
     source_id: str,
     *,
@@ -197,21 +229,23 @@ def run_generator(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     seed: int | None = None,
-) -> dict[str, Any]:
-    """Send sample events until ``count``, ``duration`` or ``stop``; return a summary.
+    summary: TrafficSummary | None = None,
+) -> TrafficSummary:
+    """Send sample events until ``count``, ``duration`` (seconds) or ``stop``; return the summary.
 
+    ``client`` needs ``send_event(body)`` (a ``BolticClient``; one per thread).
     ``rate`` is events per second (``None``: as fast as the server answers).
     ``on_sent`` gets each accepted event's wire dict with ``eventId`` added.
     Transient failures (network, 5xx) are counted and sending goes on; a
-    refused token, a missing source or a rejected body raises.
-    The summary: ``{"sent", "failed", "seconds", "rate"}``. When anything
-    (Ctrl-C included) ends it early, the summary so far is attached to the
-    exception as ``generator_summary`` so the caller can still print it.
+    refused token, a missing source or a rejected body raises (``FATAL_SEND_ERRORS``).
+    ``summary``, when given, is kept current as events go (so another thread can
+    read it); when anything (Ctrl-C included) ends the run early, the summary so
+    far is also attached to the exception as ``traffic_summary``.
     """
     rng = random.Random(seed)
     users = make_users(rng)
     started = clock()
-    sent = failed = 0
+    summary = summary if summary is not None else TrafficSummary()
     attempt = 0
     try:
         while not _done(attempt, count, started, duration, clock, stop):
@@ -227,25 +261,98 @@ def run_generator(
             except FATAL_SEND_ERRORS:
                 raise
             except BolticError:
-                failed += 1
+                summary.failed += 1
                 continue
-            sent += 1
+            finally:
+                summary.seconds = max(clock() - started, 0.0)
+            summary.sent += 1
             if on_sent is not None:
                 on_sent({**event, "eventId": accepted.event_id})
     except BaseException as e:
-        e.generator_summary = _summary(sent, failed, clock() - started)  # type: ignore[attr-defined]
+        summary.seconds = max(clock() - started, 0.0)
+        e.traffic_summary = summary  # type: ignore[attr-defined]
         raise
-    return _summary(sent, failed, clock() - started)
+    summary.seconds = max(clock() - started, 0.0)
+    return summary
 
 
-def _summary(sent: int, failed: int, seconds: float) -> dict[str, Any]:
-    seconds = max(seconds, 0.0)
-    return {
-        "sent": sent,
-        "failed": failed,
-        "seconds": round(seconds, 3),
-        "rate": round(sent / seconds, 1) if seconds > 0 else float(sent),
-    }
+@dataclass
+class TrafficRunner:
+    """Sample traffic from a background thread: the one way commands run ``run_traffic``.
+
+    ``with TrafficRunner(client, source_id, ...) as runner:`` starts it; leaving the
+    block stops it (at once: a paced wait wakes on the stop) and joins the thread.
+    ``wait()`` blocks until it ends by itself while leaving the calling thread free
+    to receive Ctrl-C and SIGTERM; ``stop()`` ends it early and marks the summary
+    ``interrupted``. ``client`` must not be used by another thread meanwhile.
+    ``error`` is what ended the run, if it failed (``wait()`` raises it).
+    """
+
+    client: Any
+    source_id: str
+    rate: float | None = None
+    count: int | None = None
+    duration: float | None = None
+    types: list[str] | None = None
+    on_sent: Callable[[dict], None] | None = None
+    summary: TrafficSummary = field(default_factory=TrafficSummary)
+    error: BaseException | None = None
+    poll_seconds: float = 0.2
+    stop_timeout: float | None = None  # longest wait for the thread when the block ends
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    # Set by the thread itself when it ends: after a Ctrl-C interrupted a join(),
+    # Thread.is_alive() can wrongly say False (CPython), so it is not trusted here.
+    _finished: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def __enter__(self) -> TrafficRunner:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop(self.stop_timeout)
+
+    def start(self) -> None:
+        """Start sending from a daemon thread."""
+        self._thread = threading.Thread(target=self._work, name="boltic-traffic", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> TrafficSummary:
+        """Block until the run ends by itself (count, duration); raise what failed it."""
+        assert self._thread is not None, "start() first"
+        while not self._finished.wait(self.poll_seconds):
+            pass
+        if self.error is not None:
+            raise self.error
+        return self.summary
+
+    def stop(self, timeout: float | None = None) -> TrafficSummary:
+        """End the run (if still going: the summary is marked ``interrupted``) and wait for
+        the thread, at most ``timeout`` seconds (a send stuck in a slow request is left
+        to its daemon thread then)."""
+        if self._thread is not None and not self._finished.is_set():
+            self._stop.set()
+            self._finished.wait(timeout)
+            self.summary.interrupted = True
+        return self.summary
+
+    def _work(self) -> None:
+        try:
+            run_traffic(
+                self.client,
+                self.source_id,
+                rate=self.rate,
+                count=self.count,
+                duration=self.duration,
+                types=self.types,
+                on_sent=self.on_sent,
+                stop=self._stop,
+                summary=self.summary,
+            )
+        except BaseException as e:
+            self.error = e
+        finally:
+            self._finished.set()
 
 
 def _done(

@@ -1,0 +1,88 @@
+"""boltic events generate: realistic sample traffic (``traffic.py``) until told to stop."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from boltic_cli.completers import complete_event_type, complete_source
+from boltic_cli.context import current
+
+if TYPE_CHECKING:
+    from boltic_cli.context import Context
+    from boltic_cli.traffic import TrafficSummary
+
+
+def generate(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="SOURCE", help="Source id or exact name.", autocompletion=complete_source
+        ),
+    ],
+    rate: Annotated[
+        float | None,
+        typer.Option("--rate", min=0.001, help="Events per second (default: as fast as it can)."),
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option("--count", min=1, help="Stop after this many events.")
+    ] = None,
+    duration: Annotated[
+        str | None,
+        typer.Option("--duration", metavar="DURATION", help="Stop after this long (90s, 5m)."),
+    ] = None,
+    type_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--type",
+            help="Only these event types. Repeatable.",
+            autocompletion=complete_event_type,
+        ),
+    ] = None,
+) -> None:
+    """Send realistic sample traffic to a source until --count, --duration or Ctrl-C.
+
+    Prints a summary at the end (sent, failed, seconds, rate).
+    """
+    from boltic_cli.durations import duration_seconds
+    from boltic_cli.lookup import resolve_source_id
+    from boltic_cli.traffic import TrafficRunner
+
+    ctx = current()
+    seconds = duration_seconds(duration, option="--duration")
+    with ctx.make_client() as client:
+        source_id = resolve_source_id(client, source)
+        with ctx.output.progress("{task.completed:,.0f} events sent") as progress:
+            on_sent = (lambda event: progress.advance()) if progress is not None else None
+            runner = TrafficRunner(
+                client,
+                source_id,
+                rate=rate,
+                count=count,
+                duration=seconds,
+                types=type_,
+                on_sent=on_sent,
+            )
+            with runner:
+                try:
+                    summary = runner.wait()
+                except BaseException:
+                    # Ctrl-C and SIGTERM land in this thread, not the sending one: stop
+                    # it and print the summary so far before the signal ends the command.
+                    if runner.error is None:
+                        _report_generate_summary(ctx, runner.stop())
+                    raise
+    _report_generate_summary(ctx, summary)
+
+
+def _report_generate_summary(ctx: Context, summary: TrafficSummary) -> None:
+    if ctx.is_json:
+        ctx.output.emit(summary.to_dict())
+        return
+    figures = summary.to_dict()
+    text = (
+        f"Sent {figures['sent']:,} events in {figures['seconds']:.1f}s "
+        f"({figures['rate']:,.0f}/s), {figures['failed']:,} failed"
+    )
+    ctx.output.info(text)
