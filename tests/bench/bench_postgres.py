@@ -213,6 +213,61 @@ def copy_to_postgres(sqlite_db: Path, url: str) -> float:
     return time.perf_counter() - started
 
 
+def until_ms(now: datetime) -> int:
+    return int((now + timedelta(minutes=1)).timestamp() * 1000)
+
+
+def store_latencies(
+    sqlite_db: Path, url: str, source: str, type_: str, week_ago: datetime, until: int
+) -> dict:
+    """The p50 of each query as a store call in this process (no HTTP, no server
+    process): what the database work costs, apart from serving it."""
+    from boltic_cli.server.store.postgres import PostgresStore
+    from boltic_cli.server.store.sqlite import SQLiteStore
+
+    calls = {
+        "source_type_7d": lambda s: s.query_events(
+            source_id=source,
+            event_type=type_,
+            from_ms=int(week_ago.timestamp() * 1000),
+            to_ms=until,
+        ),
+        "source_only": lambda s: s.query_events(source_id=source),
+        "no_filter": lambda s: s.query_events(),
+        "debug_read": lambda s: s.debug_events(source, 50),
+    }
+
+    async def measure(store) -> dict:
+        out = {}
+        for name, call in calls.items():
+            for _ in range(20):
+                await call(store)
+            times = []
+            for _ in range(200):
+                started = time.perf_counter()
+                await call(store)
+                times.append(time.perf_counter() - started)
+            out[name] = round(sorted(times)[100] * 1000, 3)
+        return out
+
+    async def run() -> dict:
+        pg_store = PostgresStore(url)
+        await pg_store.open()
+        try:
+            on_pg = await measure(pg_store)
+        finally:
+            await pg_store.close()
+        sqlite_store = SQLiteStore(sqlite_db)
+        await sqlite_store.open()
+        try:
+            on_sqlite = await measure(sqlite_store)
+        finally:
+            await sqlite_store.close()
+        return {name: {"sqlite": on_sqlite[name], "postgresql": on_pg[name]} for name in calls}
+
+    return asyncio.run(run())
+
+
 def queries(work: Path, pg: PostgresServer, n: int, seconds: int) -> dict:
     now = datetime.now(UTC)
     sqlite_db = work / "million.db"
@@ -252,11 +307,15 @@ def queries(work: Path, pg: PostgresServer, n: int, seconds: int) -> dict:
                 results.setdefault(name, {})[store] = measured
         finally:
             server.stop()
+    in_process = store_latencies(
+        sqlite_db, pg.url(pg_db), sources[3], types[5], now - timedelta(days=7), until_ms(now)
+    )
     for name in shapes:
         both = results[name]
         both["p50_ratio_postgresql_to_sqlite"] = round(
             both["postgresql"]["p50_ms"] / both["sqlite"]["p50_ms"], 2
         )
+        both["store_call_p50_ms"] = in_process[name]
         if "summary" in both["sqlite"]:
             both["same_summary"] = both["sqlite"]["summary"] == both["postgresql"]["summary"]
     return results
@@ -271,6 +330,9 @@ def main() -> None:
     parser.add_argument("--skip-queries", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--out", type=Path, default=HERE / "bench_postgres.json")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the parts of --out this run skips"
+    )
     args = parser.parse_args()
     before = load_averages()
     pg = start_postgres()
@@ -334,6 +396,17 @@ def main() -> None:
     finally:
         pg.destroy()
     report["load_average_after"] = load_averages()
+    if args.merge and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        for part in ("single_event_ingest", "batch_ingest", "queries"):
+            if part not in report and part in previous:
+                report[part] = previous[part]
+                report.setdefault("parts_from_an_earlier_run", {})[part] = {
+                    "when": previous.get("when"),
+                    "command": previous.get("command"),
+                    "load_average_before": previous.get("load_average_before"),
+                    "load_average_after": previous.get("load_average_after"),
+                }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
