@@ -17,11 +17,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from boltic_cli.server.store.base import SchemaTooNew, StoreUnavailable
+from boltic_cli.server.store.postgres import deliveries
 
 if TYPE_CHECKING:
     import asyncpg
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # pg_advisory_xact_lock key for migrations: "boltic" in ASCII.
 MIGRATION_LOCK = 0x626F6C746963
 
@@ -140,7 +141,7 @@ CREATE TRIGGER events_count_delete AFTER DELETE ON events
     EXECUTE FUNCTION boltic_count_delete();
 """
 
-MIGRATIONS: dict[int, str] = {1: SCHEMA_V1}
+MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: deliveries.MIGRATION}
 
 
 def prepare(url: str, connect_timeout: float = 5.0) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -48,6 +47,11 @@ from boltic_cli.server.store.base import (
     StoreError,
     StoreUnavailable,
     accepted,
+)
+from boltic_cli.server.store.postgres.deliveries import (
+    DESTINATION_COLUMNS,
+    PostgresDeliveries,
+    destination_row,
 )
 from boltic_cli.server.store.postgres.schema import migrate
 
@@ -178,7 +182,7 @@ class _Group(Generic[T, R]):
             self._flushers -= 1
 
 
-class PostgresStore(base.Store):
+class PostgresStore(PostgresDeliveries, base.Store):
     """The store on one PostgreSQL database, reached with ``url`` (``postgresql://...``).
 
     ``pool_size``: most connections this process holds; ``connect_timeout`` and
@@ -208,6 +212,9 @@ class PostgresStore(base.Store):
         self.commit_delay = commit_delay
         self.clock = clock
         self._pool: Any = None
+        # The loop the pool was opened on: asyncpg connections belong to it, so calls
+        # from another loop (the delivery worker's thread) run there.
+        self._home: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._errors: tuple[type[BaseException], ...] = ()
         self._inserts: _Group[EventRecord, StoredResponse] = _Group(
@@ -236,6 +243,7 @@ class PostgresStore(base.Store):
         import asyncpg
 
         self._errors = _driver_errors()
+        self._home = asyncio.get_running_loop()
         try:
             conn = await asyncpg.connect(self.url, timeout=self.connect_timeout)
             try:
@@ -342,9 +350,17 @@ class PostgresStore(base.Store):
 
     async def _call(self, fn: Callable[[Any], Awaitable[T]], *, transaction: bool = False) -> T:
         """``fn(conn)`` on a pooled connection (in one transaction if asked); every
-        driver or connection failure becomes StoreUnavailable."""
+        driver or connection failure becomes StoreUnavailable. Called from another
+        event loop (the delivery worker's thread), it runs on the pool's own loop."""
         if self._closed or self._pool is None:
             raise StoreUnavailable("the store is closed")
+        home = self._home
+        if home is not None and asyncio.get_running_loop() is not home:
+            if home.is_closed():
+                raise StoreUnavailable("the store is closed")
+            return await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(self._call(fn, transaction=transaction), home)
+            )
         try:
             async with self._pool.acquire() as conn:
                 if not transaction:
@@ -725,21 +741,9 @@ class PostgresStore(base.Store):
 
     async def list_destinations(self) -> list[dict[str, Any]]:
         rows = await self._call(
-            lambda conn: conn.fetch(
-                "SELECT id, name, type, config, status, created_at FROM destinations ORDER BY id"
-            )
+            lambda conn: conn.fetch(f"SELECT {DESTINATION_COLUMNS} FROM destinations ORDER BY id")
         )
-        return [
-            {
-                "id": r[0],
-                "name": r[1],
-                "type": r[2],
-                "config": json.loads(r[3]),
-                "status": r[4],
-                "created_at": r[5],
-            }
-            for r in rows
-        ]
+        return [destination_row(r) for r in rows]
 
     async def debug_events(self, source_id: str, limit: int) -> tuple[list[str], int | None]:
         if NUL in source_id:
