@@ -462,8 +462,9 @@ class PostgresDeliveries(DeliveryStore):
             row["history"] = history
             return row
 
-        # One snapshot for the row and its history.
-        return await self._call(run, transaction=True)
+        # Two statements, each its own snapshot: an attempt recorded between them moves
+        # attempt n = the row's old count into the history, which ``n <`` leaves out.
+        return await self._call(run)
 
     async def replay_deliveries(
         self, destination_id: str, status: str, since_ms: int | None, now_ms: int

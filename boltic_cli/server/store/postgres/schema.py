@@ -188,4 +188,6 @@ async def migrate(conn: asyncpg.Connection) -> int:
             if version == SCHEMA_VERSION:
                 return version
             await conn.execute(MIGRATIONS[version + 1])
+            # One row: the version now.
+            await conn.execute("DELETE FROM boltic_schema")
             await conn.execute("INSERT INTO boltic_schema (version) VALUES ($1)", version + 1)
