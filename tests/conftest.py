@@ -12,6 +12,9 @@ from tests.support import AppTransport, CliResult, invoke_cli
 
 __all__ = ["ADMIN_TOKEN", "CliResult"]
 
+# pg_server / pg_database: a throwaway PostgreSQL (tests/pg.py).
+pytest_plugins = ("tests.pg",)
+
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
 

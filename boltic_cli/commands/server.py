@@ -26,9 +26,14 @@ def server(
         typer.Option("--port", help="Port to listen on (0 picks a free one).", min=0, max=65535),
     ] = 8765,
     db: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            "--db", help="SQLite database file. Default: boltic.db in the data dir.", dir_okay=False
+            "--db",
+            metavar="FILE|URL",
+            envvar="BOLTIC_DATABASE_URL",
+            show_envvar=True,
+            help="SQLite database file, or a PostgreSQL URL (postgresql://user@host:port/db). "
+            "Default: boltic.db in the data dir.",
         ),
     ] = None,
     token: Annotated[
@@ -107,14 +112,19 @@ def server(
     from boltic_cli.server.runner import is_loopback, serve
     from boltic_cli.server.settings import (
         ServerSettings,
+        is_database_url,
+        postgres_options,
         resolve_admin_token,
     )
 
     ctx = current()
     environ = ctx.environ
     admin_token, token_where = resolve_admin_token(environ, token)
+    url = db if db is not None and is_database_url(db) else None
     settings = ServerSettings(
-        db_path=(db or paths.default_db_file(environ)).expanduser(),
+        db_path=(Path(db) if db and url is None else paths.default_db_file(environ)).expanduser(),
+        database_url=url,
+        **(postgres_options(environ) if url else {}),
         admin_token=admin_token,
         retention=(
             parse_duration(retention, option="--retention", positive=True) if retention else None
@@ -126,7 +136,7 @@ def server(
             delivery_schedule, delivery_lease, delivery_auto_disable, delivery_timeout
         ),
     )
-    ctx.output.log(f"database: {settings.db_path}")
+    ctx.output.log(f"database: {settings.database()}")
     ctx.output.log(f"admin token: {token_where}")
     if settings.retention:
         ctx.output.log(f"retention: events older than {retention} are deleted")

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from boltic_cli.server.responses import Problem, error_body
+from boltic_cli.server.responses import Problem, error_body, store_read
 
 if TYPE_CHECKING:
     from boltic_cli.server.store import Store
@@ -138,7 +138,7 @@ class RequestGate:
             text = token.decode("ascii", "replace")
             # A dict lookup hashes the key first, so its timing says nothing
             # useful about how much of a guessed key was right.
-            source = await self._store().source_for_key(text)
+            source = await store_read(self._store().source_for_key(text))
             if source is not None and hmac.compare_digest(source.write_key.encode(), token):
                 return Principal(token_scope(text), source.id)
         raise unauthorized("unknown token")

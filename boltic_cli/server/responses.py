@@ -102,9 +102,38 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal server error", type(exc).__name__)
 
 
+# How long a client should wait before retrying when the database cannot be reached.
+RETRY_AFTER_SECONDS = "1"
+
+
+def store_unavailable(reason: str) -> Problem:
+    """503 with Retry-After: the database cannot be reached or written."""
+    return Problem(503, "the store is unavailable", reason, {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+async def store_read(read: Any) -> Any:
+    """Await a store read where no exception handler applies (the request gate): a
+    StoreUnavailable becomes the 503 Problem."""
+    from boltic_cli.server.store import StoreUnavailable
+
+    try:
+        return await read
+    except StoreUnavailable as e:
+        raise store_unavailable(str(e)) from None
+
+
+async def _on_store_unavailable(request: Request, exc: Exception) -> Response:
+    problem = store_unavailable(str(exc))
+    return error_response(problem.status_code, problem.message, problem.details, problem.headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     from fastapi.exceptions import RequestValidationError
 
+    from boltic_cli.server.store import StoreUnavailable
+
+    # A read (or a source lookup) that cannot reach the database: 503, never a 500.
+    app.add_exception_handler(StoreUnavailable, _on_store_unavailable)
     app.add_exception_handler(HTTPException, _on_http_exception)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)

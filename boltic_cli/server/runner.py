@@ -91,7 +91,7 @@ def prepare_database(settings: ServerSettings) -> None:
     one clear error instead of a failed startup with a traceback."""
     from boltic_cli.server.store import StoreError, StoreNotAvailable, prepare_store
 
-    path = settings.db_path
+    path = settings.database()
     try:
         prepare_store(settings)
     except StoreNotAvailable as e:
@@ -106,8 +106,10 @@ def lock_database(settings: ServerSettings, url: str) -> DatabaseLock | None:
     store that is not a file). Raises ``DatabaseInUse`` (exit 2) naming the holder."""
     from boltic_cli.server.dblock import DatabaseLock
 
-    if str(settings.db_path).startswith(("postgres:", "postgresql:")):
-        return None
+    if settings.database_url is not None or str(settings.db_path).startswith(
+        ("postgres:", "postgresql:")
+    ):
+        return None  # PostgreSQL: any number of processes share the database
     return DatabaseLock(settings.db_path.expanduser()).acquire(url)
 
 

@@ -45,6 +45,65 @@ class ServerSettings:
     # and event loop (bench_delivery.py compares the two).
     delivery_in_loop: bool = False
 
+    # PostgreSQL instead of the SQLite file (``--db postgresql://...`` or
+    # BOLTIC_DATABASE_URL): the URL, the most connections one process holds, and the
+    # connect and statement timeouts in seconds (BOLTIC_PG_POOL_SIZE,
+    # BOLTIC_PG_CONNECT_TIMEOUT, BOLTIC_PG_STATEMENT_TIMEOUT).
+    database_url: str | None = None
+    pg_pool_size: int = 10
+    pg_connect_timeout: float = 5.0
+    pg_statement_timeout: float = 30.0
+
+    def database(self) -> str:
+        """The database for messages: the file, or the URL without its password."""
+        if self.database_url is None:
+            return str(self.db_path)
+        return redact_url(self.database_url)
+
+
+DATABASE_URL_ENV = "BOLTIC_DATABASE_URL"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_database_url(text: str) -> bool:
+    """A PostgreSQL URL (``postgresql://...``), as opposed to a SQLite file path."""
+    return text.lower().startswith(POSTGRES_SCHEMES)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password (if any) replaced by ``***``: safe to log."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def postgres_options(environ: Mapping[str, str]) -> dict[str, float | int]:
+    """Pool size and timeouts from BOLTIC_PG_* (unset: the defaults). Raises UsageError."""
+    from boltic_cli.errors import UsageError
+
+    options: dict[str, float | int] = {}
+    for name, field, kind in (
+        ("BOLTIC_PG_POOL_SIZE", "pg_pool_size", int),
+        ("BOLTIC_PG_CONNECT_TIMEOUT", "pg_connect_timeout", float),
+        ("BOLTIC_PG_STATEMENT_TIMEOUT", "pg_statement_timeout", float),
+    ):
+        text = environ.get(name)
+        if not text:
+            continue
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise UsageError(f"{name} must be a positive number, got {text!r}")
+        options[field] = value
+    return options
+
 
 def resolve_admin_token(environ: Mapping[str, str], token: str | None = None) -> tuple[str, str]:
     """The admin token and a description of where it is kept (never the token itself).

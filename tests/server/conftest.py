@@ -1,11 +1,23 @@
-"""Fixtures for the server's tests: sources, senders, and servers in threads or processes."""
+"""Fixtures for the server's tests: sources, senders, and servers in threads or processes.
+
+Every test here that uses the server app runs twice, once per store: SQLite (a file in
+``tmp_path``) and PostgreSQL (a fresh database on the session's throwaway cluster,
+tests/pg.py), through the one ``store_kind`` parameter of ``server_settings``, so the
+two stores cannot drift. A test that checks something only one store has is marked
+``@pytest.mark.sqlite_only("why")`` (it then runs on SQLite alone). ``db`` reads and
+writes the stored rows directly on either store; ``store_call`` runs a store
+coroutine on the app's own event loop (the PostgreSQL pool lives there).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import signal
+import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +26,103 @@ import pytest
 
 from tests.conftest import ADMIN_TOKEN
 from tests.support import reap, start_server
+
+STORES = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): a server test that runs on the SQLite store alone"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_kind" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("sqlite_only")
+        metafunc.parametrize("store_kind", ["sqlite"] if only else list(STORES))
+
+
+@pytest.fixture
+def store_kind() -> str:
+    """``sqlite`` or ``postgresql`` (parametrized by pytest_generate_tests)."""
+    return "sqlite"
+
+
+@pytest.fixture
+def server_settings(request: pytest.FixtureRequest, store_kind: str, tmp_path: Path):
+    """Settings for a server on SQLite or on a fresh PostgreSQL database."""
+    from boltic_cli.server.settings import ServerSettings
+
+    url = request.getfixturevalue("pg_database") if store_kind == "postgresql" else None
+    return ServerSettings(db_path=tmp_path / "server.db", admin_token=ADMIN_TOKEN, database_url=url)
+
+
+class StoredRows:
+    """Direct SQL on the server's database, whichever store: ``?`` placeholders work
+    on both (turned into ``$1, $2, ...`` for PostgreSQL)."""
+
+    def __init__(self, settings: Any) -> None:
+        self.kind = "postgresql" if settings.database_url else "sqlite"
+        self.settings = settings
+
+    def rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        if self.kind == "sqlite":
+            with sqlite3.connect(self.settings.db_path) as conn:
+                return conn.execute(sql, params).fetchall()
+        return [tuple(r) for r in self._pg("fetch", sql, params)]
+
+    def execute(self, sql: str, params: tuple | list = ()) -> None:
+        if self.kind == "sqlite":
+            with sqlite3.connect(self.settings.db_path) as conn:
+                conn.executescript(sql) if not params else conn.execute(sql, params)
+            return
+        self._pg("execute", sql, params)
+
+    def _pg(self, method: str, sql: str, params: tuple | list) -> Any:
+        import asyncpg
+
+        counter = iter(range(1, len(params) + 1))
+        sql = re.sub(r"\?", lambda _: f"${next(counter)}", sql) if params else sql
+
+        async def run() -> Any:
+            conn = await asyncpg.connect(self.settings.database_url)
+            try:
+                return await getattr(conn, method)(sql, *params)
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
+
+@pytest.fixture
+def db(server_settings) -> StoredRows:
+    """The server's stored rows, read (and changed) with SQL, on either store."""
+    return StoredRows(server_settings)
+
+
+@pytest.fixture
+def store_call(api) -> Callable[..., Any]:
+    """``store_call(fn, *args)``: await ``fn(*args)`` on the app's event loop."""
+
+    def call(fn: Callable[..., Any], *args: Any) -> Any:
+        return api.portal.call(fn, *args)
+
+    return call
+
+
+@pytest.fixture
+def load_events(store, store_call) -> Callable[[list], None]:
+    """Insert EventRecords straight into the store (counted like sent events)."""
+
+    def load(records: list) -> None:
+        if hasattr(store, "run_in_writer"):
+            from boltic_cli.server.store.sqlite import insert_events
+
+            store.run_in_writer(lambda conn: insert_events(conn, records)).result()
+        else:
+            store_call(store.insert_records, records)
+
+    return load
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
+from tests.server.conftest import StoredRows
 
 BATCH = "/streams/events/batch"
 
@@ -34,9 +34,9 @@ def src(http) -> dict[str, Any]:
     return new_source(http)
 
 
-def stored(db, where: str = "1") -> list[dict[str, Any]]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(f"SELECT body FROM events WHERE {where} ORDER BY rowid").fetchall()
+def stored(settings, where: str = "1 = 1") -> list[dict[str, Any]]:
+    """The stored events (either store), in the order they were made (ids sort by time)."""
+    rows = StoredRows(settings).rows(f"SELECT body FROM events WHERE {where} ORDER BY id")
     return [json.loads(r[0]) for r in rows]
 
 
@@ -92,7 +92,7 @@ def test_mixed_items_get_exact_results_in_order(http, src, server_settings):
         "message": "invalid event",
         "details": "numbers must be finite (NaN and Infinity are not JSON)",
     }
-    rows = stored(server_settings.db_path)
+    rows = stored(server_settings)
     assert [r["id"] for r in rows] == accepted_ids(answer)
     assert [r["type"] for r in rows] == ["a", "c"]
     assert rows[1]["messageId"] == "m-1" and rows[1]["userId"] == "u1"
@@ -120,12 +120,12 @@ class TestLimits:
         too_many = http.post(BATCH, json={"batch": [event(src["id"])] * 501})
         assert too_many.status_code == 422
         assert too_many.json()["details"].startswith("batch: ")
-        assert len(stored(server_settings.db_path)) == 500
+        assert len(stored(server_settings)) == 500
         # Too long is refused whole even when an item is bad too.
         bad_first = http.post(BATCH, json={"batch": [{}] + [event(src["id"])] * 500})
         assert bad_first.status_code == 422
         assert bad_first.json()["details"].startswith("batch: ")
-        assert len(stored(server_settings.db_path)) == 500
+        assert len(stored(server_settings)) == 500
 
     @pytest.mark.parametrize(
         ("body", "status", "details"),
@@ -174,7 +174,7 @@ class TestLimits:
 
         response = http.post(BATCH, content=chunks())
         assert response.status_code == 413
-        assert stored(server_settings.db_path) == []
+        assert stored(server_settings) == []
 
     def test_each_item_at_most_32_kib(self, http, src):
         exact = self.items_of(src, 32 * 1024, 1)[0]
@@ -197,7 +197,7 @@ def test_nan_in_an_item_is_rejected_alone(http, src, server_settings):
     answer = http.post(BATCH, content=body).json()
     assert answer["data"][0]["error"]["code"] == 422
     assert answer["data"][0]["error"]["details"].startswith("numbers must be finite")
-    assert stored(server_settings.db_path) == []
+    assert stored(server_settings) == []
 
 
 def test_write_key_items_for_another_source_are_rejected_alone(http, server_settings):
@@ -215,7 +215,7 @@ def test_write_key_items_for_another_source_are_rejected_alone(http, server_sett
         "message": "forbidden",
         "details": "this write key may only send to its own source",
     }
-    assert {r["sourceId"] for r in stored(server_settings.db_path)} == {mine["id"]}
+    assert {r["sourceId"] for r in stored(server_settings)} == {mine["id"]}
     # A write key still may not read.
     assert (
         http.get(
@@ -256,11 +256,11 @@ class TestIdempotency:
         assert first.status_code == again.status_code == 200
         assert first.content == again.content
         assert first.json()["accepted"] == 2
-        assert len(stored(server_settings.db_path)) == 2
+        assert len(stored(server_settings)) == 2
         conflict = self.post(http, [event(src["id"], "other")], "batch-1")
         assert conflict.status_code == 422
         assert "Idempotency-Key" in conflict.json()["message"]
-        assert len(stored(server_settings.db_path)) == 2
+        assert len(stored(server_settings)) == 2
 
     def test_a_batch_of_only_bad_items_is_replayed_too(self, http):
         first = self.post(http, [{"bad": 1}], "batch-2")
@@ -290,13 +290,13 @@ class TestMessageId:
         assert answer["accepted"] == 4
         assert ids[0] == first_id
         assert ids[1] == ids[2] != first_id
-        rows = stored(server_settings.db_path)
+        rows = stored(server_settings)
         assert [r["id"] for r in rows] == [first_id, ids[1], ids[3]]
         # Per source: another source's m1 is its own event.
         other = new_source(http, "other")
         theirs = http.post("/streams/events", json=event(other["id"], messageId="m1"))
         assert theirs.json()["eventId"] != first_id
-        assert len(stored(server_settings.db_path)) == 4
+        assert len(stored(server_settings)) == 4
 
     def test_dedupe_with_idempotency_key_too(self, http, src, server_settings):
         first = http.post("/streams/events", json=event(src["id"], messageId="m"))
@@ -312,7 +312,7 @@ class TestMessageId:
             headers={"Idempotency-Key": "kb"},
         )
         assert batch.json()["data"][0]["eventId"] == first.json()["eventId"]
-        assert len(stored(server_settings.db_path)) == 1
+        assert len(stored(server_settings)) == 1
 
     def test_message_id_bounds(self, http, src):
         answer = http.post(
@@ -345,23 +345,23 @@ class TestMessageId:
         with start_in_thread(server_settings) as server:
             single = post(server.url, "/streams/events", event(src["id"], messageId="r"))
             assert single.json()["eventId"] == first_id
-            assert len(stored(server_settings.db_path)) == 1
+            assert len(stored(server_settings)) == 1
         # 24 h later the messageId is forgotten: the same id is a new event.
-        with sqlite3.connect(server_settings.db_path) as conn:
-            conn.execute("UPDATE message_ids SET created_at = created_at - 86400001")
+        StoredRows(server_settings).execute(
+            "UPDATE message_ids SET created_at = created_at - 86400001"
+        )
         with start_in_thread(server_settings) as server:
             later = post(server.url, "/streams/events", event(src["id"], messageId="r"))
             assert later.json()["eventId"] != first_id
             again = post(server.url, "/streams/events", event(src["id"], messageId="r"))
             assert again.json()["eventId"] == later.json()["eventId"]
-        assert len(stored(server_settings.db_path)) == 2
+        assert len(stored(server_settings)) == 2
 
 
 def test_deleted_source_forgets_its_message_ids(http, src, server_settings):
     http.post("/streams/events", json=event(src["id"], messageId="gone"))
     assert http.delete(f"/streams/sources/{src['id']}").status_code == 204
-    with sqlite3.connect(server_settings.db_path) as conn:
-        assert conn.execute("SELECT count(*) FROM message_ids").fetchone() == (0,)
+    assert StoredRows(server_settings).rows("SELECT count(*) FROM message_ids") == [(0,)]
 
 
 def test_openapi_lists_the_batch_route_as_an_extension(http):

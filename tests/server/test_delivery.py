@@ -7,7 +7,6 @@ fractions of a second so retries happen within a test.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections.abc import Callable
@@ -23,11 +22,14 @@ SCHEDULE = (0.2, 0.2, 0.2)
 
 
 @pytest.fixture
-def server_settings(tmp_path):
+def server_settings(request, store_kind, tmp_path):
+    """On each store (conftest's ``store_kind``), with short delivery periods."""
     from boltic_cli.server.settings import ServerSettings
 
+    url = request.getfixturevalue("pg_database") if store_kind == "postgresql" else None
     return ServerSettings(
         db_path=tmp_path / "server.db",
+        database_url=url,
         admin_token=ADMIN_TOKEN,
         delivery_schedule=SCHEDULE,
         delivery_timeout=0.5,
@@ -325,13 +327,13 @@ def test_deleting_a_source_drops_its_pending_deliveries(
 
 
 def test_retention_prunes_deliveries_with_their_events(
-    api, source, send, receiver, make_destination, store
+    api, source, send, receiver, make_destination, store, store_call
 ):
     destination = make_destination(receiver.url)
     send(source["id"])
     (row,) = settled(api, destination)
     assert delivery(api, destination, row["id"])["history"]
-    asyncio.run(store.prune_received_before(store.now_ms() + 1))
+    store_call(store.prune_received_before, store.now_ms() + 1)
     assert deliveries(api, destination) == []
     gone = api.get(f"/streams/destinations/{destination['id']}/deliveries/{row['id']}")
     assert gone.status_code == 404
@@ -395,17 +397,13 @@ def test_a_batch_gets_a_delivery_per_accepted_item(api, source, make_destination
 
 
 def test_a_webhook_without_a_secret_gets_one_and_long_answers_are_cut(
-    api, source, send, receiver, make_destination, store
+    api, source, send, receiver, make_destination, db
 ):
     import json
 
     destination = make_destination(receiver.url)
     # As a database made before destinations had secrets would have it.
-    store.run_in_writer(
-        lambda conn: conn.execute(
-            "UPDATE destinations SET config = ?", (json.dumps({"url": receiver.url}),)
-        )
-    ).result()
+    db.execute("UPDATE destinations SET config = ?", (json.dumps({"url": receiver.url}),))
     receiver.script(Reply(200, body="é" * 3000))
     send(source["id"])
     (request,) = receiver.wait_for(1)

@@ -12,11 +12,15 @@ from tests.conftest import ADMIN_TOKEN
 
 
 @pytest.fixture
-def server_settings(tmp_path):
+def server_settings(request, store_kind, tmp_path):
     from boltic_cli.server.settings import ServerSettings
 
-    # No worker: these tests look at rows, not at deliveries.
-    return ServerSettings(db_path=tmp_path / "server.db", admin_token=ADMIN_TOKEN, delivery=False)
+    # On each store (conftest's ``store_kind``). No worker: these tests look at rows,
+    # not at deliveries.
+    url = request.getfixturevalue("pg_database") if store_kind == "postgresql" else None
+    return ServerSettings(
+        db_path=tmp_path / "server.db", database_url=url, admin_token=ADMIN_TOKEN, delivery=False
+    )
 
 
 def create(api, config, type="webhook"):

@@ -126,14 +126,19 @@ def test_unusable_database_is_one_line_exit_2(run_cli, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_postgresql_url_is_not_available_yet(run_cli):
-    result = run_cli("server", "--port", "0", "--db", "postgresql://u@db/boltic", "--token", "t")
+def test_unreachable_postgresql_is_one_line_exit_2_without_the_password(run_cli):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    url = f"postgresql://u:sekrit@127.0.0.1:{port}/boltic"
+    result = run_cli("server", "--port", "0", "--db", url, "--token", "t")
     assert result.exit_code == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert errors == [
-        "Error: PostgreSQL storage is not available yet in this version; "
-        "use a SQLite file path with --db"
-    ]
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        f"Error: cannot open the database postgresql://u:***@127.0.0.1:{port}/boltic: "
+    )
+    assert "sekrit" not in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -290,23 +290,23 @@ def test_event_batch_refuses_only_events_of_unknown_sources(tmp_path):
         assert asyncio.run(store.query_events()).bodies == ["{}", "{}"]
 
 
-def test_open_store_picks_sqlite_by_path_and_refuses_postgresql(tmp_path):
-    from pathlib import Path
-
+def test_open_store_picks_sqlite_by_path_and_postgresql_by_url(tmp_path, pg_database):
     from boltic_cli.server.settings import ServerSettings
-    from boltic_cli.server.store import Store, StoreNotAvailable, open_store
+    from boltic_cli.server.store import Store, open_store
+    from boltic_cli.server.store.postgres import PostgresStore
 
-    async def roundtrip(settings: ServerSettings) -> list[dict]:
+    async def roundtrip(settings: ServerSettings, kind: type) -> list[dict]:
         store = await open_store(settings)
         try:
-            assert isinstance(store, Store) and isinstance(store, SQLiteStore)
+            assert isinstance(store, Store) and isinstance(store, kind)
             return await store.list_sources()
         finally:
             await store.close()
 
-    assert asyncio.run(roundtrip(ServerSettings(tmp_path / "f.db", "t"))) == []
-    with pytest.raises(StoreNotAvailable, match="not available yet"):
-        asyncio.run(roundtrip(ServerSettings(Path("postgresql://u@h/db"), "t")))
+    assert asyncio.run(roundtrip(ServerSettings(tmp_path / "f.db", "t"), SQLiteStore)) == []
+    settings = ServerSettings(tmp_path / "unused.db", "t", database_url=pg_database)
+    assert asyncio.run(roundtrip(settings, PostgresStore)) == []
+    assert not (tmp_path / "unused.db").exists()
 
 
 @pytest.mark.parametrize("message_ids", [False, True])

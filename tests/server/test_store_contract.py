@@ -25,13 +25,16 @@ from boltic_cli.server.store import (
     open_store,
 )
 
-STORES = ["sqlite"]
+STORES = ["sqlite", "postgresql"]
 NOW_MS = 1_780_000_000_000 // DAY_MS * DAY_MS + 3_600_000  # 01:00 UTC on some day
 
 
-def settings_for(kind: str, tmp_path: Path) -> ServerSettings:
+def settings_for(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> ServerSettings:
     if kind == "sqlite":
         return ServerSettings(tmp_path / "contract.db", "token")
+    if kind == "postgresql":  # a fresh database on the session's PostgreSQL (tests/pg.py)
+        url = request.getfixturevalue("pg_database")
+        return ServerSettings(tmp_path / "unused.db", "token", database_url=url)
     raise AssertionError(kind)
 
 
@@ -39,9 +42,11 @@ def settings_for(kind: str, tmp_path: Path) -> ServerSettings:
 def run(request, tmp_path: Path) -> Callable[[Callable[[Store], Awaitable[None]]], None]:
     """Run ``scenario(store)`` on a freshly opened store (clock fixed at NOW_MS)."""
 
+    settings = settings_for(request.param, tmp_path, request)
+
     def go(scenario: Callable[[Store], Awaitable[None]]) -> None:
         async def main() -> None:
-            store = await open_store(settings_for(request.param, tmp_path))
+            store = await open_store(settings)
             store.clock = lambda: NOW_MS / 1000
             try:
                 await scenario(store)

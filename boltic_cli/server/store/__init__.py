@@ -2,7 +2,8 @@
 
 Routes and background tasks use only what ``base`` defines; ``open_store(settings)``
 picks the implementation: a file path is the embedded SQLite store
-(``store.sqlite``); a ``postgresql://`` URL is refused until that store exists.
+(``store.sqlite``); ``settings.database_url`` (``postgresql://...``) is PostgreSQL
+(``store.postgres``, imported only then: the SQLite path never loads its driver).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ POSTGRES_SCHEMES = ("postgresql:", "postgres:")
 
 
 def _target(settings: ServerSettings) -> str:
-    return str(settings.db_path)
+    return settings.database_url or str(settings.db_path)
 
 
 def _refuse_unsupported(target: str) -> None:
@@ -72,6 +73,16 @@ def _refuse_unsupported(target: str) -> None:
 
 def make_store(settings: ServerSettings) -> Store:
     """The store ``settings`` name, not yet opened. Raises StoreNotAvailable."""
+    if settings.database_url is not None:
+        from boltic_cli.server.store.postgres import PostgresStore
+
+        return PostgresStore(
+            settings.database_url,
+            pool_size=settings.pg_pool_size,
+            connect_timeout=settings.pg_connect_timeout,
+            statement_timeout=settings.pg_statement_timeout,
+            commit_delay=settings.commit_delay,
+        )
     _refuse_unsupported(_target(settings))
     from boltic_cli.server.store.sqlite import SQLiteStore
 
@@ -90,6 +101,11 @@ def prepare_store(settings: ServerSettings) -> None:
     """Check before serving that the database opens and its schema is current (creating
     or migrating it), so a bad path is one clear error. Raises StoreError, OSError and
     the driver's errors."""
+    if settings.database_url is not None:
+        from boltic_cli.server.store.postgres import prepare as prepare_postgres
+
+        prepare_postgres(settings.database_url, settings.pg_connect_timeout)
+        return
     _refuse_unsupported(_target(settings))
     from boltic_cli.server.store.sqlite import prepare
 

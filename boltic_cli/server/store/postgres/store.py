@@ -1,0 +1,955 @@
+"""``PostgresStore``: the store interface on PostgreSQL (asyncpg, one pool per process).
+
+Writes. Plain event inserts (no Idempotency-Key) wait in a group: while one group's
+statement is in flight, the inserts that arrive meanwhile queue, and then go to the
+database together as ONE autocommitted statement (``INSERT ... SELECT FROM unnest(...)``,
+one round trip); each waiter is answered only after that statement committed
+(``synchronous_commit`` as the server has it, ``on`` by default: the WAL is flushed).
+The statement itself checks every event's source (joined with ``FOR KEY SHARE``, so
+a concurrent ``delete_source`` either waits for the insert and then deletes its rows,
+or has committed and the insert skips them): an event whose source is gone is refused
+alone (``SourceGone``), by the database, in the inserting statement. Writes with an
+Idempotency-Key claim the key by its primary key (``INSERT ... ON CONFLICT``) in their
+own transaction, so the database dedupes them across processes too.
+
+Sources. ``source``/``source_for_key`` read the database (no per-process cache that
+could go stale when another process deletes a source); the lookups waiting together
+go as one statement per group as well.
+
+Failures. A lost connection, a refused connect, a timeout, or any database error
+raises ``StoreUnavailable`` (the routes answer 503 with Retry-After); the pool opens
+new connections on the next request, so the store recovers by itself when
+PostgreSQL is back. An event is never answered 202 unless its statement returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from boltic_cli.server.store import base
+from boltic_cli.server.store.base import (
+    DAY_MS,
+    IDEMPOTENCY_TTL_MS,
+    MESSAGE_ID_TTL_MS,
+    PRUNE_CHUNK,
+    EventRecord,
+    Idempotency,
+    IdempotencyConflict,
+    QueryResult,
+    SourceGone,
+    SourceInfo,
+    StoredResponse,
+    StoreError,
+    StoreUnavailable,
+    accepted,
+)
+from boltic_cli.server.store.postgres.deliveries import (
+    DESTINATION_COLUMNS,
+    PostgresDeliveries,
+    destination_row,
+)
+from boltic_cli.server.store.postgres.schema import migrate
+
+log = logging.getLogger("boltic.server.postgres")
+
+# The most waiting writes (or lookups) one group statement carries.
+MAX_GROUP = 1000
+
+INSERT_EVENTS = """
+INSERT INTO events (id, source_id, type, timestamp, received_at, body)
+SELECT u.id, u.source_id, u.type, u.timestamp, u.received_at, u.body
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])
+    AS u(id, source_id, type, timestamp, received_at, body)
+JOIN sources s ON s.id = u.source_id AND s.status = 'active'
+FOR KEY SHARE OF s
+RETURNING id
+"""
+# PostgreSQL text cannot hold U+0000, so no stored id, type or key contains it
+# (design.md: it is 422 in identifiers); a lookup by such a value finds nothing
+# without asking (the database would refuse the parameter).
+NUL = "\x00"
+# pg_notify channel of the sources trigger (schema.py): payload the source id.
+SOURCES_CHANNEL = "boltic_sources"
+LOOKUP_SOURCES = """
+SELECT id, write_key, status FROM sources
+WHERE id = ANY($1::text[]) OR write_key = ANY($2::text[])
+"""
+CLAIM_KEY = """
+INSERT INTO idempotency AS i (scope, key, request_hash, status, body, created_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (scope, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,
+    status = EXCLUDED.status, body = EXCLUDED.body, created_at = EXCLUDED.created_at
+    WHERE i.created_at < $7
+RETURNING 1
+"""
+CLAIM_MESSAGE_IDS = """
+INSERT INTO message_ids AS m (source_id, message_id, event_id, created_at)
+SELECT u.source_id, u.message_id, u.event_id, $4
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u(source_id, message_id, event_id)
+ORDER BY 1, 2
+ON CONFLICT (source_id, message_id) DO UPDATE SET event_id = EXCLUDED.event_id,
+    created_at = EXCLUDED.created_at
+    WHERE m.created_at < $5
+RETURNING source_id, message_id
+"""
+FIND_MESSAGE_IDS = """
+SELECT source_id, message_id, event_id FROM message_ids
+WHERE (source_id, message_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+"""
+SOURCE_ROW = """
+SELECT s.id, s.name, s.type, s.write_key, s.status, s.created_at, coalesce(c.n, 0)
+FROM sources s LEFT JOIN received_counts c ON c.source_id = s.id AND c.day = $1
+"""
+PRUNE = """
+DELETE FROM events WHERE ctid = ANY(ARRAY(
+    SELECT e.ctid FROM sources s CROSS JOIN LATERAL (
+        SELECT ctid FROM events WHERE source_id = s.id AND received_at < $1 LIMIT $2
+    ) e LIMIT $2
+))
+"""
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    import asyncpg
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+class _Group(Generic[T, R]):
+    """Calls that wait together run together: ``await group.submit(item)`` queues
+    ``item``; a flush hands every queued item (up to MAX_GROUP) to ``run(items)`` (one
+    statement), whose list of results (a value or an exception, one per item, in
+    order) answers each caller. Up to ``parallel`` flushes are in flight at once, each
+    on its own connection: while one waits for its commit to reach the disk, the next
+    group is already on its way (PostgreSQL flushes the WAL of commits waiting
+    together once). Items queued meanwhile go in the next flush."""
+
+    def __init__(
+        self, run: Callable[[list[T]], Awaitable[list[R | BaseException]]], parallel: int = 1
+    ) -> None:
+        self._run = run
+        self.parallel = parallel
+        self._pending: list[tuple[T, asyncio.Future]] = []
+        self._inflight: set[asyncio.Future] = set()
+        self._flushers = 0
+        self._tasks: set[asyncio.Task] = set()
+        self.flushes = 0
+
+    def submit(self, item: T) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((item, future))
+        if self._flushers < self.parallel:
+            self._flushers += 1
+            self._tasks.add(task := loop.create_task(self._flush()))
+            task.add_done_callback(self._tasks.discard)
+        return future
+
+    async def drain(self) -> None:
+        """Wait until everything submitted before this call has been answered."""
+        waiting = [f for _, f in self._pending] + list(self._inflight)
+        if waiting:
+            await asyncio.wait(waiting)
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+                futures = [future for _, future in group]
+                self._inflight.update(futures)
+                try:
+                    results: list[Any] = await self._run([item for item, _ in group])
+                except BaseException as e:  # handed to every waiter
+                    results = [e] * len(group)
+                self.flushes += 1
+                self._inflight.difference_update(futures)
+                for future, result in zip(futures, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._flushers -= 1
+
+
+class PostgresStore(PostgresDeliveries, base.Store):
+    """The store on one PostgreSQL database, reached with ``url`` (``postgresql://...``).
+
+    ``pool_size``: most connections this process holds; ``connect_timeout`` and
+    ``statement_timeout`` in seconds (a statement past its timeout is cancelled and
+    its request answered 503). ``group_parallel``: group statements in flight at once
+    (1, as SQLite's one writer: on this 2-core machine two in flight made smaller
+    groups and cost more CPU per event, in PostgreSQL and in the event loop).
+    ``commit_delay`` (tests): seconds to sleep before each
+    group's statement, so a kill can land between receiving and committing.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 30.0,
+        commit_delay: float = 0.0,
+        group_parallel: int = 1,
+        clock=time.time,
+    ) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
+        self.commit_delay = commit_delay
+        self.clock = clock
+        self._pool: Any = None
+        # The loop the pool was opened on: asyncpg connections belong to it, so calls
+        # from another loop (the delivery worker's thread) run there.
+        self._home: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._errors: tuple[type[BaseException], ...] = ()
+        self._inserts: _Group[EventRecord, StoredResponse] = _Group(
+            self._insert_group, parallel=max(1, min(group_parallel, pool_size - 1))
+        )
+        # Active sources this process has looked up: a hint for the request gate and
+        # the routes, never the last word (the inserting statement checks the source
+        # itself). Emptied of a source when this process deletes it or an insert finds
+        # it gone; ``_generation`` counts those, so a lookup that raced one is not kept.
+        self._by_id: dict[str, SourceInfo] = {}
+        self._by_key: dict[str, SourceInfo] = {}
+        self._generation = 0
+        # The hint is read and filled only while LISTEN runs (another process's
+        # change then empties it within milliseconds); without it, every lookup
+        # asks the database.
+        self._hint_ok = False
+        self._listener: Any = None
+        self._relisten: asyncio.Task | None = None
+        self._lookups: _Group[tuple[str, str], SourceInfo | None] = _Group(
+            self._lookup_group, parallel=max(1, min(group_parallel, pool_size - 1))
+        )
+
+    # lifecycle
+
+    async def open(self) -> None:
+        import asyncpg
+
+        self._errors = _driver_errors()
+        self._home = asyncio.get_running_loop()
+        try:
+            conn = await asyncpg.connect(self.url, timeout=self.connect_timeout)
+            try:
+                await migrate(conn)
+            finally:
+                await conn.close()
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.connect_timeout,
+                command_timeout=self.statement_timeout,
+                reset=_keep_session,
+                server_settings={
+                    "statement_timeout": str(int(self.statement_timeout * 1000)),
+                    # Every statement is prepared with parameters for values; planning
+                    # the summary query anew for each request cost more than running it.
+                    "plan_cache_mode": "force_generic_plan",
+                    # The page of a filtered query should walk the index of exactly its
+                    # filter (source, type, time), not the time index filtering the rows
+                    # it fetches; the default cost of a random page (4, for spinning
+                    # disks) made the planner prefer the latter, 10x the rows read.
+                    "random_page_cost": "1.1",
+                    "application_name": "boltic-server",
+                },
+            )
+            await self._listen()
+        except BaseException as e:
+            if self._pool is not None:
+                self._pool.terminate()
+                self._pool = None
+            if isinstance(e, self._errors):
+                raise StoreUnavailable(f"cannot open the database: {_reason(e)}") from None
+            raise
+
+    # the source hint's invalidation
+
+    async def _listen(self) -> None:
+        """LISTEN for source changes (a trigger notifies every update or delete of a
+        source, whichever process made it) on a connection of its own; the hint is
+        used only while this connection is up."""
+        import asyncpg
+
+        conn = await asyncpg.connect(self.url, timeout=self.connect_timeout)
+        try:
+            await conn.add_listener(SOURCES_CHANNEL, self._on_source_changed)
+        except BaseException:
+            await conn.close()
+            raise
+        conn.add_termination_listener(self._on_listener_lost)
+        self._listener = conn
+        self._forget_all()  # changes missed while not listening
+        self._hint_ok = True
+
+    def _on_source_changed(self, conn: Any, pid: int, channel: str, source_id: str) -> None:
+        self._forget(source_id)
+
+    def _on_listener_lost(self, conn: Any) -> None:
+        self._hint_ok = False
+        self._forget_all()
+        self._listener = None
+        if not self._closed and self._relisten is None:
+            self._relisten = asyncio.get_running_loop().create_task(self._listen_again())
+
+    async def _listen_again(self) -> None:
+        delay = 0.2
+        try:
+            while not self._closed:
+                try:
+                    await self._listen()
+                    return
+                except self._errors:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+        finally:
+            self._relisten = None
+
+    def _forget_all(self) -> None:
+        self._generation += 1
+        self._by_id.clear()
+        self._by_key.clear()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._hint_ok = False
+        if self._relisten is not None:
+            self._relisten.cancel()
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            listener.remove_termination_listener(self._on_listener_lost)
+            with contextlib.suppress(*self._errors):
+                await asyncio.wait_for(listener.close(), 5)
+        if self._pool is not None:
+            with contextlib.suppress(*self._errors):
+                await asyncio.wait_for(self._pool.close(), 10)
+            self._pool.terminate()
+
+    @property
+    def commits(self) -> int:
+        """Group statements sent so far: group commit shows as fewer than events."""
+        return self._inserts.flushes
+
+    async def _call(self, fn: Callable[[Any], Awaitable[T]], *, transaction: bool = False) -> T:
+        """``fn(conn)`` on a pooled connection (in one transaction if asked); every
+        driver or connection failure becomes StoreUnavailable. Called from another
+        event loop (the delivery worker's thread), it runs on the pool's own loop."""
+        if self._closed or self._pool is None:
+            raise StoreUnavailable("the store is closed")
+        home = self._home
+        if home is not None and asyncio.get_running_loop() is not home:
+            if home.is_closed():
+                raise StoreUnavailable("the store is closed")
+            return await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(self._call(fn, transaction=transaction), home)
+            )
+        try:
+            async with self._pool.acquire() as conn:
+                if not transaction:
+                    return await fn(conn)
+                async with conn.transaction():
+                    return await fn(conn)
+        except StoreError:
+            raise
+        except self._errors as e:
+            raise StoreUnavailable(f"the database cannot be reached: {_reason(e)}") from None
+
+    # sources
+
+    async def _lookup_group(self, items: list[tuple[str, str]]) -> list[SourceInfo | None]:
+        ids = [value for kind, value in items if kind == "id"]
+        keys = [value for kind, value in items if kind == "key"]
+        rows = await self._call(lambda conn: conn.fetch(LOOKUP_SOURCES, ids, keys))
+        by_id = {r[0]: SourceInfo(r[0], r[1], r[2]) for r in rows}
+        by_key = {info.write_key: info for info in by_id.values()}
+        return [(by_id if kind == "id" else by_key).get(value) for kind, value in items]
+
+    async def source(self, source_id: str) -> SourceInfo | None:
+        if NUL in source_id:
+            return None
+        cached = self._by_id.get(source_id) if self._hint_ok else None
+        if cached is not None:
+            return cached
+        return self._remember(self._generation, await self._lookups.submit(("id", source_id)))
+
+    async def source_for_key(self, write_key: str) -> SourceInfo | None:
+        if NUL in write_key:
+            return None
+        cached = self._by_key.get(write_key) if self._hint_ok else None
+        if cached is not None:
+            return cached
+        return self._remember(self._generation, await self._lookups.submit(("key", write_key)))
+
+    def _remember(self, generation: int, info: SourceInfo | None) -> SourceInfo | None:
+        """Keep an active source found by a lookup, unless a source was forgotten while
+        the lookup ran (its answer may predate that delete)."""
+        if (
+            info is not None
+            and info.status == "active"
+            and self._hint_ok
+            and generation == self._generation
+        ):
+            self._by_id[info.id] = info
+            self._by_key[info.write_key] = info
+        return info
+
+    def _forget(self, source_id: str) -> None:
+        self._generation += 1
+        info = self._by_id.pop(source_id, None)
+        if info is not None:
+            self._by_key.pop(info.write_key, None)
+
+    # writes
+
+    async def _insert_group(self, records: list[EventRecord]) -> list[Any]:
+        """One statement for the group (each event's answer, or SourceGone)."""
+        events = records
+        if self.commit_delay:
+            await asyncio.sleep(self.commit_delay)
+        columns = _columns(events)
+        try:
+            rows = await self._call(lambda conn: conn.fetch(INSERT_EVENTS, *columns))
+        except StoreUnavailable as e:
+            return [e] * len(records)
+        stored = {row[0] for row in rows}
+        if len(stored) < len(records):
+            for r in records:
+                if r.id not in stored:
+                    self._forget(r.source_id)  # deleted or deactivated, maybe elsewhere
+        return [accepted(r.id) if r.id in stored else SourceGone(r.source_id) for r in records]
+
+    async def insert_event(
+        self, record: EventRecord, idem: Idempotency | None = None
+    ) -> StoredResponse:
+        if idem is None and record.message_id is None:
+            return await self._inserts.submit(record)
+
+        async def run(conn: Any) -> StoredResponse:
+            replay = await self._claim(conn, idem, accepted(record.id))
+            if replay is not None:
+                return replay
+            (outcome,) = await self._store_records(conn, [record])
+            if isinstance(outcome, StoreError):
+                raise outcome  # rolls the claimed key back
+            response = accepted(outcome)
+            await self._record_answer(conn, idem, response)
+            return response
+
+        return await self._call(run, transaction=True)
+
+    async def insert_batch(
+        self,
+        records: Sequence[EventRecord],
+        render: Callable[[list[str | StoreError]], str],
+        idem: Idempotency | None = None,
+    ) -> StoredResponse:
+        records = list(records)
+        if idem is None and all(r.message_id is None for r in records):
+            # The batch is its own group: one autocommitted statement.
+            rows = await self._call(lambda conn: conn.fetch(INSERT_EVENTS, *_columns(records)))
+            return StoredResponse(200, render(self._outcomes(records, {r[0] for r in rows})))
+
+        async def run(conn: Any) -> StoredResponse:
+            # The key is claimed first (its row lock makes a concurrent retry wait for
+            # this answer), and the answer recorded once the outcomes are known.
+            replay = await self._claim(conn, idem, StoredResponse(200, ""))
+            if replay is not None:
+                return replay
+            response = StoredResponse(200, render(await self._store_records(conn, records)))
+            await self._record_answer(conn, idem, response)
+            return response
+
+        return await self._call(run, transaction=True)
+
+    def _outcomes(self, records: list[EventRecord], stored: set[str]) -> list[str | StoreError]:
+        """Each record's id, or SourceGone for those the inserting statement refused."""
+        outcomes: list[str | StoreError] = []
+        for r in records:
+            if r.id in stored:
+                outcomes.append(r.id)
+            else:
+                self._forget(r.source_id)  # deleted or deactivated, maybe elsewhere
+                outcomes.append(SourceGone(r.source_id))
+        return outcomes
+
+    async def _store_records(self, conn: Any, records: list[EventRecord]) -> list[str | StoreError]:
+        """Insert ``records`` (inside the caller's transaction) but those whose source is
+        gone (SourceGone) and those whose messageId the source used within
+        MESSAGE_ID_TTL_MS, here or earlier in ``records`` (answered with the first
+        event's id). The messageId is claimed by its primary key first, so the same
+        messageId sent to two processes at once stores one event (the second waits
+        for the first's commit, then finds its id)."""
+        now = self.now_ms()
+        first: dict[tuple[str, str], int] = {}
+        for i, r in enumerate(records):
+            if r.message_id is not None:
+                first.setdefault((r.source_id, r.message_id), i)
+        existing: dict[tuple[str, str], str] = {}
+        if first:
+            keys = list(first)
+            claimed = {
+                (row[0], row[1])
+                for row in await conn.fetch(
+                    CLAIM_MESSAGE_IDS,
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                    [records[first[k]].id for k in keys],
+                    now,
+                    now - MESSAGE_ID_TTL_MS,
+                )
+            }
+            taken = [k for k in keys if k not in claimed]
+            if taken:
+                rows = await conn.fetch(
+                    FIND_MESSAGE_IDS, [k[0] for k in taken], [k[1] for k in taken]
+                )
+                existing = {(row[0], row[1]): row[2] for row in rows}
+        fresh = [
+            r
+            for i, r in enumerate(records)
+            if r.message_id is None
+            or (
+                first[(r.source_id, r.message_id)] == i
+                and (r.source_id, r.message_id) not in existing
+            )
+        ]
+        stored = (
+            {row[0] for row in await conn.fetch(INSERT_EVENTS, *_columns(fresh))}
+            if fresh
+            else set()
+        )
+        outcomes: list[str | StoreError] = []
+        refused_claims: list[tuple[str, str]] = []
+        for i, r in enumerate(records):
+            key = None if r.message_id is None else (r.source_id, r.message_id)
+            if key is not None and key in existing:
+                outcomes.append(existing[key])
+                continue
+            origin = records[first[key]] if key is not None else r
+            if origin.id in stored:
+                outcomes.append(origin.id)
+            else:
+                self._forget(r.source_id)
+                outcomes.append(SourceGone(r.source_id))
+                if key is not None and first[key] == i:
+                    refused_claims.append(key)
+        if refused_claims:
+            await conn.execute(
+                "DELETE FROM message_ids WHERE (source_id, message_id) IN "
+                "(SELECT * FROM unnest($1::text[], $2::text[]))",
+                [k[0] for k in refused_claims],
+                [k[1] for k in refused_claims],
+            )
+        return outcomes
+
+    async def insert_records(self, records: list[EventRecord], chunk: int = 5000) -> int:
+        """Bulk load (tests, benchmarks; not for routes): insert events of existing
+        sources in statements of ``chunk`` rows; returns how many were stored."""
+        stored = 0
+        for start in range(0, len(records), chunk):
+            part = records[start : start + chunk]
+            rows = await self._call(
+                lambda conn, part=part: conn.fetch(
+                    INSERT_EVENTS,
+                    [r.id for r in part],
+                    [r.source_id for r in part],
+                    [r.type for r in part],
+                    [r.timestamp for r in part],
+                    [r.received_at for r in part],
+                    [r.body for r in part],
+                )
+            )
+            stored += len(rows)
+        return stored
+
+    async def _record_answer(
+        self, conn: Any, idem: Idempotency | None, response: StoredResponse
+    ) -> None:
+        """Replace the answer recorded by ``_claim`` (same transaction) with the final one."""
+        if idem is not None:
+            await conn.execute(
+                "UPDATE idempotency SET status = $3, body = $4 WHERE scope = $1 AND key = $2",
+                idem.scope,
+                idem.key,
+                response.status,
+                response.body,
+            )
+
+    async def _claim(
+        self, conn: Any, idem: Idempotency | None, response: StoredResponse
+    ) -> StoredResponse | None:
+        """Record ``response`` under the key (inside the caller's transaction) and
+        return None; or, if the key is taken and young, the first answer (raises
+        IdempotencyConflict when it was for another request). Concurrent first uses
+        of one key wait on its primary key: one wins, the others replay its answer."""
+        if idem is None:
+            return None
+        now = self.now_ms()
+        claimed = await conn.fetchval(
+            CLAIM_KEY,
+            idem.scope,
+            idem.key,
+            idem.request_hash,
+            response.status,
+            response.body,
+            now,
+            now - IDEMPOTENCY_TTL_MS,
+        )
+        if claimed is not None:
+            return None
+        row = await conn.fetchrow(
+            "SELECT request_hash, status, body FROM idempotency WHERE scope = $1 AND key = $2",
+            idem.scope,
+            idem.key,
+        )
+        if row[0] != idem.request_hash:
+            raise IdempotencyConflict("this Idempotency-Key was used with a different request")
+        return StoredResponse(row[1], row[2])
+
+    async def create_source(
+        self,
+        row: dict[str, Any],
+        render: Callable[[dict[str, Any]], str],
+        idem: Idempotency | None = None,
+    ) -> StoredResponse:
+        return await self._create(
+            "sources",
+            ("id", "name", "type", "write_key", "status", "created_at"),
+            row,
+            render({**row, "events_today": 0}),
+            idem,
+        )
+
+    async def create_destination(
+        self,
+        row: dict[str, Any],
+        render: Callable[[dict[str, Any]], str],
+        idem: Idempotency | None = None,
+    ) -> StoredResponse:
+        return await self._create(
+            "destinations",
+            ("id", "name", "type", "config", "status", "created_at"),
+            row,
+            render(row),
+            idem,
+        )
+
+    async def _create(
+        self,
+        table: str,
+        columns: tuple[str, ...],
+        row: dict[str, Any],
+        body: str,
+        idem: Idempotency | None,
+    ) -> StoredResponse:
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})"
+        )
+        response = StoredResponse(201, body)
+
+        async def run(conn: Any) -> StoredResponse:
+            replay = await self._claim(conn, idem, response)
+            if replay is not None:
+                return replay
+            await conn.execute(sql, *(row[c] for c in columns))
+            return response
+
+        return await self._call(run, transaction=True)
+
+    async def delete_source(self, source_id: str) -> None:
+        if NUL in source_id:
+            raise SourceGone(source_id)
+        # Events queued before this call go first (and are deleted with the source).
+        await self._inserts.drain()
+        # Forgotten before the delete and again after it: a lookup that read the row
+        # meanwhile cannot put it back (see _remember).
+        self._forget(source_id)
+
+        async def run(conn: Any) -> None:
+            # The source row first: its lock waits for inserts holding it (FOR KEY
+            # SHARE), so the events deleted next include theirs; later inserts skip it.
+            if await conn.fetchval("DELETE FROM sources WHERE id = $1 RETURNING 1", source_id):
+                for table in ("events", "event_counts", "received_counts", "message_ids"):
+                    await conn.execute(f"DELETE FROM {table} WHERE source_id = $1", source_id)
+                return
+            raise SourceGone(source_id)
+
+        try:
+            await self._call(run, transaction=True)
+        finally:
+            self._forget(source_id)
+
+    # maintenance
+
+    async def prune_received_before(self, cutoff_ms: int) -> int:
+        async def run(conn: Any) -> int:
+            deleted = _rowcount(await conn.execute(PRUNE, cutoff_ms, PRUNE_CHUNK))
+            await conn.execute("DELETE FROM event_counts WHERE n <= 0")
+            await conn.execute("DELETE FROM received_counts WHERE n <= 0")
+            return deleted
+
+        return await self._call(run, transaction=True)
+
+    async def expire_idempotency_keys(self) -> int:
+        now = self.now_ms()
+
+        async def run(conn: Any) -> int:
+            keys = await conn.execute(
+                "DELETE FROM idempotency WHERE created_at < $1", now - IDEMPOTENCY_TTL_MS
+            )
+            message_ids = await conn.execute(
+                "DELETE FROM message_ids WHERE created_at < $1", now - MESSAGE_ID_TTL_MS
+            )
+            return _rowcount(keys) + _rowcount(message_ids)
+
+        return await self._call(run)
+
+    # reads
+
+    async def list_sources(self) -> list[dict[str, Any]]:
+        today = self.now_ms() // DAY_MS
+        rows = await self._call(lambda conn: conn.fetch(SOURCE_ROW + " ORDER BY s.id", today))
+        return [_source_row(r) for r in rows]
+
+    async def get_source(self, source_id: str) -> dict[str, Any] | None:
+        if NUL in source_id:
+            return None
+        today = self.now_ms() // DAY_MS
+        row = await self._call(
+            lambda conn: conn.fetchrow(SOURCE_ROW + " WHERE s.id = $2", today, source_id)
+        )
+        return None if row is None else _source_row(row)
+
+    async def list_destinations(self) -> list[dict[str, Any]]:
+        rows = await self._call(
+            lambda conn: conn.fetch(f"SELECT {DESTINATION_COLUMNS} FROM destinations ORDER BY id")
+        )
+        return [destination_row(r) for r in rows]
+
+    async def debug_events(self, source_id: str, limit: int) -> tuple[list[str], int | None]:
+        if NUL in source_id:
+            return [], None
+        rows = await self._call(
+            lambda conn: conn.fetch(
+                "SELECT body, received_at FROM events WHERE source_id = $1 "
+                "ORDER BY received_at DESC, id DESC LIMIT $2",
+                source_id,
+                limit,
+            )
+        )
+        return [r[0] for r in rows], (rows[0][1] if rows else None)
+
+    async def query_events(
+        self,
+        *,
+        source_id: str | None = None,
+        event_type: str | None = None,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
+        limit: int = 100,
+    ) -> QueryResult:
+        if (from_ms is not None and to_ms is not None and from_ms >= to_ms) or any(
+            value is not None and NUL in value for value in (source_id, event_type)
+        ):
+            return QueryResult([], 0, 0, None, None)
+        sql, params = _query(source_id, event_type, from_ms, to_ms, limit)
+
+        rows = await self._call(lambda conn: conn.fetch(sql, *params))
+        if rows[0][0] is None:
+            return QueryResult([], 0, 0, None, None)
+        _, latest, earliest, total, types = rows[0]
+        return QueryResult([r[0] for r in rows], total, types, earliest, latest)
+
+
+async def _keep_session(conn: Any) -> None:
+    """What a connection needs before going back to the pool. asyncpg's default sends
+    ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every release:
+    a round trip per statement, for session state this store never leaves (no
+    session locks, cursors, LISTEN or SET). Only an open transaction is ended."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
+def _columns(records: list[EventRecord]) -> tuple[list, ...]:
+    """INSERT_EVENTS' six arrays."""
+    return (
+        [r.id for r in records],
+        [r.source_id for r in records],
+        [r.type for r in records],
+        [r.timestamp for r in records],
+        [r.received_at for r in records],
+        [r.body for r in records],
+    )
+
+
+def _reason(e: BaseException) -> str:
+    return str(e) or type(e).__name__
+
+
+def _rowcount(status: str) -> int:
+    """The row count of a command tag such as ``DELETE 12``."""
+    try:
+        return int(status.rsplit(" ", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _source_row(r: Any) -> dict[str, Any]:
+    return {
+        "id": r[0],
+        "name": r[1],
+        "type": r[2],
+        "write_key": r[3],
+        "status": r[4],
+        "created_at": r[5],
+        "events_today": r[6],
+    }
+
+
+class _Params:
+    """Numbered placeholders ($1, $2, ...) for values added as the SQL is built."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+def _where(
+    p: _Params,
+    source_id: str | None,
+    event_type: str | None,
+    lo: int | None,
+    hi: int | None,
+    *,
+    day: bool = False,
+) -> list[str]:
+    """Conditions on events (or, with ``day``, on counter rows: ``lo``/``hi`` are days)."""
+    column = "day" if day else "timestamp"
+    clauses = []
+    if source_id is not None:
+        clauses.append(f"source_id = {p(source_id)}")
+    if event_type is not None:
+        clauses.append(f"type = {p(event_type)}")
+    if lo is not None:
+        clauses.append(f"{column} >= {p(lo)}")
+    if hi is not None:
+        clauses.append(f"{column} < {p(hi)}")
+    return clauses
+
+
+def _and(clauses: list[str]) -> str:
+    return " AND ".join(clauses) if clauses else "TRUE"
+
+
+def _query(
+    source_id: str | None, event_type: str | None, lo: int | None, hi: int | None, limit: int
+) -> tuple[str, list[Any]]:
+    """ONE statement (one round trip, one snapshot) for GET /streams/events: the page
+    (body, timestamp; newest first, ties by id), each row carrying the summary (the
+    earliest match, the count of matches and of their types); with no match, one row
+    whose body is NULL.
+
+    As in SQLite: whole UTC days inside the window are added up from the counters;
+    the partial days at its edges are counted from the events, and their types not
+    already known are each confirmed by one index probe (candidates from the
+    counters of the edge days), not by a DISTINCT scan.
+    """
+    p = _Params()
+    first_full = None if lo is None else -(-lo // DAY_MS)  # ceil
+    end_full = None if hi is None else hi // DAY_MS
+    edges: list[tuple[int | None, int | None]] = []
+    days: tuple[int | None, int | None] | None
+    if first_full is not None and end_full is not None and first_full >= end_full:
+        days = None  # no whole day inside: the window is at most two partial days
+        edges.append((lo, hi))
+    else:
+        days = (first_full, end_full)
+        if lo is not None and first_full is not None and lo < first_full * DAY_MS:
+            edges.append((lo, first_full * DAY_MS))
+        if hi is not None and end_full is not None and end_full * DAY_MS < hi:
+            edges.append((end_full * DAY_MS, hi))
+    earliest = (
+        f"SELECT min(timestamp) FROM events WHERE {_and(_where(p, source_id, event_type, lo, hi))}"
+    )
+    if days is None:
+        day_types = "SELECT NULL::text AS type, 0::bigint AS n WHERE FALSE"
+    else:
+        day_clauses = ["n > 0", *_where(p, source_id, event_type, *days, day=True)]
+        day_types = (
+            f"SELECT type, sum(n) AS n FROM event_counts WHERE {_and(day_clauses)} GROUP BY type"
+        )
+    if not edges:
+        edge_count = "SELECT 0::bigint AS n"
+        edge_types = "SELECT NULL::text AS type WHERE FALSE"
+    else:
+        # One subquery per edge (not an OR of ranges), so each is an index range scan.
+        ranges = [_and(_where(p, None, None, edge_lo, edge_hi)) for edge_lo, edge_hi in edges]
+        base_where = _and(_where(p, source_id, event_type, None, None))
+        edge_count = "SELECT " + " + ".join(
+            f"(SELECT count(*) FROM events WHERE {base_where} AND {r})" for r in ranges
+        )
+        edge_count += " AS n"
+        cand_days = " OR ".join(
+            "("
+            + _and(
+                _where(
+                    p,
+                    None,
+                    None,
+                    None if edge_lo is None else edge_lo // DAY_MS,
+                    None if edge_hi is None else (edge_hi - 1) // DAY_MS + 1,
+                    day=True,
+                )
+            )
+            + ")"
+            for edge_lo, edge_hi in edges
+        )
+        cand_where = _and(["n > 0", *_where(p, source_id, event_type, None, None, day=True)])
+        probe_where = _and(["e.type = c.type", *_where(p, source_id, None, None, None)])
+        edge_types = (
+            f"SELECT c.type FROM (SELECT DISTINCT type FROM event_counts "
+            f"WHERE {cand_where} AND ({cand_days})) c "
+            f"WHERE NOT EXISTS (SELECT 1 FROM day_types d WHERE d.type = c.type) "
+            "AND ("
+            + " OR ".join(
+                f"EXISTS (SELECT 1 FROM events e WHERE {probe_where} AND {r})" for r in ranges
+            )
+            + ")"
+        )
+    page = (
+        f"SELECT body, timestamp, id FROM events "
+        f"WHERE {_and(_where(p, source_id, event_type, lo, hi))} "
+        f"ORDER BY timestamp DESC, id DESC LIMIT {p(limit)}"
+    )
+    sql = (
+        f"WITH page AS ({page}), day_types AS ({day_types}), edge_count AS ({edge_count}), "
+        f"edge_types AS ({edge_types}), summary AS (SELECT ({earliest}) AS earliest, "
+        f"(SELECT coalesce(sum(n), 0) FROM day_types)::bigint "
+        f"+ (SELECT n FROM edge_count) AS total, "
+        f"(SELECT count(*) FROM day_types) + (SELECT count(*) FROM edge_types) AS types) "
+        f"SELECT p.body, p.timestamp, s.earliest, s.total, s.types "
+        f"FROM summary s LEFT JOIN page p ON TRUE ORDER BY p.timestamp DESC, p.id DESC"
+    )
+    return sql, p.values
