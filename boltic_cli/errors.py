@@ -16,7 +16,9 @@ stderr and an exit code. The tree::
     │   ├── PermissionDenied         4  403
     │   ├── NotFound                 3  404
     │   ├── RateLimited              1  429 after the retries
-    │   └── ServerError              1  5xx
+    │   ├── ServerError              1  5xx
+    │   └── ExtensionUnavailable     1  404/405 on an extension route: this server
+    │                                   does not offer it (callers fall back)
     ├── WaitTimedOut                 1  ``debug wait`` saw no matching event in time
     ├── PartialFailure               1  some items of a batch failed (already reported)
     └── Declined                     1  the user answered no at a prompt (not an error
@@ -133,6 +135,12 @@ class RateLimited(APIError):
 
 class ServerError(APIError):
     pass
+
+
+class ExtensionUnavailable(APIError):
+    """The server answered an extension route (design.md "Extensions beyond the spec")
+    with 404 or 405: it implements the spec only. Core commands catch it and fall back
+    to the spec's operations; a command that exists only for the extension ends with it."""
 
 
 class WaitTimedOut(BolticError):
