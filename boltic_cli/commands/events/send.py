@@ -286,10 +286,15 @@ class _IdPrinter:
                 where = {"line": item.line} | ({"item": item.item} if item.item else {})
                 self.ctx.output.emit_record({**where, "eventId": event_id})
             return
-        self.ctx.output.emit_ids(
-            "\t".join(str(part) for part in (item.line, item.item, event_id) if part)
+        from boltic_cli.output import sanitize
+
+        rows = (
+            "\t".join(str(part) for part in (item.line, item.item, sanitize(event_id)) if part)
             for item, event_id in pairs
         )
+        text = "".join(row + "\n" for row in rows)
+        if text:
+            self.ctx.output.raw(text)
 
 
 @contextlib.contextmanager
