@@ -420,6 +420,9 @@ class BulkSender:
             if pending and (full or size + grows + BATCH_OVERHEAD > MAX_BATCH_BYTES):
                 self._dispatch(pending)
                 pending, size = [], 0
+                if self._mode == "single":  # the first batch just decided against batches
+                    self._put(pair)
+                    continue
             pending.append(pair)
             size += grows
         if pending and not self._abort.is_set():

@@ -435,3 +435,14 @@ def test_unknown_batch_route_status_other_than_404_405_is_not_a_fallback(api, so
         summary = BulkSender(client).run(items)
     assert summary.failed == 5 and summary.mode == "batch"
     assert all(f.error["code"] == 500 for f in summary.failures)
+
+
+def test_spec_only_server_gets_every_event_one_by_one_after_the_first_batch(api, source):
+    transport = SpecOnly(AppTransport(api))
+    items = [InputItem(n + 1, body={"sourceId": source["id"], "type": "s"}) for n in range(35)]
+    with client_over(transport) as client:
+        summary = BulkSender(client, batch_size=10, concurrency=3).run(items)
+
+    assert (summary.sent, summary.failed, summary.mode) == (35, 0, "single")
+    assert transport.batch_calls == 1 and summary.requests == 36
+    assert total_events(api) == 35
