@@ -280,7 +280,11 @@ class BolticClient:
                 details=error.message,
             )
         self.raise_for_status(response)
-        return self._parse(response, EventBatchResult)
+        try:
+            # Straight from the bytes: half the CPU of json.loads + validate, per item.
+            return EventBatchResult.model_validate_json(response.content)
+        except pydantic.ValidationError:
+            return self._parse(response, EventBatchResult)  # says what is wrong
 
     def _prepared_batch_post(self) -> PreparedPost:
         if self._batch_post is None:
@@ -422,6 +426,9 @@ class BolticClient:
     def _new_event_transport(self, prepared: PreparedPost) -> httpx.HTTPTransport | None:
         if prepared.transport is not httpx_client_transport(self._http):  # a proxy
             return None
+        if self.base_url.scheme == "http":
+            # No TLS on this route: spares loading the CA bundle (~80 ms) per run.
+            return httpx.HTTPTransport(verify=False)
         with self._lock:
             if self._ssl_context is None:
                 # Loading the CA bundle takes tens of ms: once per client, not per thread.

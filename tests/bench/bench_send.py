@@ -48,12 +48,11 @@ from _common import (
     wait_for_quiet,
 )
 from bench_batch import BATCH_CONNECTIONS, BATCH_ITEMS, make_event, versions
-from bench_server import lua_post
+from bench_server import TOKEN, lua_post  # the wrk script carries bench_server's token
 from bench_server import wrk as run_wrk_load
 
 HERE = Path(__file__).resolve().parent
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
-TOKEN = "bench-admin-token-0123456789abcdef"
 WRK_SECONDS = 10
 WRK_CONNECTIONS = 16
 TIMING_RUNS = 10
@@ -100,6 +99,8 @@ def run_batch_ceiling(url: str, source_id: str, db: Path, workdir: Path, seconds
     result = run_wrk_load(f"{url}/streams/events/batch", script, seconds, BATCH_CONNECTIONS)
     elapsed = time.monotonic() - started
     stored = count_events(db) - before
+    if result["non_2xx"]:
+        raise SystemExit(f"batch ceiling: {result['non_2xx']} answers were not 2xx")
     result["command"] = result["command"].replace(str(workdir), "$TMP")
     return {
         **result,
