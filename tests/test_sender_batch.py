@@ -16,16 +16,23 @@ from boltic_cli.errors import ExtensionUnavailable, UsageError
 from boltic_cli.models import EventInput
 from boltic_cli.sender import BulkSender, InputItem, message_id_for
 from tests.conftest import ADMIN_TOKEN
+from tests.spec_only import SpecOnlyTransport
 from tests.support import AppTransport
+
+
+def batch_calls(transport: SpecOnlyTransport) -> int:
+    return transport.refused.count(("POST", "/streams/events/batch"))
+
 
 BATCH_PATH = "/v1/streams/events/batch"
 
 
-class SpecOnly(httpx.BaseTransport):
-    """The app without the batch route: 404 there, as a server that implements only
-    the spec answers (counts what reached it)."""
+class BatchRouteAnswers(httpx.BaseTransport):
+    """The app with the batch route answering ``status`` (405: a server that routes the
+    path but not the method; 500: a broken one); counts what was asked. For 404 (a
+    spec-only server) the tests use ``tests.spec_only.SpecOnlyTransport``."""
 
-    def __init__(self, inner: httpx.BaseTransport, status: int = 404) -> None:
+    def __init__(self, inner: httpx.BaseTransport, status: int) -> None:
         self.inner, self.status = inner, status
         self.batch_calls = 0
         self.calls = 0
@@ -161,8 +168,13 @@ def test_send_events_same_key_stores_once(api, source):
 
 @pytest.mark.parametrize("status", [404, 405])
 def test_send_events_on_a_spec_only_server_raises_extension_unavailable(api, source, status):
+    transport = (
+        SpecOnlyTransport(AppTransport(api))
+        if status == 404
+        else BatchRouteAnswers(AppTransport(api), status)
+    )
     with (
-        client_over(SpecOnly(AppTransport(api), status)) as client,
+        client_over(transport) as client,
         pytest.raises(ExtensionUnavailable) as info,
     ):
         client.send_events([{"sourceId": source["id"], "type": "x"}])
@@ -172,7 +184,7 @@ def test_send_events_on_a_spec_only_server_raises_extension_unavailable(api, sou
 
 
 def test_send_events_refuses_empty_and_over_long_lists_before_any_request(api, source):
-    transport = SpecOnly(AppTransport(api))
+    transport = SpecOnlyTransport(AppTransport(api))
     with client_over(transport) as client:
         with pytest.raises(UsageError):
             client.send_events([])
@@ -180,7 +192,7 @@ def test_send_events_refuses_empty_and_over_long_lists_before_any_request(api, s
             client.send_events([{"sourceId": source["id"], "type": "x"}] * 501)
         with pytest.raises(UsageError):
             client.send_events([{"sourceId": source["id"], "type": "x", "v": float("nan")}])
-    assert transport.calls == 0
+    assert transport.requests == []
 
 
 def test_a_batch_whose_answer_was_lost_is_retried_with_its_key_and_stored_once(api, source):
@@ -222,7 +234,7 @@ def broken_file(path: Path, source_id: str, count: int) -> dict[int, str]:
 def test_20000_lines_with_5_broken_ones(cli_over, api, source, tmp_path, server):
     path = tmp_path / "events.ndjson"
     broken = broken_file(path, source["id"], 20000)
-    transport = SpecOnly(AppTransport(api)) if server == "spec-only" else AppTransport(api)
+    transport = SpecOnlyTransport(AppTransport(api)) if server == "spec-only" else AppTransport(api)
 
     result = cli_over(transport, "events", "send", "--file", str(path))
 
@@ -232,7 +244,7 @@ def test_20000_lines_with_5_broken_ones(cli_over, api, source, tmp_path, server)
     assert "Sent 19,995 events" in result.stderr and "5 failed" in result.stderr
     assert total_events(api) == 19995
     if server == "spec-only":
-        assert transport.batch_calls == 1  # decided once, by the first batch
+        assert batch_calls(transport) == 1  # decided once, by the first batch
 
 
 @pytest.mark.parametrize("server", ["batch", "spec-only"])
@@ -244,7 +256,7 @@ def test_both_ways_report_the_same_failures_as_json(cli_over, api, source, tmp_p
     # blanking the rest (blank lines are skipped).
     keep = {n for line in broken for n in range(line - 3, line + 3)}
     path.write_text("\n".join(t if n + 1 in keep else "" for n, t in enumerate(text)) + "\n")
-    transport = SpecOnly(AppTransport(api)) if server == "spec-only" else AppTransport(api)
+    transport = SpecOnlyTransport(AppTransport(api)) if server == "spec-only" else AppTransport(api)
 
     result = cli_over(transport, "events", "send", "--file", str(path), "-o", "json")
 
@@ -431,18 +443,19 @@ def test_batch_size_and_byte_budget_bound_every_request(api, source):
 
 def test_unknown_batch_route_status_other_than_404_405_is_not_a_fallback(api, source):
     items = [InputItem(n + 1, body={"sourceId": source["id"], "type": "u"}) for n in range(5)]
-    with client_over(SpecOnly(AppTransport(api), status=500)) as client:
+    with client_over(BatchRouteAnswers(AppTransport(api), status=500)) as client:
         summary = BulkSender(client).run(items)
     assert summary.failed == 5 and summary.mode == "batch"
     assert all(f.error["code"] == 500 for f in summary.failures)
 
 
 def test_spec_only_server_gets_every_event_one_by_one_after_the_first_batch(api, source):
-    transport = SpecOnly(AppTransport(api))
+    transport = SpecOnlyTransport(AppTransport(api))
     items = [InputItem(n + 1, body={"sourceId": source["id"], "type": "s"}) for n in range(35)]
     with client_over(transport) as client:
         summary = BulkSender(client, batch_size=10, concurrency=3).run(items)
 
     assert (summary.sent, summary.failed, summary.mode) == (35, 0, "single")
-    assert transport.batch_calls == 1 and summary.requests == 36
+    assert batch_calls(transport) == 1 and summary.requests == 36
+    assert transport.requests.count(("POST", "/streams/events")) == 35
     assert total_events(api) == 35
