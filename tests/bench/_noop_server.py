@@ -5,7 +5,8 @@ Usage: PYTHON _noop_server.py VARIANT [--loop auto|asyncio] [--http auto|h11|htt
 VARIANT: ``starlette`` (a bare Starlette route), ``fastapi`` (a bare FastAPI route),
 ``fastapi-no-telemetry`` (the same with FastAPI's native OpenTelemetry off, where the
 installed FastAPI has it), ``boltic`` (``boltic server``'s app with its benchmark
-no-op route, behind the request gate: the route bench_server.py measures). Serves on
+no-op route, behind the request gate: the route bench_server.py measures),
+``boltic-send`` (the same app's sendEvent: a real insert and commit). Serves on
 127.0.0.1, a free port, with the settings of ``boltic server`` (no access log, no
 server header, the switch interval and frozen GC of ``runner.serve``), and prints
 ``URL PATH`` on stdout once it accepts requests, then the versions as JSON.
@@ -81,6 +82,9 @@ def main() -> None:
         app, path = fastapi_app(telemetry=args.variant == "fastapi")
     elif args.variant == "boltic":
         app, path = boltic_app()
+    elif args.variant == "boltic-send":
+        app, _ = boltic_app()
+        path = "/v1/streams/events"
     else:
         raise SystemExit(f"unknown variant {args.variant}")
     sock = socket.socket()

@@ -14,7 +14,8 @@ FastAPI route, the same with FastAPI's native telemetry off, ``boltic server``'s
 route behind its request gate), serves the route with that venv's Python and runs wrk
 against it (16 connections, POST). Records requests/s, p50/p99 and, steadier on a
 shared machine, the server's CPU microseconds per request (/proc/PID/stat), with the
-load average. Rounds alternate the venvs so that the machine's noise falls on all.
+load average. ``boltic-send`` is the server's real sendEvent (insert
+and commit). Rounds alternate the venvs so that the machine's noise falls on all.
 Writes bench_versions.json beside this file.
 """
 
@@ -36,7 +37,7 @@ from _common import load_averages  # noqa: E402
 from bench_server import machine, wrk  # noqa: E402
 
 TOKEN = "bench-server-admin-token-0123456789"
-VARIANTS = ("starlette", "fastapi", "fastapi-no-telemetry", "boltic")
+VARIANTS = ("starlette", "fastapi", "fastapi-no-telemetry", "boltic", "boltic-send")
 CONNECTIONS = 16
 
 
@@ -57,6 +58,8 @@ def measure(python: str, variant: str, seconds: int, script: Path) -> dict | Non
                 return {"skipped": log.read().strip().splitlines()[-1:]}
             url, path = first
             versions = json.loads(process.stdout.readline())
+            if variant == "boltic-send":
+                script = send_script(url, script.parent)
             wrk(url + path, script, 1, CONNECTIONS)  # warm up
             load_before = load_averages()
             cpu_before = cpu_seconds(process.pid)
@@ -76,6 +79,25 @@ def measure(python: str, variant: str, seconds: int, script: Path) -> dict | Non
         "load_average_before": load_before,
         "load_average_after": load_averages(),
     }
+
+
+def send_script(url: str, work: Path) -> Path:
+    """A wrk script posting one event to a new source of the server at ``url``."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    source = httpx.post(
+        f"{url}/v1/streams/sources", json={"name": "bench", "type": "server"}, headers=headers
+    ).json()
+    script = work / "send.lua"
+    body = json.dumps({"sourceId": source["id"], "type": "page_view", "properties": {"n": 1}})
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.headers["Authorization"] = "Bearer {TOKEN}"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = '{body}'\n"
+    )
+    return script
 
 
 def main() -> None:
