@@ -56,8 +56,11 @@ FATAL_ERRORS = (AuthenticationFailed, NetworkError)
 MAX_BATCH_BYTES = 512 * 1024
 MAX_EVENT_BYTES = 32 * 1024
 # Worker threads when --concurrency is not given. Batches: measured with
-# tests/bench/bench_send.py (bench_send.json, "concurrency"); single POSTs: as before.
-DEFAULT_BATCH_CONCURRENCY = 4
+# tests/bench/bench_send.py (bench_send.json, "concurrency_sweep"): 8 sent 1.4-2x what 4
+# did (more batches waiting lets the server's writer commit several per fsync, and the
+# CLI's reading overlaps the answers); 16 added little and ~15 MiB; 32 went past 100 MiB.
+# Single POSTs: 8, as before.
+DEFAULT_BATCH_CONCURRENCY = 8
 DEFAULT_SINGLE_CONCURRENCY = 8
 
 _WHITESPACE = " \t\r\n"
@@ -476,7 +479,8 @@ class BulkSender:
             DEFAULT_SINGLE_CONCURRENCY if self._mode == "single" else DEFAULT_BATCH_CONCURRENCY
         )
         count = self.concurrency or default
-        self._queue = queue.Queue(maxsize=count * 2 if self._mode == "batch" else count * 4)
+        # One batch waiting per worker keeps them busy; memory stays ~ 2 x count x 512 KiB.
+        self._queue = queue.Queue(maxsize=count if self._mode == "batch" else count * 4)
         while len(self._senders) < count:
             self._senders.append(self.client.event_sender())
         for n, events in enumerate(self._senders):

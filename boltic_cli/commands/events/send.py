@@ -79,7 +79,7 @@ def send(
             "--concurrency",
             min=1,
             max=64,
-            help="Parallel requests with --file (default: 4 with batches, 8 without).",
+            help="Parallel requests with --file (default: 8).",
         ),
     ] = None,
     batch_size: Annotated[
