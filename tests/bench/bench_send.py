@@ -6,7 +6,9 @@ Run: .venv/bin/python tests/bench/bench_send.py [--events 100000] [--sweep-event
 Starts `boltic server` on a free port (temp database, --token), then measures:
   - the server's batch ceiling: wrk posting bodies of 500 events to
     POST /streams/events/batch over 4 connections (bench_batch.py's load), events
-    stored per second, before and after the CLI runs (the best counts);
+    stored per second and server CPU per event, before and after the CLI runs (the
+    best counts), with an Idempotency-Key per request as the CLI sends (the ratio's
+    ceiling) and without (bench_batch.py's);
   - `boltic events send SOURCE --file F -o json` of N events with the defaults
     (batches): events/s, wall time, CPU per 1,000 events of the CLI and of the
     server, and the CLI's peak resident memory (ru_maxrss of the waited child,
@@ -34,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -88,24 +91,51 @@ def count_events(db: Path) -> int:
         return conn.execute("SELECT count(*) FROM events").fetchone()[0]
 
 
-def run_batch_ceiling(url: str, source_id: str, db: Path, workdir: Path, seconds: int) -> dict:
+# Like the CLI, each batch can carry its own Idempotency-Key (the server then keeps the
+# answer beside the events): the ceiling the CLI is compared with makes the same requests.
+IDEMPOTENCY_LUA = """
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local n = 0
+function request()
+  n = n + 1
+  wrk.headers["Idempotency-Key"] = "wrk-RUN-" .. tostring(tid) .. "-" .. tostring(n)
+  return wrk.format()
+end
+"""
+
+
+def run_batch_ceiling(
+    url: str, source_id: str, db: Path, workdir: Path, seconds: int, pid: int, *, keys: bool
+) -> dict:
     """The server's batch ceiling: events stored per second under wrk (500 per body)."""
     script = lua_post(
         workdir / "batch.lua", {"batch": [make_event(source_id, i) for i in range(BATCH_ITEMS)]}
     )
+    if keys:
+        # A new prefix per run: keys seen before would be answered as replays.
+        run = uuid.uuid4().hex[:12]
+        script.write_text(script.read_text() + IDEMPOTENCY_LUA.replace("RUN", run))
     load_before = load_averages()
     before = count_events(db)
+    server_cpu_before = process_cpu_seconds(pid)
     started = time.monotonic()
     result = run_wrk_load(f"{url}/streams/events/batch", script, seconds, BATCH_CONNECTIONS)
     elapsed = time.monotonic() - started
+    server_cpu = process_cpu_seconds(pid) - server_cpu_before
     stored = count_events(db) - before
     if result["non_2xx"]:
         raise SystemExit(f"batch ceiling: {result['non_2xx']} answers were not 2xx")
     result["command"] = result["command"].replace(str(workdir), "$TMP")
     return {
         **result,
+        "idempotency_keys": keys,
         "stored": stored,
         "events_per_second": round(stored / elapsed),
+        "server_cpu_seconds_per_1000": round(server_cpu / max(stored, 1) * 1000, 3),
         "loadavg_before": load_before,
         "loadavg_after": load_averages(),
     }
@@ -240,7 +270,10 @@ def main() -> None:
             write_events(events_file, source_id, args.events)
             sweep_file = workdir / "sweep.ndjson"
             write_events(sweep_file, source_id, args.sweep_events)
-            ceiling = [run_batch_ceiling(url, source_id, db, workdir, args.wrk_seconds)]
+            ceiling = [
+                run_batch_ceiling(url, source_id, db, workdir, args.wrk_seconds, pid, keys=keys)
+                for keys in (True, False)
+            ]
             batch = run_send(env, send_command(source_id, events_file), pid, workdir)
             sweep = {
                 str(n): run_send(
@@ -248,7 +281,10 @@ def main() -> None:
                 )
                 for n in (1, 2, 4, 8)
             }
-            ceiling.append(run_batch_ceiling(url, source_id, db, workdir, args.wrk_seconds))
+            ceiling += [
+                run_batch_ceiling(url, source_id, db, workdir, args.wrk_seconds, pid, keys=keys)
+                for keys in (True, False)
+            ]
             single = run_send(env, send_command(source_id, events_file, "--no-batch"), pid, workdir)
             generate_command = [BOLTIC, "events", "generate", source_id]
             generate_command += ["--count", str(args.generate_events), "-o", "json"]
@@ -258,7 +294,8 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
 
-    ceiling_rate = max(run["events_per_second"] for run in ceiling)
+    ceiling_rate = max(run["events_per_second"] for run in ceiling if run["idempotency_keys"])
+    plain_rate = max(run["events_per_second"] for run in ceiling if not run["idempotency_keys"])
     cli_rate = batch["summary"]["rate"]
     sweep_rates = {n: run["summary"]["rate"] for n, run in sweep.items()}
     peak = batch["peak_rss_mib_ru_maxrss"] or batch["peak_rss_mib_vmhwm_polled"]
@@ -269,13 +306,18 @@ def main() -> None:
         f"--events {args.events} --sweep-events {args.sweep_events}",
         "libraries": versions(),
         "events": args.events,
-        "batch_ceiling_under_wrk": {"best_events_per_second": ceiling_rate, "runs": ceiling},
+        "batch_ceiling_under_wrk": {
+            "best_events_per_second_with_keys": ceiling_rate,
+            "best_events_per_second_without_keys": plain_rate,
+            "runs": ceiling,
+        },
         "send_batches_default": batch,
         "concurrency_sweep": {"events": args.sweep_events, "rates": sweep_rates, "runs": sweep},
         "send_no_batch": single,
         "generate": generate,
         "cli_events_per_second": cli_rate,
         "ratio_cli_over_batch_ceiling": round(cli_rate / ceiling_rate, 3),
+        "ratio_cli_over_batch_ceiling_without_keys": round(cli_rate / plain_rate, 3),
         "ratio_batch_over_no_batch": round(cli_rate / single["summary"]["rate"], 2),
         "cli_peak_rss_mib": peak,
         "targets": {
@@ -293,6 +335,7 @@ def main() -> None:
             {
                 "cli_rate": cli_rate,
                 "batch_ceiling": ceiling_rate,
+                "batch_ceiling_without_keys": plain_rate,
                 "ratio_cli_over_ceiling": results["ratio_cli_over_batch_ceiling"],
                 "no_batch_rate": single["summary"]["rate"],
                 "generate_rate": generate["summary"]["rate"],
