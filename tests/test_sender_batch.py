@@ -459,3 +459,18 @@ def test_spec_only_server_gets_every_event_one_by_one_after_the_first_batch(api,
     assert batch_calls(transport) == 1 and summary.requests == 36
     assert transport.requests.count(("POST", "/streams/events")) == 35
     assert total_events(api) == 35
+
+
+def test_sample_traffic_goes_in_batches_or_one_by_one_on_a_spec_only_server(api, source):
+    from boltic_cli.traffic import run_traffic
+
+    spec_only = SpecOnlyTransport(AppTransport(api))
+    with client_over(spec_only) as client:
+        alone = run_traffic(client, source["id"], rate=None, count=30, duration=None, types=None)
+    with client_over(AppTransport(api)) as client:
+        batched = run_traffic(client, source["id"], rate=None, count=700, duration=None, types=None)
+
+    assert (alone.sent, alone.failed, batched.sent, batched.failed) == (30, 0, 700, 0)
+    assert batch_calls(spec_only) == 1
+    assert spec_only.requests.count(("POST", "/streams/events")) == 30
+    assert total_events(api) == 730
