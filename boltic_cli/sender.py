@@ -55,11 +55,12 @@ FATAL_ERRORS = (AuthenticationFailed, NetworkError)
 # single POST's body limit (design.md: 413 over 32 KiB), so it is checked here for both.
 MAX_BATCH_BYTES = 512 * 1024
 MAX_EVENT_BYTES = 32 * 1024
-# Worker threads when --concurrency is not given. Batches: measured with
-# tests/bench/bench_send.py (bench_send.json, "concurrency_sweep"): 8 sent 1.4-2x what 4
-# did (more batches waiting lets the server's writer commit several per fsync, and the
-# CLI's reading overlaps the answers); 16 added little and ~15 MiB; 32 went past 100 MiB.
-# Single POSTs: 8, as before.
+# Worker threads when --concurrency is not given. Batches: chosen from the concurrency
+# sweeps of tests/bench/bench_send.py (events/s, 50,000 events): at load 1.6, 1: 22k,
+# 2: 32k, 4: 38k, 8: 41k (bench_send.json); at load 3, 4: 25k, 8: 19k
+# (bench_send_busy.json); at load 6-7, 4: 6.8k twice, 8: 7.5-10.5k. With more batches
+# waiting the server's writer commits several per fsync and reading overlaps the
+# answers; 16 added little and ~15 MiB, 32 went past 100 MiB. Single POSTs: 8, as before.
 DEFAULT_BATCH_CONCURRENCY = 8
 DEFAULT_SINGLE_CONCURRENCY = 8
 
