@@ -316,7 +316,7 @@ def test_sender_counts_and_progress_callbacks(api, source, batch):
     with make_client(api) as client:
         sender = BulkSender(
             client,
-            concurrency=4,
+            concurrency=1 if batch else 4,  # one worker: batches answer in order
             batch=batch,
             batch_size=25,
             default_source_id=source["id"],
