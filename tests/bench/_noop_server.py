@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import gc
 import json
+import shutil
 import socket
 import sys
 import tempfile
@@ -63,7 +65,9 @@ def boltic_app():
     from boltic_cli.server.app import create_app
     from boltic_cli.server.settings import ServerSettings
 
-    db = Path(tempfile.mkdtemp(prefix="bench-noop-")) / "noop.db"
+    work = tempfile.mkdtemp(prefix="bench-noop-")
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    db = Path(work) / "noop.db"
     settings = ServerSettings(db_path=db, admin_token=TOKEN, bench_noop=True)
     return create_app(settings), "/v1/_bench/noop"
 
