@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import gc
 import json
-import shutil
+import os
 import socket
 import sys
 import tempfile
@@ -65,8 +64,9 @@ def boltic_app():
     from boltic_cli.server.app import create_app
     from boltic_cli.server.settings import ServerSettings
 
-    work = tempfile.mkdtemp(prefix="bench-noop-")
-    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    # The caller (bench_versions.py) passes its work dir and removes it afterwards: uvicorn
+    # ends on SIGTERM by re-raising it, so this process cannot clean up after itself.
+    work = tempfile.mkdtemp(prefix="noop-", dir=os.environ.get("BENCH_NOOP_DIR"))
     db = Path(work) / "noop.db"
     settings = ServerSettings(db_path=db, admin_token=TOKEN, bench_noop=True)
     return create_app(settings), "/v1/_bench/noop"

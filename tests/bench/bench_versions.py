@@ -49,8 +49,9 @@ def cpu_seconds(pid: int) -> float:
 
 def measure(python: str, variant: str, seconds: int, script: Path) -> dict | None:
     command = [python, str(HERE / "_noop_server.py"), variant]
+    env = {**os.environ, "BENCH_NOOP_DIR": str(script.parent)}
     with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         try:
             assert process.stdout is not None
             first = process.stdout.readline().split()
