@@ -224,11 +224,7 @@ def _send_file(ctx: Context, source: str | None, file: str, options: _FileOption
             first = next(items, None)
         except UnicodeDecodeError:
             raise _not_utf8(file) from None
-        if (
-            source is None
-            and first is not None
-            and not (first.body or {"sourceId": 1}).get("sourceId")
-        ):
+        if source is None and _lacks_source_id(first):
             # Every event would fail the same way: say so once, before sending any.
             where = f"line {first.line}" + (f", item {first.item}" if first.item else "")
             raise UsageError(
@@ -267,20 +263,23 @@ def _send_file(ctx: Context, source: str | None, file: str, options: _FileOption
         raise PartialFailure(f"{summary.failed} of {total} events failed")
 
 
+def _lacks_source_id(item: InputItem | None) -> bool:
+    """A readable item without ``sourceId`` (an unreadable one fails on its own line)."""
+    return item is not None and item.body is not None and not item.body.get("sourceId")
+
+
 class _IdPrinter:
     """``--print-ids``: accepted ids with their line, written after each request."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.pending: list[InputItem | str] = []
+        self.pending: list[tuple[InputItem, str]] = []
 
     def add(self, item: InputItem, event_id: str) -> None:
-        self.pending.append(item)
-        self.pending.append(event_id)
+        self.pending.append((item, event_id))
 
     def flush(self) -> None:
-        pending, self.pending = self.pending, []
-        pairs = zip(pending[::2], pending[1::2], strict=True)
+        pairs, self.pending = self.pending, []
         if self.ctx.is_json:
             for item, event_id in pairs:
                 where = {"line": item.line} | ({"item": item.item} if item.item else {})
