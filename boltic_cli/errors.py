@@ -139,8 +139,8 @@ class ServerError(APIError):
 
 class ExtensionUnavailable(APIError):
     """The server answered an extension route (design.md "Extensions beyond the spec")
-    with 404 or 405 for the route itself, not for an unknown resource: it implements
-    the spec only. A command that exists only for the extension ends with it."""
+    with 404 or 405: it implements the spec only. Core commands catch it and fall back
+    to the spec's operations; a command that exists only for the extension ends with it."""
 
 
 class WaitTimedOut(BolticError):

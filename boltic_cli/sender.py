@@ -1,10 +1,18 @@
-"""The bulk sender behind ``events send --file``: read, fan out, count. No printing.
+"""The bulk sender behind ``events send --file`` and ``events generate``: read, batch,
+fan out, count. No printing.
 
 Input is NDJSON or a JSON array of EventInput objects, read in chunks so memory
-stays flat however large the file. A bounded queue feeds a fixed pool of worker
-threads; each sends over a keep-alive connection of its own from one shared
-``BolticClient`` (``event_sender()``), so threads never queue on a shared pool.
-Every item that fails is recorded with the line it starts on; the rest go on.
+stays flat however large the file. Each item is encoded once, then grouped into
+batches for ``POST /streams/events/batch`` (design.md "Batch ingest": at most
+500 items and 512 KiB a body) or, when the server answers that route with 404
+or 405 (a spec-only server; decided once, by the first batch) or with
+``batch=False``, sent with one ``POST /streams/events`` each. A bounded queue
+feeds a fixed pool of worker threads; each sends over a keep-alive connection of
+its own from one shared ``BolticClient`` (``event_sender()``), so threads never
+queue on a shared pool. Every item that fails is recorded with the line it
+starts on (and its index in a JSON array); the rest go on. Both ways report the
+same: the server judges every item, and the few checks made here (JSON that
+cannot be sent, an item over 32 KiB) are made in both.
 
 Callbacks are called one at a time (under a lock), from worker threads and from
 the thread that runs ``BulkSender.run``.
@@ -12,16 +20,26 @@ the thread that runs ``BulkSender.run``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import queue
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
-from boltic_cli.errors import AuthenticationFailed, BolticError, NetworkError
+from boltic_cli.client import BATCH_OVERHEAD, batch_body, encode_json
+from boltic_cli.errors import (
+    APIError,
+    AuthenticationFailed,
+    BolticError,
+    ExtensionUnavailable,
+    NetworkError,
+)
+from boltic_cli.models import MAX_BATCH_ITEMS
 from boltic_cli.params import (
     DEPTH_PROBLEM,
     MAX_JSON_DEPTH,
@@ -33,7 +51,7 @@ from boltic_cli.params import (
 )
 
 if TYPE_CHECKING:
-    from boltic_cli.client import BolticClient, EventSender
+    from boltic_cli.client import BatchResult, BolticClient, EventSender
 
 CHUNK_CHARS = 64 * 1024
 # Far above the server's 32 KiB body limit: an item this long is not an event,
@@ -41,6 +59,18 @@ CHUNK_CHARS = 64 * 1024
 MAX_ITEM_CHARS = 1024 * 1024
 # Failures after which every further send would fail the same way.
 FATAL_ERRORS = (AuthenticationFailed, NetworkError)
+# The batch route's limits (design.md "Batch ingest"); an event's limit is also the
+# single POST's body limit (design.md: 413 over 32 KiB), so it is checked here for both.
+MAX_BATCH_BYTES = 512 * 1024
+MAX_EVENT_BYTES = 32 * 1024
+# Worker threads when --concurrency is not given. Batches: chosen from the concurrency
+# sweeps of tests/bench/bench_send.py (events/s, 50,000 events): at load 1.6, 1: 22k,
+# 2: 32k, 4: 38k, 8: 41k (bench_send.json); at load 3, 4: 25k, 8: 19k
+# (bench_send_busy.json); at load 6-7, 4: 6.8k twice, 8: 7.5-10.5k. With more batches
+# waiting the server's writer commits several per fsync and reading overlaps the
+# answers; 16 added little and ~15 MiB, 32 went past 100 MiB. Single POSTs: 8, as before.
+DEFAULT_BATCH_CONCURRENCY = 8
+DEFAULT_SINGLE_CONCURRENCY = 8
 
 _WHITESPACE = " \t\r\n"
 _NEXT_OBJECT_LINE = re.compile(r"\n[ \t\r]*,?[ \t\r]*\{")
@@ -55,6 +85,15 @@ class InputItem:
     error: str | None = None
     # Position in a JSON array (1-based): several items can share a line.
     item: int | None = None
+
+
+class _Flush:
+    """In the items given to ``BulkSender.run``: send the partial batch now."""
+
+
+#: Put between items when the next one will take a while (paced sample traffic), so
+#: the events before it are not held back waiting for a batch to fill.
+FLUSH = _Flush()
 
 
 @dataclass(frozen=True)
@@ -79,6 +118,10 @@ class SendSummary:
     seconds: float = 0.0
     interrupted: bool = False
     failures: list[SendFailure] = field(default_factory=list)
+    # How the events went: "batch" or "single" (None until decided). Not in to_dict():
+    # the two ways differ in speed only.
+    mode: str | None = None
+    requests: int = 0
 
     @property
     def rate(self) -> float:
@@ -270,62 +313,103 @@ def _json_array_values(head: str, chunks: Iterator[str]) -> Iterator[InputItem]:
 # Sending
 
 
+def message_id_for(item: InputItem) -> str:
+    """A ``messageId`` derived from an item's content and place (line, array index).
+
+    The same file sent again gives the same ids, so the server (which dedupes a
+    ``messageId`` per source for 24 h) stores nothing twice after a crash or a
+    Ctrl-C. Two identical items on the same line of two different files get the
+    same id too: give real ids (``messageId`` in the items) where that matters.
+    """
+    canonical = json.dumps(
+        item.body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    digest = hashlib.blake2b(canonical.encode("utf-8", "surrogatepass"), digest_size=12)
+    return f"boltic-{item.line}-{item.item or 0}-{digest.hexdigest()}"
+
+
 class _Stop:
     """Tells a worker to finish."""
 
 
 _STOP = _Stop()
 
+Pair = tuple[InputItem, bytes]  # an item and its body, encoded once
+
 
 class BulkSender:
-    """Sends ``InputItem`` bodies with ``concurrency`` threads over one client."""
+    """Sends ``InputItem`` bodies in batches (or one by one) with worker threads.
+
+    ``batch=False`` forces single POSTs; otherwise the first batch decides for the
+    whole run (404/405 on the batch route: single POSTs). ``batch_size`` caps the
+    items per batch (default and maximum 500; bodies also stay under 512 KiB).
+    ``concurrency`` is the number of worker threads (default
+    ``DEFAULT_BATCH_CONCURRENCY`` for batches, ``DEFAULT_SINGLE_CONCURRENCY`` for
+    single POSTs). ``default_source_id`` fills a missing ``sourceId``;
+    ``message_ids`` gives items without a ``messageId`` one (``message_id_for``).
+    Callbacks: ``on_sent(summary)`` after each request that accepted events,
+    ``on_accepted(item, event_id)`` per accepted event, ``on_failure(failure)`` per
+    failed item. ``fatal``: errors of a whole request that end the run (raised by
+    ``run`` after the sends in flight finish); any other error fails that
+    request's items and the run goes on.
+    """
 
     def __init__(
         self,
         client: BolticClient,
         *,
-        concurrency: int = 8,
+        concurrency: int | None = None,
+        batch: bool = True,
+        batch_size: int | None = None,
         default_source_id: str | None = None,
+        message_ids: bool = False,
         on_sent: Callable[[SendSummary], None] | None = None,
         on_failure: Callable[[SendFailure], None] | None = None,
+        on_accepted: Callable[[InputItem, str], None] | None = None,
+        fatal: tuple[type[BolticError], ...] = FATAL_ERRORS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if concurrency < 1:
+        if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if batch_size is not None and not 1 <= batch_size <= MAX_BATCH_ITEMS:
+            raise ValueError(f"batch_size must be 1 to {MAX_BATCH_ITEMS}")
         self.client = client
         self.concurrency = concurrency
+        self.batch_size = batch_size or MAX_BATCH_ITEMS
         self.default_source_id = default_source_id
+        self.message_ids = message_ids
         self.on_sent = on_sent
         self.on_failure = on_failure
+        self.on_accepted = on_accepted
+        self.fatal = fatal
         self.clock = clock
+        self._mode: str | None = None if batch else "single"
         self._lock = threading.Lock()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=concurrency * 4)
+        self._queue: queue.Queue[Any] | None = None
         self._abort = threading.Event()
         self._fatal: BolticError | None = None
         self._started: float | None = None
         self._summary = SendSummary()
+        self._senders: list[EventSender] = []
+        self._workers: list[threading.Thread] = []
 
     def summary(self) -> SendSummary:
         """The figures so far (final once ``run`` has returned or raised)."""
         with self._lock:
             if self._started is not None:
                 self._summary.seconds = max(self.clock() - self._started, 0.0)
-            self._summary.failures.sort(key=lambda f: f.line)
+            self._summary.failures.sort(key=lambda f: (f.line, f.item or 0))
+            self._summary.mode = self._mode
             return self._summary
 
-    def run(self, items: Iterable[InputItem]) -> SendSummary:
+    def stop(self) -> None:
+        """Stop feeding (from any thread); ``run`` returns once the sends in flight end."""
+        self._abort.set()
+
+    def run(self, items: Iterable[InputItem | _Flush]) -> SendSummary:
         """Send every item; on Ctrl-C or SIGTERM stop feeding, let sends in flight
         finish, and re-raise (``summary()`` then has the figures)."""
         self._started = self.clock()
-        senders = [self.client.event_sender() for _ in range(self.concurrency)]
-        workers = [
-            threading.Thread(
-                target=self._work, args=(events,), name=f"boltic-send-{n}", daemon=True
-            )
-            for n, events in enumerate(senders)
-        ]
-        for worker in workers:
-            worker.start()
         try:
             self._feed(items)
         except BaseException:
@@ -335,24 +419,106 @@ class BulkSender:
             self._discard_queued()
             raise
         finally:
-            self._finish(workers)
-            for events in senders:
-                events.close()
+            self._finish()
         if self._fatal is not None:
             raise self._fatal
         return self.summary()
 
-    def _feed(self, items: Iterable[InputItem]) -> None:
+    # Feeding (the thread that called run)
+
+    def _feed(self, items: Iterable[InputItem | _Flush]) -> None:
+        pending: list[Pair] = []
+        size = 0
         for item in items:
             if self._abort.is_set():
                 return
-            if item.error is not None:
-                self._record_failure(item, {"message": item.error})
+            if isinstance(item, _Flush):
+                if pending:
+                    self._dispatch(pending)
+                    pending, size = [], 0
                 continue
-            assert item.body is not None
-            self._put((item, self._with_source(item.body)))
+            pair = self._prepare(item)
+            if pair is None:
+                continue
+            if self._mode == "single":
+                self._put(pair)
+                continue
+            grows = len(pair[1]) + 1  # the item and its comma
+            full = len(pending) >= self.batch_size
+            if pending and (full or size + grows + BATCH_OVERHEAD > MAX_BATCH_BYTES):
+                self._dispatch(pending)
+                pending, size = [], 0
+                if self._mode == "single":  # the first batch just decided against batches
+                    self._put(pair)
+                    continue
+            pending.append(pair)
+            size += grows
+        if pending and not self._abort.is_set():
+            self._dispatch(pending)
+
+    def _prepare(self, item: InputItem) -> Pair | None:
+        """The item's body encoded (source filled, messageId added), or None: failed."""
+        if item.error is not None:
+            self._record_failure(item, {"message": item.error})
+            return None
+        body = item.body
+        assert body is not None
+        if self.message_ids and "messageId" not in body:
+            body = {**body, "messageId": message_id_for(item)}
+        if self.default_source_id and not body.get("sourceId"):
+            body = {**body, "sourceId": self.default_source_id}
+        try:
+            payload = encode_json(body)
+        except (TypeError, ValueError) as e:
+            self._record_failure(item, {"message": f"invalid JSON: {e}"})
+            return None
+        if len(payload) > MAX_EVENT_BYTES:
+            details = f"an event is at most {MAX_EVENT_BYTES} bytes, got {len(payload)}"
+            self._record_failure(item, {"message": "event too large", "details": details})
+            return None
+        return item, payload
+
+    def _dispatch(self, batch: list[Pair]) -> None:
+        if self._mode is None:
+            self._decide(batch)
+            return
+        self._put(batch)
+
+    def _decide(self, first: list[Pair]) -> None:
+        """Send the first batch from this thread: the answer decides the run's way."""
+        probe = self.client.event_sender()
+        self._senders.append(probe)
+        try:
+            self._send_batch(probe, first, probing=True)
+        except ExtensionUnavailable:
+            self._mode = "single"
+            self._start_workers()
+            for pair in first:
+                self._put(pair)
+            return
+        self._mode = "batch"
+        self._start_workers()
+
+    def _start_workers(self) -> None:
+        default = (
+            DEFAULT_SINGLE_CONCURRENCY if self._mode == "single" else DEFAULT_BATCH_CONCURRENCY
+        )
+        count = self.concurrency or default
+        # One batch waiting per worker keeps them busy; memory stays ~ 2 x count x 512 KiB.
+        self._queue = queue.Queue(maxsize=count if self._mode == "batch" else count * 4)
+        while len(self._senders) < count:
+            self._senders.append(self.client.event_sender())
+        for n, events in enumerate(self._senders):
+            worker = threading.Thread(
+                target=self._work, args=(events,), name=f"boltic-send-{n}", daemon=True
+            )
+            self._workers.append(worker)
+            worker.start()
 
     def _put(self, work: Any) -> None:
+        if self._queue is None:
+            self._start_workers()
+        assert self._queue is not None
         # A timeout keeps the feeding thread responsive to Ctrl-C and to a fatal error.
         while not self._abort.is_set():
             try:
@@ -361,56 +527,123 @@ class BulkSender:
             except queue.Full:
                 continue
 
-    def _with_source(self, body: dict[str, Any]) -> dict[str, Any]:
-        if self.default_source_id and not body.get("sourceId"):
-            return {**body, "sourceId": self.default_source_id}
-        return body
-
     def _discard_queued(self) -> None:
+        if self._queue is None:
+            return
         try:
             while True:
                 self._queue.get_nowait()
         except queue.Empty:
             pass
 
-    def _finish(self, workers: list[threading.Thread]) -> None:
-        for _ in workers:
-            self._queue.put(_STOP)
-        for worker in workers:
+    def _finish(self) -> None:
+        if self._queue is not None:
+            for _ in self._workers:
+                self._queue.put(_STOP)
+        for worker in self._workers:
             while worker.is_alive():
                 worker.join(timeout=0.2)
+        for events in self._senders:
+            events.close()
+
+    # Sending (worker threads)
 
     def _work(self, events: EventSender) -> None:
+        assert self._queue is not None
         while True:
             work = self._queue.get()
             if work is _STOP:
                 return
             if self._abort.is_set():
                 continue
-            item, body = work
-            self._send_one(events, item, body)
+            if isinstance(work, list):
+                self._send_batch(events, work)
+            else:
+                self._send_one(events, *work)
 
-    def _send_one(self, events: EventSender, item: InputItem, body: dict[str, Any]) -> None:
+    def _send_batch(self, events: EventSender, batch: list[Pair], *, probing: bool = False):
+        # One key per body: the client's retries resend it, so a batch whose answer
+        # was lost is answered from the first try instead of being stored again.
+        body = batch_body([payload for _, payload in batch])
+        with self._lock:
+            self._summary.requests += 1
         try:
-            events.send_event(body)
-        except FATAL_ERRORS as e:
-            self._record_failure(item, _error_dict(e))
-            with self._lock:
-                if self._fatal is None:
-                    self._fatal = e
-            self._abort.set()
+            result = events.send_events_json(body, idempotency_key=str(uuid.uuid4()))
+        except ExtensionUnavailable as e:
+            if probing:
+                raise
+            self._fail_all(batch, _error_dict(e))
+        except APIError as e:
+            if e.status == 413 and len(batch) > 1:
+                # Something in between (a proxy) takes less than the route does: halves.
+                middle = len(batch) // 2
+                self._send_batch(events, batch[:middle])
+                self._send_batch(events, batch[middle:])
+                return
+            self._request_failed(batch, e)
         except BolticError as e:
-            self._record_failure(item, _error_dict(e))
+            self._request_failed(batch, e)
+        except Exception as e:  # a worker must never die silently with the count wrong
+            self._fail_all(batch, {"message": f"{type(e).__name__}: {e}"})
+        else:
+            self._record_results(batch, result)
+
+    def _send_one(self, events: EventSender, item: InputItem, payload: bytes) -> None:
+        with self._lock:
+            self._summary.requests += 1
+        try:
+            accepted = events.send_event_json(payload)
+        except BolticError as e:
+            self._request_failed([(item, payload)], e)
         except Exception as e:  # a worker must never die silently with the count wrong
             self._record_failure(item, {"message": f"{type(e).__name__}: {e}"})
         else:
             with self._lock:
                 self._summary.sent += 1
+                if self.on_accepted is not None:
+                    self.on_accepted(item, accepted.event_id)
                 if self.on_sent is not None:
                     self.on_sent(self._summary)
 
+    def _request_failed(self, batch: list[Pair], error: BolticError) -> None:
+        self._fail_all(batch, _error_dict(error))
+        if isinstance(error, self.fatal):
+            with self._lock:
+                if self._fatal is None:
+                    self._fatal = error
+            self._abort.set()
+
+    def _record_results(self, batch: list[Pair], result: BatchResult) -> None:
+        entries = {entry.index: entry for entry in result.data}
+        failures: list[SendFailure] = []
+        with self._lock:
+            for index, (item, _) in enumerate(batch):
+                entry = entries.get(index)
+                if entry is not None and entry.status == "accepted" and entry.event_id:
+                    self._summary.sent += 1
+                    if self.on_accepted is not None:
+                        self.on_accepted(item, entry.event_id)
+                    continue
+                if entry is None:
+                    error = {"message": "the server's answer has no result for this event"}
+                elif entry.error is not None:
+                    error = entry.error.to_wire()
+                else:
+                    error = {"message": f"the server answered {entry.status!r} without an id"}
+                failures.append(SendFailure(item.line, error, item.item))
+            if self.on_sent is not None and len(failures) < len(batch):
+                self.on_sent(self._summary)
+        for failure in failures:
+            self._add_failure(failure)
+
+    def _fail_all(self, batch: list[Pair], error: dict[str, Any]) -> None:
+        for item, _ in batch:
+            self._record_failure(item, error)
+
     def _record_failure(self, item: InputItem, error: dict[str, Any]) -> None:
-        failure = SendFailure(item.line, error, item.item)
+        self._add_failure(SendFailure(item.line, error, item.item))
+
+    def _add_failure(self, failure: SendFailure) -> None:
         with self._lock:
             self._summary.failed += 1
             self._summary.failures.append(failure)

@@ -2,7 +2,8 @@
 
 Used by ``events generate`` (demos and load) and ``boltic dev --demo``, both through
 ``TrafficRunner`` (a background thread that can be stopped and reports a
-``TrafficSummary``). An engine: it never prints.
+``TrafficSummary``). Events go through the bulk sender (``sender.py``). An engine:
+it never prints.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -216,6 +217,12 @@ class TrafficSummary:
         return figures
 
 
+# The longest an event waits for others to fill a batch when traffic is paced.
+LINGER_SECONDS = 0.05
+# Per-event answers that mean every further event fails the same way.
+FATAL_ITEM_STATUSES = frozenset({400, 401, 403, 404})
+
+
 def run_traffic(
     client: Any,
     source_id: str,
@@ -230,48 +237,87 @@ def run_traffic(
     sleep: Callable[[float], None] = time.sleep,
     seed: int | None = None,
     summary: TrafficSummary | None = None,
+    concurrency: int | None = None,
 ) -> TrafficSummary:
     """Send sample events until ``count``, ``duration`` (seconds) or ``stop``; return the summary.
 
-    ``client`` needs ``send_event(body)`` (a ``BolticClient``; one per thread).
-    ``rate`` is events per second (``None``: as fast as the server answers).
-    ``on_sent`` gets each accepted event's wire dict with ``eventId`` added.
-    Transient failures (network, 5xx) are counted and sending goes on; a
-    refused token, a missing source or a rejected body raises (``FATAL_SEND_ERRORS``).
+    ``client`` is a ``BolticClient``; the events go through the bulk sender
+    (``sender.BulkSender``: batches when the server offers them, else single POSTs,
+    ``concurrency`` worker threads), so the rate can reach thousands per second.
+    ``rate`` is events per second (``None``: as fast as the server takes them);
+    paced events wait at most ``LINGER_SECONDS`` for a batch to fill.
+    ``on_sent`` gets each accepted event's wire dict with ``eventId`` added (from a
+    worker thread). Transient failures (network, 5xx) are counted and sending goes
+    on; a refused token, a missing source or a rejected body raises
+    (``FATAL_SEND_ERRORS``, or an event rejected with one of ``FATAL_ITEM_STATUSES``).
     ``summary``, when given, is kept current as events go (so another thread can
     read it); when anything (Ctrl-C included) ends the run early, the summary so
     far is also attached to the exception as ``traffic_summary``.
     """
+    from boltic_cli.errors import error_for_status
+    from boltic_cli.sender import FLUSH, BulkSender, InputItem, SendFailure, SendSummary
+
     rng = random.Random(seed)
     users = make_users(rng)
     started = clock()
     summary = summary if summary is not None else TrafficSummary()
-    attempt = 0
-    try:
-        while not _done(attempt, count, started, duration, clock, stop):
+    refused: list[BolticError] = []
+
+    def events() -> Iterator[Any]:
+        attempt = 0
+        flushed = clock()
+        while not _done(attempt, count, started, duration, clock, stop) and not refused:
             if rate:
-                _wait_until(started + attempt / rate, clock, sleep, stop)
+                when = started + attempt / rate
+                now = clock()
+                if when > now and (when - now >= LINGER_SECONDS or now - flushed >= LINGER_SECONDS):
+                    yield FLUSH  # do not hold the events so far while waiting
+                    flushed = now
+                _wait_until(when, clock, sleep, stop)
                 if _done(attempt, count, started, duration, clock, stop):
                     break
             event_type = rng.choice(types) if types else None
-            event = make_event(rng, source_id, users, datetime.now(UTC), event_type=event_type)
             attempt += 1
-            try:
-                accepted = client.send_event(event)
-            except FATAL_SEND_ERRORS:
-                raise
-            except BolticError:
-                summary.failed += 1
-                continue
-            finally:
-                summary.seconds = max(clock() - started, 0.0)
-            summary.sent += 1
-            if on_sent is not None:
-                on_sent({**event, "eventId": accepted.event_id})
+            event = make_event(rng, source_id, users, datetime.now(UTC), event_type=event_type)
+            yield InputItem(attempt, body=event)
+
+    def sent(progress: SendSummary) -> None:
+        summary.sent = progress.sent
+        summary.seconds = max(clock() - started, 0.0)
+
+    def failed(failure: SendFailure) -> None:
+        summary.failed += 1
+        code = failure.error.get("code")
+        if code in FATAL_ITEM_STATUSES and not refused:
+            error = failure.error
+            refused.append(error_for_status(code, error["message"], error.get("details")))
+            sender.stop()
+
+    accepted = None
+    if on_sent is not None:
+        report = on_sent
+
+        def accepted(item: InputItem, event_id: str) -> None:
+            report({**(item.body or {}), "eventId": event_id})
+
+    sender = BulkSender(
+        client,
+        concurrency=concurrency,
+        on_sent=sent,
+        on_failure=failed,
+        on_accepted=accepted,
+        fatal=FATAL_SEND_ERRORS,
+    )
+    try:
+        sender.run(events())
+        if refused:
+            raise refused[0]
     except BaseException as e:
+        summary.sent = sender.summary().sent
         summary.seconds = max(clock() - started, 0.0)
         e.traffic_summary = summary  # type: ignore[attr-defined]
         raise
+    summary.sent = sender.summary().sent
     summary.seconds = max(clock() - started, 0.0)
     return summary
 

@@ -191,15 +191,28 @@ def test_json_array_from_stdin_with_source_filling_missing_source_id(cli, api, s
     assert by_type == {"a": source["id"], "b": other["id"], "c": source["id"]}
 
 
-def test_file_without_source_and_without_source_id_fails_those_lines(cli, api, source):
+def test_file_whose_first_event_has_no_source_id_exits_2_before_sending(cli, api, source):
     text = (
         json.dumps({"type": "orphan"}) + "\n" + json.dumps({"type": "ok", "sourceId": source["id"]})
     )
 
     result = cli("events", "send", "--file", "-", input=text)
 
+    assert result.exit_code == 2
+    assert "line 1" in result.stderr and "sourceId" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert stored_events(api)["summary"]["totalEvents"] == 0
+
+
+def test_file_with_a_later_event_without_source_id_fails_that_line(cli, api, source):
+    text = (
+        json.dumps({"type": "ok", "sourceId": source["id"]}) + "\n" + json.dumps({"type": "orphan"})
+    )
+
+    result = cli("events", "send", "--file", "-", input=text)
+
     assert result.exit_code == 1
-    assert re.search(r"^line 1: .*sourceId", result.stderr, re.MULTILINE)
+    assert re.search(r"^line 2: .*sourceId", result.stderr, re.MULTILINE)
     assert stored_events(api)["summary"]["totalEvents"] == 1
 
 
@@ -294,7 +307,8 @@ def make_client(api):
     return BolticClient("http://testserver/v1", ADMIN_TOKEN, transport=AppTransport(api))
 
 
-def test_sender_counts_and_progress_callbacks(api, source):
+@pytest.mark.parametrize("batch", [True, False])
+def test_sender_counts_and_progress_callbacks(api, source, batch):
     items = [InputItem(n + 1, body={"type": "x"}) for n in range(60)]
     items.append(InputItem(61, error="invalid JSON: boom"))
     progress: list[int] = []
@@ -302,7 +316,9 @@ def test_sender_counts_and_progress_callbacks(api, source):
     with make_client(api) as client:
         sender = BulkSender(
             client,
-            concurrency=4,
+            concurrency=1 if batch else 4,  # one worker: batches answer in order
+            batch=batch,
+            batch_size=25,
             default_source_id=source["id"],
             on_sent=lambda s: progress.append(s.sent),
         )
@@ -310,7 +326,9 @@ def test_sender_counts_and_progress_callbacks(api, source):
 
     assert (summary.sent, summary.failed) == (60, 1)
     assert [f.line for f in summary.failures] == [61]
-    assert sorted(progress) == list(range(1, 61))
+    # Once per request that accepted events: 25 + 25 + 10 in batches, else each one.
+    assert sorted(progress) == ([25, 50, 60] if batch else list(range(1, 61)))
+    assert (summary.mode, summary.requests) == (("batch", 3) if batch else ("single", 60))
     assert stored_events(api)["summary"]["totalEvents"] == 60
 
 
@@ -344,14 +362,25 @@ def test_file_on_a_terminal_shows_progress_then_the_summary(cli, api, source):
     assert stored_events(api)["summary"]["totalEvents"] == 30
 
 
-def test_file_with_verbose_logs_one_line_per_request(cli, api, source):
+@pytest.mark.parametrize(
+    "flags, calls",
+    [
+        ((), [("http://testserver/v1/streams/events/batch", "200")]),
+        (
+            ("--no-batch",),
+            [("http://testserver/v1/streams/events", "202")] * 5
+            + [("http://testserver/v1/streams/events", "422")],
+        ),
+    ],
+)
+def test_file_with_verbose_logs_one_line_per_request(cli, api, source, flags, calls):
     text = "\n".join([*ndjson_lines(source["id"], 5), json.dumps({"sourceId": source["id"]})])
 
-    result = cli("-v", "events", "send", "--file", "-", "--concurrency", "2", input=text)
+    result = cli("-v", "events", "send", "--file", "-", "--concurrency", "2", *flags, input=text)
 
     assert result.exit_code == 1
-    calls = re.findall(r"^POST (\S+) (\d+) \d+ms$", result.stderr, re.MULTILINE)
-    assert calls == [("http://testserver/v1/streams/events", "202")] * 5
+    logged = re.findall(r"^POST (\S+) (\d+) \d+ms$", result.stderr, re.MULTILINE)
+    assert sorted(logged) == sorted(calls)
     assert re.search(r"^line 6: .*type", result.stderr, re.MULTILINE)
     assert ADMIN_TOKEN not in result.stderr
     assert stored_events(api)["summary"]["totalEvents"] == 5
@@ -401,7 +430,7 @@ def test_bulk_send_over_real_connections_one_per_worker(api, source, live_server
 
     assert (summary.sent, summary.failed) == (300, 1)
     assert summary.failures[0].line == 1000
-    assert "code" not in summary.failures[0].error  # refused locally, before any request
+    assert summary.failures[0].error["code"] == 422  # the server judges every item
     assert first.event_id == again.event_id
     stored = stored_events(api, limit=1000)
     assert stored["summary"]["totalEvents"] == 301

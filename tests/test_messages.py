@@ -74,7 +74,8 @@ def test_a_file_line_without_a_type_reads_as_words_through_the_cli(cli, api):
     result = cli("events", "send", "--file", "-", input="\n".join(lines))
 
     assert result.exit_code == 1
-    assert "line 1: invalid event: type is required" in result.stderr
+    # The server judges every line (batch or single POST): its words, with the status.
+    assert "line 1: invalid event: type: field required (HTTP 422)" in result.stderr
     assert_plain_words(result.stderr)
 
 

@@ -1,22 +1,25 @@
-"""Benchmark: `boltic events send --file` against `boltic server`, beside wrk and httpie.
+"""Benchmark: `boltic events send --file` over the batch route and with --no-batch,
+beside the server's own batch ceiling under wrk, in one run.
 
-Run: .venv/bin/python tests/bench/bench_send.py [--events 100000] [--concurrency 8]
+Run: .venv/bin/python tests/bench/bench_send.py [--events 100000] [--sweep-events 50000]
 
-Starts `boltic server` on a free port (temp database, --token), then measures in
-the same run:
-  - `boltic events send SOURCE --file F -o json` of N events: events/s, wall time,
-    and the CLI process's peak resident memory (ru_maxrss of the waited child,
-    cross-checked by polling /proc/PID/status VmHWM);
-  - the server's own rate under wrk (16 connections, single-event POSTs), and the
-    ratio CLI rate / wrk rate (target >= 0.5);
-  - the median wall time (of 10) of `boltic sources list -o json` beside httpie's
-    `http GET` of the same URL;
-  - CPU seconds per 1,000 events of the CLI (rusage of the child) and of the server
-    (/proc/PID/stat) during the send and under wrk: on 2 shared cores the client and
-    the server compete, so these say which side limits the rate.
-Waits (up to --max-wait seconds) for the 1-minute load average to drop below
---max-load before measuring, and records the load before and after each part.
-Writes the figures, the commands and the machine to bench_send.json beside this file.
+Starts `boltic server` on a free port (temp database, --token), then measures:
+  - the server's batch ceiling: wrk posting bodies of 500 events to
+    POST /streams/events/batch over 4 connections (bench_batch.py's load), events
+    stored per second and server CPU per event, before and after the CLI runs (the
+    best counts), with an Idempotency-Key per request as the CLI sends (the ratio's
+    ceiling) and without (bench_batch.py's);
+  - `boltic events send SOURCE --file F -o json` of N events with the defaults
+    (batches): events/s, wall time, CPU per 1,000 events of the CLI and of the
+    server, and the CLI's peak resident memory (ru_maxrss of the waited child,
+    cross-checked by polling /proc/PID/status VmHWM); the ratio to the ceiling;
+  - the same with --concurrency 1, 2, 4, 8 on --sweep-events events: what the
+    default --concurrency for batches is chosen from;
+  - the same file with --no-batch (single POSTs, --concurrency 8);
+  - `boltic events generate SOURCE --count M` (sample traffic through the same sender);
+  - the median wall time (of 10) of `boltic sources list -o json` beside httpie's.
+Records the load average before and after each part (the machine is shared) and the
+library versions. Writes bench_send.json beside this file. Needs wrk.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-# Run as a script: this folder is on sys.path, so the shared module imports by its name.
+# Run as a script: this folder is on sys.path, so the shared modules import by their names.
 from _common import (
     BOLTIC,
     HTTPIE,
@@ -46,10 +50,12 @@ from _common import (
     start_server,
     wait_for_quiet,
 )
+from bench_batch import BATCH_CONNECTIONS, BATCH_ITEMS, make_event, versions
+from bench_server import TOKEN, lua_post  # the wrk script carries bench_server's token
+from bench_server import wrk as run_wrk_load
 
 HERE = Path(__file__).resolve().parent
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
-TOKEN = "bench-admin-token-0123456789abcdef"
 WRK_SECONDS = 10
 WRK_CONNECTIONS = 16
 TIMING_RUNS = 10
@@ -71,17 +77,68 @@ def create_source(env: dict[str, str]) -> str:
     return json.loads(out.stdout)["id"]
 
 
-def write_events(path: Path, count: int) -> None:
-    types = ["page_view", "signup", "purchase", "login", "search"]
+def write_events(path: Path, source_id: str, count: int) -> None:
+    """NDJSON of ``count`` events shaped like the wrk load's (bench_batch.make_event)."""
     with path.open("w", encoding="utf-8") as f:
         for n in range(count):
-            event = {
-                "type": types[n % len(types)],
-                "userId": f"user-{n % 997}",
-                "properties": {"n": n, "path": f"/p/{n % 50}", "value": n * 0.5},
-                "context": {"locale": "en-GB", "page": {"url": f"https://shop.example/p/{n % 50}"}},
-            }
-            f.write(json.dumps(event, separators=(",", ":")) + "\n")
+            f.write(json.dumps(make_event(source_id, n), separators=(",", ":")) + "\n")
+
+
+def count_events(db: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+
+
+# Like the CLI, each batch can carry its own Idempotency-Key (the server then keeps the
+# answer beside the events): the ceiling the CLI is compared with makes the same requests.
+IDEMPOTENCY_LUA = """
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local n = 0
+function request()
+  n = n + 1
+  wrk.headers["Idempotency-Key"] = "wrk-RUN-" .. tostring(tid) .. "-" .. tostring(n)
+  return wrk.format()
+end
+"""
+
+
+def run_batch_ceiling(
+    url: str, source_id: str, db: Path, workdir: Path, seconds: int, pid: int, *, keys: bool
+) -> dict:
+    """The server's batch ceiling: events stored per second under wrk (500 per body)."""
+    script = lua_post(
+        workdir / "batch.lua", {"batch": [make_event(source_id, i) for i in range(BATCH_ITEMS)]}
+    )
+    if keys:
+        # A new prefix per run: keys seen before would be answered as replays.
+        run = uuid.uuid4().hex[:12]
+        script.write_text(script.read_text() + IDEMPOTENCY_LUA.replace("RUN", run))
+    load_before = load_averages()
+    before = count_events(db)
+    server_cpu_before = process_cpu_seconds(pid)
+    started = time.monotonic()
+    result = run_wrk_load(f"{url}/streams/events/batch", script, seconds, BATCH_CONNECTIONS)
+    elapsed = time.monotonic() - started
+    server_cpu = process_cpu_seconds(pid) - server_cpu_before
+    stored = count_events(db) - before
+    if result["non_2xx"]:
+        raise SystemExit(f"batch ceiling: {result['non_2xx']} answers were not 2xx")
+    result["command"] = result["command"].replace(str(workdir), "$TMP")
+    return {
+        **result,
+        "idempotency_keys": keys,
+        "stored": stored,
+        "events_per_second": round(stored / elapsed),
+        "server_cpu_seconds_per_1000": round(server_cpu / max(stored, 1) * 1000, 3),
+        "loadavg_before": load_before,
+        "loadavg_after": load_averages(),
+    }
 
 
 def peak_rss_poller(pid: int, peak: list[int], done: threading.Event) -> None:
@@ -113,11 +170,7 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_send(
-    env: dict[str, str], source_id: str, path: Path, concurrency: int, server_pid: int
-) -> dict:
-    command = [BOLTIC, "events", "send", source_id, "--file", str(path)]
-    command += ["--concurrency", str(concurrency), "-o", "json"]
+def run_send(env: dict[str, str], command: list[str], server_pid: int, workdir: Path) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     cli_cpu_before = children_cpu_seconds()
     server_cpu_before = process_cpu_seconds(server_pid)
@@ -136,12 +189,12 @@ def run_send(
     poller.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if proc.returncode != 0:
-        raise SystemExit(f"events send failed ({proc.returncode}): {stderr.decode()[-2000:]}")
+        raise SystemExit(f"{command[1:3]} failed ({proc.returncode}): {stderr.decode()[-2000:]}")
     summary = json.loads(stdout)
     # ru_maxrss of RUSAGE_CHILDREN is the largest child so far: it is this one when it grew.
     rusage_kib = after if after > before else None
     return {
-        "command": " ".join(command),
+        "command": " ".join(command).replace(str(workdir), "$TMP"),
         "summary": summary,
         "wall_seconds": round(wall, 3),
         "events_per_second_wall": round(summary["sent"] / wall, 1),
@@ -151,55 +204,6 @@ def run_send(
         "server_cpu_seconds_per_1000": round(server_cpu / summary["sent"] * 1000, 3),
         "loadavg_before": load_before,
         "loadavg_after": load_averages(),
-    }
-
-
-# Like the CLI, every request carries its own Idempotency-Key, so the server does
-# the same work per event for both (the key is stored beside the event).
-WRK_SCRIPT = """
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("tid", threads)
-end
-wrk.method = "POST"
-wrk.body = '{body}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {token}"
-local n = 0
-function request()
-  n = n + 1
-  wrk.headers["Idempotency-Key"] = "wrk-" .. tostring(tid) .. "-" .. tostring(n)
-  return wrk.format()
-end
-"""
-
-
-def run_wrk(url: str, source_id: str, workdir: Path, server_pid: int) -> dict:
-    body = json.dumps(
-        {"sourceId": source_id, "type": "page_view", "properties": {"path": "/wrk"}},
-        separators=(",", ":"),
-    )
-    script = workdir / "post.lua"
-    script.write_text(WRK_SCRIPT.format(body=body, token=TOKEN))
-    threads = min(2, os.cpu_count() or 1)
-    command = [WRK, f"-t{threads}", f"-c{WRK_CONNECTIONS}", f"-d{WRK_SECONDS}s"]
-    command += ["-s", str(script), f"{url}/streams/events"]
-    load_before = load_averages()
-    server_cpu_before = process_cpu_seconds(server_pid)
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    server_cpu = process_cpu_seconds(server_pid) - server_cpu_before
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {
-        "command": " ".join(command).replace(str(workdir), "$TMP"),
-        "requests_per_second": rate,
-        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
-        "server_cpu_seconds_per_1000": round(server_cpu / total * 1000, 3),
-        "loadavg_before": load_before,
-        "loadavg_after": load_averages(),
-        "output": out.strip().splitlines(),
     }
 
 
@@ -237,10 +241,16 @@ def machine_facts() -> dict:
     )
 
 
+def send_command(source_id: str, path: Path, *flags: str) -> list[str]:
+    return [BOLTIC, "events", "send", source_id, "--file", str(path), *flags, "-o", "json"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--sweep-events", type=int, default=50_000)
+    parser.add_argument("--generate-events", type=int, default=50_000)
+    parser.add_argument("--wrk-seconds", type=int, default=WRK_SECONDS)
     parser.add_argument("--out", type=Path, default=HERE / "bench_send.json")
     parser.add_argument("--max-load", type=float, default=1.5)
     parser.add_argument("--max-wait", type=float, default=300.0)
@@ -251,30 +261,70 @@ def main() -> None:
         workdir = Path(tmp)
         base_env = isolated_env(workdir)
         server, url = start_server(workdir, base_env, TOKEN)
+        db = workdir / "bench.db"
+        pid = server.pid
         try:
             env = cli_env(base_env, url)
             source_id = create_source(env)
             events_file = workdir / "events.ndjson"
-            write_events(events_file, args.events)
-            send = run_send(env, source_id, events_file, args.concurrency, server.pid)
-            wrk = run_wrk(url, source_id, workdir, server.pid)
+            write_events(events_file, source_id, args.events)
+            sweep_file = workdir / "sweep.ndjson"
+            write_events(sweep_file, source_id, args.sweep_events)
+            ceiling = [
+                run_batch_ceiling(url, source_id, db, workdir, args.wrk_seconds, pid, keys=keys)
+                for keys in (True, False)
+            ]
+            batch = run_send(env, send_command(source_id, events_file), pid, workdir)
+            sweep = {
+                str(n): run_send(
+                    env, send_command(source_id, sweep_file, "--concurrency", str(n)), pid, workdir
+                )
+                for n in (1, 2, 4, 8)
+            }
+            ceiling += [
+                run_batch_ceiling(url, source_id, db, workdir, args.wrk_seconds, pid, keys=keys)
+                for keys in (True, False)
+            ]
+            single = run_send(env, send_command(source_id, events_file, "--no-batch"), pid, workdir)
+            generate_command = [BOLTIC, "events", "generate", source_id]
+            generate_command += ["--count", str(args.generate_events), "-o", "json"]
+            generate = run_send(env, generate_command, pid, workdir)
             listing = run_list_timing(url, env)
         finally:
             server.terminate()
             server.wait(timeout=30)
 
-    cli_rate = send["summary"]["rate"]
+    ceiling_rate = max(run["events_per_second"] for run in ceiling if run["idempotency_keys"])
+    plain_rate = max(run["events_per_second"] for run in ceiling if not run["idempotency_keys"])
+    cli_rate = batch["summary"]["rate"]
+    sweep_rates = {n: run["summary"]["rate"] for n, run in sweep.items()}
+    peak = batch["peak_rss_mib_ru_maxrss"] or batch["peak_rss_mib_vmhwm_polled"]
     results = {
-        "benchmark": "events send --file vs server under wrk; sources list vs httpie",
+        "benchmark": "events send --file (batches, --no-batch) vs the server's batch ceiling",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": f"{Path(sys.executable).name} tests/bench/bench_send.py "
-        f"--events {args.events} --concurrency {args.concurrency}",
+        f"--events {args.events} --sweep-events {args.sweep_events}",
+        "libraries": versions(),
         "events": args.events,
-        "send": send,
-        "wrk": wrk,
-        "ratio_cli_over_wrk": round(cli_rate / wrk["requests_per_second"], 3),
-        "target_ratio": 0.5,
-        "peak_memory_limit_mib": 100,
+        "batch_ceiling_under_wrk": {
+            "best_events_per_second_with_keys": ceiling_rate,
+            "best_events_per_second_without_keys": plain_rate,
+            "runs": ceiling,
+        },
+        "send_batches_default": batch,
+        "concurrency_sweep": {"events": args.sweep_events, "rates": sweep_rates, "runs": sweep},
+        "send_no_batch": single,
+        "generate": generate,
+        "cli_events_per_second": cli_rate,
+        "ratio_cli_over_batch_ceiling": round(cli_rate / ceiling_rate, 3),
+        "ratio_cli_over_batch_ceiling_without_keys": round(cli_rate / plain_rate, 3),
+        "ratio_batch_over_no_batch": round(cli_rate / single["summary"]["rate"], 2),
+        "cli_peak_rss_mib": peak,
+        "targets": {
+            "cli_events_per_second": 15000,
+            "ratio_cli_over_batch_ceiling": 0.7,
+            "peak_memory_mib": 100,
+        },
         "sources_list": listing,
         "wait_for_quiet": quiet,
         "machine": machine_facts(),
@@ -282,15 +332,16 @@ def main() -> None:
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(
         json.dumps(
-            {k: results[k] for k in ("ratio_cli_over_wrk",)}
-            | {
+            {
                 "cli_rate": cli_rate,
-                "wrk_rate": wrk["requests_per_second"],
-                "peak_rss_mib": send["peak_rss_mib_ru_maxrss"] or send["peak_rss_mib_vmhwm_polled"],
-                "cli_cpu_s_per_1000": send["cli_cpu_seconds_per_1000"],
-                "server_cpu_s_per_1000": send["server_cpu_seconds_per_1000"],
-                "load_during_send": [send["loadavg_before"], send["loadavg_after"]],
-                "list_ratio": listing["ratio_boltic_over_httpie"],
+                "batch_ceiling": ceiling_rate,
+                "batch_ceiling_without_keys": plain_rate,
+                "ratio_cli_over_ceiling": results["ratio_cli_over_batch_ceiling"],
+                "no_batch_rate": single["summary"]["rate"],
+                "generate_rate": generate["summary"]["rate"],
+                "sweep": sweep_rates,
+                "peak_rss_mib": peak,
+                "load_during_send": [batch["loadavg_before"], batch["loadavg_after"]],
             }
         )
     )

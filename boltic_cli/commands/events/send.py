@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
@@ -72,20 +74,56 @@ def send(
         ),
     ] = None,
     concurrency: Annotated[
-        int,
-        typer.Option("--concurrency", min=1, max=64, help="Parallel requests with --file."),
-    ] = 8,
+        int | None,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            max=64,
+            help="Parallel requests with --file (default: 8).",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            max=500,
+            help="Events per batch request with --file (default: as many as fit, up to 500).",
+        ),
+    ] = None,
+    no_batch: Annotated[
+        bool,
+        typer.Option("--no-batch", help="With --file: one request per event, no batches."),
+    ] = False,
+    message_ids: Annotated[
+        bool,
+        typer.Option(
+            "--message-ids",
+            help="With --file: give events without a messageId one made from the line's "
+            "content and number, so sending the same file again stores nothing twice.",
+        ),
+    ] = False,
+    print_ids: Annotated[
+        bool,
+        typer.Option(
+            "--print-ids",
+            help="With --file: print each accepted event's line and id (LINE, [ITEM,] ID; "
+            "an object per line with -o json/ndjson).",
+        ),
+    ] = False,
 ) -> None:
     """Send one event (prints its id), or many from a file with --file.
 
     With --file, a line that fails does not stop the rest: each failure is reported
     with its line number, a summary follows, and the exit status is 1 if any failed.
+    Events go in batches of up to 500 when the server offers POST
+    /streams/events/batch, else one request each (the result is the same).
 
     Examples:
 
       boltic events send web --type signup -p plan=pro -p seats:=3
 
-      boltic events send web --file events.ndjson --concurrency 16
+      boltic events send web --file events.ndjson --message-ids
     """
     ctx = current()
     if file is not None:
@@ -101,8 +139,19 @@ def send(
         given = [name for name, value in single_only.items() if value]
         if given:
             raise UsageError(f"{', '.join(given)} cannot be combined with --file")
-        _send_file(ctx, source, file, concurrency)
+        options = _FileOptions(concurrency, batch_size, not no_batch, message_ids, print_ids)
+        _send_file(ctx, source, file, options)
         return
+    file_only = {
+        "--concurrency": concurrency,
+        "--batch-size": batch_size,
+        "--no-batch": no_batch,
+        "--message-ids": message_ids,
+        "--print-ids": print_ids,
+    }
+    given = [name for name, value in file_only.items() if value]
+    if given:
+        raise UsageError(f"{', '.join(given)} only go with --file")
     if source is None:
         raise UsageError("SOURCE is required (or --file)")
     if not type_:
@@ -154,37 +203,97 @@ def _event_body(
     return body
 
 
-def _send_file(ctx: Context, source: str | None, file: str, concurrency: int) -> None:
+@dataclass(frozen=True)
+class _FileOptions:
+    concurrency: int | None
+    batch_size: int | None
+    batch: bool
+    message_ids: bool
+    print_ids: bool
+
+
+def _send_file(ctx: Context, source: str | None, file: str, options: _FileOptions) -> None:
     from boltic_cli.lookup import resolve_source_id
     from boltic_cli.sender import BulkSender, read_items
 
     with ctx.make_client() as client, _open_input(ctx, file) as stream:
-        default_source = resolve_source_id(client, source) if source else None
         try:
             # read_items decodes its first chunk now: a file that is not text fails
             # here, before any summary is due.
-            items = read_items(stream)
+            items = _utf8_checked(read_items(stream), file)
+            first = next(items, None)
         except UnicodeDecodeError:
             raise _not_utf8(file) from None
+        if source is None and _lacks_source_id(first):
+            # Every event would fail the same way: say so once, before sending any.
+            where = f"line {first.line}" + (f", item {first.item}" if first.item else "")
+            raise UsageError(
+                f"the first event ({where}) has no sourceId",
+                hint="give SOURCE (it fills a missing sourceId) or add sourceId to the events",
+            )
+        default_source = resolve_source_id(client, source) if source else None
+        all_items = itertools.chain([first] if first is not None else [], items)
         counters = ("{task.completed:,.0f} sent", "{task.fields[failed]:,} failed")
         with ctx.output.progress(*counters, "{task.fields[rate]}", failed=0, rate="") as progress:
+            printer = _IdPrinter(ctx) if options.print_ids else None
             sender = BulkSender(
                 client,
-                concurrency=concurrency,
+                concurrency=options.concurrency,
+                batch=options.batch,
+                batch_size=options.batch_size,
+                message_ids=options.message_ids,
                 default_source_id=default_source,
-                on_sent=_progress_updater(progress),
+                on_sent=_progress_updater(progress, printer),
                 on_failure=_failure_reporter(ctx),
+                on_accepted=printer.add if printer is not None else None,
             )
             try:
-                sender.run(_utf8_checked(items, file))
+                sender.run(all_items)
             except BaseException:
+                if printer is not None:
+                    printer.flush()
                 _report_send_summary(ctx, sender.summary())
                 raise
             summary = sender.summary()
+            if printer is not None:
+                printer.flush()
             _report_send_summary(ctx, summary)
     if summary.failed:
         total = summary.sent + summary.failed
         raise PartialFailure(f"{summary.failed} of {total} events failed")
+
+
+def _lacks_source_id(item: InputItem | None) -> bool:
+    """A readable item without ``sourceId`` (an unreadable one fails on its own line)."""
+    return item is not None and item.body is not None and not item.body.get("sourceId")
+
+
+class _IdPrinter:
+    """``--print-ids``: accepted ids with their line, written after each request."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.pending: list[tuple[InputItem, str]] = []
+
+    def add(self, item: InputItem, event_id: str) -> None:
+        self.pending.append((item, event_id))
+
+    def flush(self) -> None:
+        pairs, self.pending = self.pending, []
+        if self.ctx.is_json:
+            for item, event_id in pairs:
+                where = {"line": item.line} | ({"item": item.item} if item.item else {})
+                self.ctx.output.emit_record({**where, "eventId": event_id})
+            return
+        from boltic_cli.output import sanitize
+
+        rows = (
+            "\t".join(str(part) for part in (item.line, item.item, sanitize(event_id)) if part)
+            for item, event_id in pairs
+        )
+        text = "".join(row + "\n" for row in rows)
+        if text:
+            self.ctx.output.raw(text)
 
 
 @contextlib.contextmanager
@@ -212,14 +321,19 @@ def _not_utf8(file: str) -> UsageError:
     return UsageError(f"{'stdin' if file == '-' else file} is not UTF-8 text")
 
 
-def _progress_updater(progress: ProgressLine | None) -> Callable[[SendSummary], None] | None:
-    if progress is None:
+def _progress_updater(
+    progress: ProgressLine | None, printer: _IdPrinter | None
+) -> Callable[[SendSummary], None] | None:
+    if progress is None and printer is None:
         return None
 
     def update(summary: SendSummary) -> None:
-        speed = progress.speed
-        rate = f"{speed:,.0f}/s" if speed else ""
-        progress.update(completed=summary.sent, failed=summary.failed, rate=rate)
+        if printer is not None:
+            printer.flush()
+        if progress is not None:
+            speed = progress.speed
+            rate = f"{speed:,.0f}/s" if speed else ""
+            progress.update(completed=summary.sent, failed=summary.failed, rate=rate)
 
     return update
 
