@@ -150,6 +150,10 @@ async def _head(response: aiohttp.ClientResponse, size: int) -> bytes:
     return data
 
 
+# Seconds start() waits for the worker's loop to run.
+START_TIMEOUT = 30.0
+
+
 def new_session() -> aiohttp.ClientSession:
     """The worker's HTTP client: keep-alive pool, no proxies from the environment, our
     own User-Agent (set per request)."""
@@ -232,20 +236,39 @@ class DeliveryWorker:
             self._task = asyncio.create_task(self._main(ready), name="boltic-delivery")
             return
 
+        # Imported here, on the starting thread: an import that fails or deadlocks in
+        # the worker's thread would end it before ``ready`` is set.
+        import aiohttp  # noqa: F401
+
+        failed: list[BaseException] = []
+
         def run() -> None:
-            name_os_thread("boltic-delivery")
-            loop = asyncio.SelectorEventLoop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
+            try:
+                name_os_thread("boltic-delivery")
+                loop = asyncio.SelectorEventLoop()
+                asyncio.set_event_loop(loop)
+                self._loop = loop
+            except BaseException as e:
+                failed.append(e)
+                ready.set()
+                raise
             try:
                 loop.run_until_complete(self._main(ready))
+            except BaseException as e:
+                failed.append(e)
+                raise
             finally:
+                # A start that failed must not leave start() waiting for ever.
+                ready.set()
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
 
         self._thread = threading.Thread(target=run, name="boltic-delivery", daemon=True)
         self._thread.start()
-        await asyncio.to_thread(ready.wait)
+        if not await asyncio.to_thread(ready.wait, START_TIMEOUT):
+            raise RuntimeError(f"the delivery worker did not start within {START_TIMEOUT:g} s")
+        if failed:
+            raise RuntimeError("the delivery worker failed to start") from failed[0]
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop claiming; let requests in flight finish for ``grace`` seconds (then cancel
