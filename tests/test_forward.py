@@ -483,3 +483,16 @@ def test_dev_forward_posts_the_dev_source_events(run_cli, cli_env, tmp_path, rec
     secret = invoke_cli("debug", "forward", "--print-secret", environ=cli_env).stdout.strip()
     assert all(verified(secret, r)["sourceId"] == dev.id for r in receiver.requests)
     assert "signing secret" in result.stderr
+
+
+def test_terminal_run_prints_attempts_above_a_status_line(fwd, api_client, source, receiver):
+    ids = send(api_client, source["id"], 2)
+    result = fwd(
+        *("debug", "forward", "web", "--to", receiver.url, "--history", "2"),
+        *("--max-events", "2"),
+        tty=True,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert all(event_id in result.stdout for event_id in ids)
+    assert "-> 200 OK" in result.stdout
+    assert "forwarded 2, failed 0, dropped 0, pending 0" in result.stderr
