@@ -270,7 +270,7 @@ def test_buffer_bound_exceeded_drops_oldest_reports_count_exit_1(fwd, api_client
     ids = send(api_client, source["id"], 5)
     result = fwd(
         *("debug", "forward", "web", "--to", refused_url(), "--history", "5"),
-        *("--buffer", "2", "--duration", "1.5s", "-o", "ndjson"),
+        *("--buffer", "2", "--duration", "3s", "-o", "ndjson"),
     )
     assert result.exit_code == 1
     dropped = [r for r in result.ndjson() if r["kind"] == "dropped"]
@@ -285,7 +285,7 @@ def test_dropped_notice_in_plain_output(fwd, api_client, source):
     send(api_client, source["id"], 4)
     result = fwd(
         *("debug", "forward", "web", "--to", refused_url(), "--history", "4"),
-        *("--buffer", "1", "--duration", "0.5s"),
+        *("--buffer", "1", "--duration", "2s"),
     )
     assert result.exit_code == 1
     assert "Warning: dropped " in result.stderr
@@ -496,3 +496,67 @@ def test_terminal_run_prints_attempts_above_a_status_line(fwd, api_client, sourc
     assert all(event_id in result.stdout for event_id in ids)
     assert "-> 200 OK" in result.stdout
     assert "forwarded 2, failed 0, dropped 0, pending 0" in result.stderr
+
+
+def test_timeout_is_transient_and_retried(fwd, api_client, source, receiver):
+    ids = send(api_client, source["id"], 1)
+    receiver.script(Reply(200, delay=3))
+    result = fwd(
+        *("debug", "forward", "web", "--to", receiver.url, "--history", "1"),
+        *("--max-events", "1", "--attempt-timeout", "0.5", "-o", "ndjson"),
+    )
+    assert result.exit_code == 0, result.stderr
+    attempts = [r for r in result.ndjson() if r["kind"] in ("forwarded", "failed")]
+    assert [(r["kind"], r["reason"]) for r in attempts] == [
+        ("failed", "timeout"),
+        ("forwarded", "OK"),
+    ]
+    assert [r["eventId"] for r in attempts] == ids * 2
+    assert 400 <= attempts[0]["ms"] < 3000
+
+
+def test_concurrency_forwards_each_event_once(fwd, api_client, source, receiver):
+    ids = send(api_client, source["id"], 12)
+    receiver.script(Reply(500))
+    result = fwd(
+        *("debug", "forward", "web", "--to", receiver.url, "--history", "12"),
+        *("--max-events", "12", "--concurrency", "4", "-o", "ndjson"),
+    )
+    assert result.exit_code == 0, result.stderr
+    forwarded = [r["eventId"] for r in result.ndjson() if r["kind"] == "forwarded"]
+    assert sorted(forwarded) == sorted(ids) and len(set(forwarded)) == 12
+    got = [r.headers["webhook-id"] for r in receiver.requests]
+    assert len(got) == 13 and set(got) == set(ids)  # one retry after the 500
+
+
+def test_engine_passes_tail_notices_through_and_counts(receiver):
+    """The engine alone, fed the tail's own record type (no server needed to show a
+    gap): notices keep their place, events are POSTed, the stats add up."""
+    from boltic_cli.forward import Forwarder
+    from boltic_cli.models import Event
+    from boltic_cli.tail import TailRecord
+    from boltic_cli.webhooks import new_signing_secret
+
+    secret = new_signing_secret()
+    events = [Event(id=f"evt_{n}", type="t", source_id="src_1") for n in range(3)]
+    tail = [
+        TailRecord("connected", "src_1", info={"sourceConnected": True}),
+        TailRecord("event", "src_1", events[0]),
+        TailRecord("gap", "src_1", info={"message": "more than 500 events", "limit": 500}),
+        TailRecord("event", "src_1", events[1]),
+        TailRecord("reconnecting", "src_1", info={"attempt": 1, "retryIn": 0.5}),
+        TailRecord("event", "src_1", events[2]),
+    ]
+    forwarder = Forwarder(receiver.url, secret)
+    records = [r.to_wire() for r in forwarder.records(iter(tail))]
+    notices = [r for r in records if r["kind"] not in ("forwarded", "failed")]
+    assert [r["kind"] for r in notices] == ["connected", "gap", "reconnecting"]
+    assert notices[1]["limit"] == 500 and notices[1]["sourceId"] == "src_1"
+    assert [r["eventId"] for r in records if r["kind"] == "forwarded"] == [
+        "evt_0",
+        "evt_1",
+        "evt_2",
+    ]
+    assert [verified(secret, r)["id"] for r in receiver.requests] == ["evt_0", "evt_1", "evt_2"]
+    assert forwarder.stats.to_dict() == {"forwarded": 3, "failed": 0, "dropped": 0, "pending": 0}
+    assert forwarder.stats.gaps == 1 and forwarder.stats.clean
