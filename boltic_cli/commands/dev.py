@@ -86,7 +86,7 @@ def dev(
         url = running.enter_context(local_server(ctx, port, db_path, token))
         client = running.enter_context(dev_client(url, token))
         source = ensure_dev_source(client)
-        print_banner(ctx, url, source)
+        print_banner(ctx, url, source, forwarding=forward is not None)
         running.enter_context(
             demo_traffic(url, token, source, enabled=demo, rate=demo_rate, ctx=ctx)
         )
@@ -189,7 +189,7 @@ def ensure_dev_source(client: BolticClient) -> StreamSource:
 # -- what the user sees ------------------------------------------------------------
 
 
-def print_banner(ctx: Context, url: str, source: StreamSource) -> None:
+def print_banner(ctx: Context, url: str, source: StreamSource, *, forwarding: bool = False) -> None:
     """Where to send events and how (stderr: stdout carries only events)."""
     from boltic_cli.output import curl_send_example
 
@@ -202,7 +202,7 @@ def print_banner(ctx: Context, url: str, source: StreamSource) -> None:
             f"  {line}"
             for line in curl_send_example(url, source.id or "", source.write_key or "").splitlines()
         ),
-        "Tailing every source; Ctrl-C to stop.",
+        "Forwarding the dev source:" if forwarding else "Tailing every source; Ctrl-C to stop.",
     ]
     for line in lines:
         ctx.output.info(line)
