@@ -560,3 +560,22 @@ def test_engine_passes_tail_notices_through_and_counts(receiver):
     assert [verified(secret, r)["id"] for r in receiver.requests] == ["evt_0", "evt_1", "evt_2"]
     assert forwarder.stats.to_dict() == {"forwarded": 3, "failed": 0, "dropped": 0, "pending": 0}
     assert forwarder.stats.gaps == 1 and forwarder.stats.clean
+
+
+def test_all_sources_with_where(fwd, api_client, source, receiver):
+    other = api_client.create_stream_source({"name": "app", "type": "server"}).id or ""
+    wanted = []
+    for n, sid in enumerate([source["id"], other, source["id"], other]):
+        plan = "pro" if n % 2 else "free"
+        accepted = api_client.send_event(
+            {"sourceId": sid, "type": "signup", "properties": {"plan": plan, "n": n}}
+        )
+        if plan == "pro":
+            wanted.append(accepted.event_id)
+    result = fwd(
+        *("debug", "forward", "--all", "--where", "plan=pro", "--to", receiver.url),
+        *("--history", "10", "--max-events", "2", "-o", "ndjson"),
+    )
+    assert result.exit_code == 0, result.stderr
+    assert [r.headers["webhook-id"] for r in receiver.requests] == wanted
+    assert "every source" in result.stderr and "plan=pro" in result.stderr
