@@ -292,7 +292,8 @@ class Forwarder:
 
         ``on_idle`` is called while waiting (for events, or before a retry), at least
         every :data:`IDLE_TICK` seconds: a live status line refreshes there. A fatal
-        error of the tail (401/403/404) is raised here. On the way out (also on
+        error of the tail (401/403/404) is raised here as soon as it is seen (events
+        still pending stay counted in ``stats.pending``). On the way out (also on
         Ctrl-C) the reader is stopped and ``stats.pending`` is final.
         """
         import httpx
@@ -315,12 +316,12 @@ class Forwarder:
         try:
             while True:
                 yield from self._take_notices()
+                if self._reader_error is not None:
+                    raise self._reader_error  # what is pending is counted, not lost silently
                 if self._expired():
                     break
                 batch = self._next_batch(on_idle)
                 if batch is None:
-                    if self._reader_error is not None:
-                        raise self._reader_error
                     break
                 if not batch:
                     continue

@@ -579,3 +579,12 @@ def test_all_sources_with_where(fwd, api_client, source, receiver):
     assert result.exit_code == 0, result.stderr
     assert [r.headers["webhook-id"] for r in receiver.requests] == wanted
     assert "every source" in result.stderr and "plan=pro" in result.stderr
+
+
+def test_deleted_source_ends_with_exit_3_and_a_summary(fwd, api_client, source, receiver):
+    run = Background(fwd, "debug", "forward", "web", "--to", receiver.url, "--duration", "30s")
+    run.wait_primed()
+    api_client.delete_stream_source(source["id"])
+    result = run.result()
+    assert result.exit_code == 3, result.stderr
+    assert "forwarded 0, failed 0, dropped 0, pending 0" in result.stderr
