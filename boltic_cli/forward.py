@@ -203,6 +203,73 @@ class _Item:
     not_before: float = 0.0  # monotonic time of the next try
 
 
+# -- the events as the API returned them -----------------------------------------------
+
+
+class OriginalEvents:
+    """A client for the tail that also keeps each event's JSON object exactly as the
+    debug endpoint returned it (unknown fields, key order), so the POST body is the
+    Event as the API returns it, not as our model knows it.
+
+    Wraps a ``BolticClient``: ``debug_stream_source`` is the spec's
+    ``GET /streams/sources/{id}/debug`` through the client's ``request`` (auth,
+    retries, timeouts, the verbose hook) and ``raise_for_status`` (the error tree);
+    a body that is not a ``DebugResult`` is ``UnexpectedResponse`` as the client's own
+    parse would make it. Everything else is the client's. Bounded: the last
+    ``capacity`` event ids (:meth:`body` falls back to the model's wire form).
+    """
+
+    def __init__(self, client: Any, capacity: int = DEFAULT_BUFFER + 1000) -> None:
+        from collections import OrderedDict
+
+        self._client = client
+        self.capacity = capacity
+        self._raw: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def debug_stream_source(self, source_id: str, *, limit: int | None = None) -> Any:
+        """The debug page (a ``DebugResult``), each event's JSON object remembered."""
+        from urllib.parse import quote
+
+        import pydantic
+
+        from boltic_cli.errors import UnexpectedResponse
+        from boltic_cli.models import DebugResult
+
+        path = f"/streams/sources/{quote(source_id, safe='')}/debug"
+        response = self._client.request(
+            "GET", path, params=None if limit is None else {"limit": limit}
+        )
+        self._client.raise_for_status(response)
+        try:
+            body = response.json()
+            page = DebugResult.model_validate(body)
+        except (ValueError, pydantic.ValidationError) as e:
+            raise UnexpectedResponse(
+                f"GET {path} answered {response.status_code} with a body that is not a debug page",
+                details=str(e).splitlines()[0],
+                status=response.status_code,
+            ) from None
+        with self._lock:
+            for item in body.get("data") or []:
+                event_id = item.get("id") if isinstance(item, dict) else None
+                if isinstance(event_id, str) and event_id not in self._raw:
+                    self._raw[event_id] = item
+                    while len(self._raw) > self.capacity:
+                        self._raw.popitem(last=False)
+        return page
+
+    def body(self, event: Event) -> bytes:
+        """The POST body of ``event``: its JSON object as the API returned it when
+        remembered, else its wire form (:func:`event_body`)."""
+        with self._lock:
+            original = self._raw.get(event.id or "")
+        return event_body(event) if original is None else encode(original)
+
+
 # -- the engine --------------------------------------------------------------------------
 
 
@@ -217,6 +284,8 @@ class Forwarder:
     ``duration`` (seconds) ends it when it runs out, whatever is pending. Give the tail
     :meth:`sleep` as its ``sleep`` so it stops at once when the run ends.
     ``transport`` replaces httpx's (tests of faults a receiver cannot show).
+    ``originals`` (the :class:`OriginalEvents` the tail polls through) supplies each
+    event's JSON as the API returned it; without it the body is the model's wire form.
     """
 
     def __init__(
@@ -236,6 +305,7 @@ class Forwarder:
         random: Callable[[], float] = _random.random,
         transport: httpx.BaseTransport | None = None,
         user_agent: str = USER_AGENT,
+        originals: OriginalEvents | None = None,
     ) -> None:
         if not webhooks.is_signing_secret(secret):
             raise UsageError("the signing secret must be whsec_ followed by base64")
@@ -252,6 +322,7 @@ class Forwarder:
         self.random = random
         self.transport = transport
         self.user_agent = user_agent
+        self.originals = originals
         self.stats = ForwardStats(started=clock())
         self.deadline = None if duration is None else self.stats.started + duration
         self._cond = threading.Condition()
@@ -502,7 +573,7 @@ class Forwarder:
         """One POST of ``item``'s event; never raises for what the network does."""
         import httpx
 
-        body = event_body(item.event)
+        body = self.originals.body(item.event) if self.originals else event_body(item.event)
         headers = webhooks.delivery_headers(
             self.secret,
             item.event.id or "",
@@ -542,13 +613,16 @@ class Forwarder:
 
 
 def event_body(event: Event) -> bytes:
-    """The POST body: the Event as the API returned it (its wire fields, camelCase,
-    absent ones omitted), compact UTF-8 JSON as the server's delivery sends it."""
+    """A POST body from the model: the Event's wire fields (camelCase, absent ones
+    omitted) as compact UTF-8 JSON, as the server's delivery sends it."""
+    return encode(event.to_wire())
+
+
+def encode(value: Any) -> bytes:
+    """Compact UTF-8 JSON (integers of any size kept, no NaN)."""
     import json
 
-    return json.dumps(
-        event.to_wire(), ensure_ascii=False, separators=(",", ":"), allow_nan=False
-    ).encode()
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _wire_time(value: datetime) -> str:

@@ -375,9 +375,16 @@ class SpecOnly(httpx.HTTPTransport):
             body = {"code": 404, "message": "Not found", "details": path}
             return httpx.Response(404, json=body, request=request)
         response = super().handle_request(request)
-        if path.endswith("/debug"):
-            self.polled.set()
-        return response
+        if not path.endswith("/debug"):
+            return response
+        # Another server's events may carry fields our model does not know: they are
+        # forwarded as that server returned them.
+        response.read()
+        page = response.json()
+        for event in page["data"]:
+            event["vendorField"] = {"region": "eu", "big": 2**70}
+        self.polled.set()
+        return httpx.Response(200, json=page, request=request)
 
 
 def test_forwarding_against_a_spec_only_server(fwd, api_client, source, receiver):
@@ -393,7 +400,9 @@ def test_forwarding_against_a_spec_only_server(fwd, api_client, source, receiver
     result = run.result()
     assert result.exit_code == 0, result.stderr
     secret = secret_of(fwd)
-    assert [verified(secret, r)["id"] for r in receiver.requests] == ids
+    payloads = [verified(secret, r) for r in receiver.requests]
+    assert [p["id"] for p in payloads] == ids
+    assert all(p["vendorField"] == {"region": "eu", "big": 2**70} for p in payloads)
     assert spec_only.refused == []  # it asked for nothing beyond the spec
 
 

@@ -340,7 +340,7 @@ def forward(
       boltic debug forward --all --type purchase --to 'http://localhost:3000/hooks?env=dev'
     """
     from boltic_cli.errors import PartialFailure, UsageError
-    from boltic_cli.forward import Forwarder, check_url, forward_secret
+    from boltic_cli.forward import Forwarder, OriginalEvents, check_url, forward_secret
     from boltic_cli.output import ForwardView, follow_forward
     from boltic_cli.params import parse_headers
     from boltic_cli.tail import Tail, all_source_ids
@@ -361,6 +361,8 @@ def forward(
     with ctx.make_client() as client:
         names = source_names(client, sources or [])
         source_list: Any = all_source_ids(client, names) if all_ else list(names)
+        # The tail polls through it, so each event is POSTed as the API returned it.
+        originals = OriginalEvents(client, capacity=buffer + 1000)
         forwarder = Forwarder(
             to,
             secret,
@@ -371,9 +373,10 @@ def forward(
             max_events=max_events,
             duration=seconds,
             wall_clock=ctx.env.clock,
+            originals=originals,
         )
         engine = Tail(
-            client,
+            originals,
             source_list,
             history=history,
             interval=interval,

@@ -252,14 +252,17 @@ def forward_dev_source(
     ctx: Context, client: BolticClient, source: StreamSource, url: str, *, duration: float | None
 ) -> None:
     """`debug forward dev --to URL` while dev runs: new events of the dev source only."""
-    from boltic_cli.forward import Forwarder, forward_secret
+    from boltic_cli.forward import Forwarder, OriginalEvents, forward_secret
     from boltic_cli.output import ForwardView, follow_forward
     from boltic_cli.tail import Tail
 
     assert source.id is not None
     secret = forward_secret(ctx.settings)
-    forwarder = Forwarder(url, secret, duration=duration, wall_clock=ctx.env.clock)
-    engine = Tail(client, [source.id], history=0, duration=duration, sleep=forwarder.sleep)
+    originals = OriginalEvents(client)
+    forwarder = Forwarder(
+        url, secret, duration=duration, wall_clock=ctx.env.clock, originals=originals
+    )
+    engine = Tail(originals, [source.id], history=0, duration=duration, sleep=forwarder.sleep)
     view = ForwardView(names={source.id: source.name or source.id})
     for line in view.banner(sources=[source.name or source.id], url=url, secret=secret):
         ctx.output.info(line)
