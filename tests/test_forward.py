@@ -583,3 +583,12 @@ def test_deleted_source_ends_with_exit_3_and_a_summary(fwd, api_client, source, 
     result = run.result()
     assert result.exit_code == 3, result.stderr
     assert "forwarded 0, failed 0, dropped 0, pending 0" in result.stderr
+
+
+def test_a_broken_stored_secret_is_a_config_error(fwd, cli_env):
+    config = Path(cli_env["BOLTIC_CONFIG_DIR"]) / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('[profiles.local]\nforward_secret = "not-a-secret"\n')
+    result = fwd("debug", "forward", "--print-secret")
+    assert result.exit_code == 2
+    assert "forward_secret" in result.stderr and "not-a-secret" not in result.stdout
