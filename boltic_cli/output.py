@@ -1016,6 +1016,206 @@ def curl_send_example(api_url: str, source_id: str, write_key: str) -> str:
     )
 
 
+# -- debug forward ------------------------------------------------------------------------
+#
+# The forwarding engine (``forward.py``) yields ``ForwardRecord``s; these render them.
+
+if TYPE_CHECKING:
+    from boltic_cli.forward import Forwarder, ForwardRecord, ForwardStats
+
+#: Record kinds that are one attempt at POSTing an event (stdout); the rest are notices.
+FORWARD_ATTEMPTS = ("forwarded", "failed")
+
+
+class ForwardView:
+    """How `debug forward` reads, as text: the banner, one line per attempt, notices
+    (endpoint down/up, dropped events, the tail's gap/reconnecting), the terminal's
+    status line and the summary. No I/O. Event text (type, id) is sanitised; the
+    receiver's reason phrase too."""
+
+    def __init__(self, *, names: dict[str, str] | None = None, multi_source: bool = False):
+        self.tail_view = TailView(names=names, multi_source=multi_source)
+
+    @staticmethod
+    def banner(
+        *, sources: list[str], url: str, secret: str, filters: list[str] | None = None
+    ) -> list[str]:
+        """The stderr lines printed once at start: what goes where, and the secret."""
+        what = "every source" if not sources else ", ".join(sources)
+        lines = [f"Forwarding events of {what} to {url}"]
+        if filters:
+            lines.append(f"  only events with {' and '.join(filters)}")
+        lines += [
+            f"  signing secret  {secret}  (Standard Webhooks; --print-secret prints it)",
+            "Ctrl-C to stop.",
+        ]
+        return [sanitize(line) for line in lines]
+
+    @staticmethod
+    def result_text(record: ForwardRecord) -> str:
+        """``-> 200 OK 12 ms``, ``-> connection refused, retry in 0.5s``,
+        ``-> 400 Bad Request 2 ms, skipped (rejected)``."""
+        if record.status is not None:
+            text = f"{record.status} {record.reason}".rstrip()
+            if record.ms is not None:
+                text += f" {record.ms:.0f} ms"
+        else:
+            text = record.reason or "no answer"
+        if record.retry_in is not None:
+            text += f", retry in {record.retry_in:.1f}s"
+        elif record.kind == "failed":
+            text += f", skipped ({record.outcome})"
+        if record.attempt > 1:
+            text += f" (attempt {record.attempt})"
+        return "-> " + sanitize(text)
+
+    def plain_line(self, record: ForwardRecord) -> str:
+        """One tab-separated attempt line for a pipe: time (UTC), type, event id, result."""
+        event = record.event
+        assert event is not None
+        cells = [_rfc3339(record.at), sanitize(event.type or ""), sanitize(event.id or "")]
+        return "\t".join([*cells, self.result_text(record)])
+
+    def terminal_line(self, record: ForwardRecord) -> Text:
+        """The attempt as a styled line: local time, type, event id, result."""
+        from rich.text import Text
+
+        event = record.event
+        assert event is not None
+        if record.kind == "forwarded":
+            style = "green"
+        elif record.retry_in is not None:
+            style = "yellow"
+        else:
+            style = "red"
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(_clock_time(record.at), style="dim")
+        line.append("  ")
+        line.append(sanitize(event.type or "?"), style="bold cyan")
+        line.append("  ")
+        line.append(sanitize(event.id or ""))
+        line.append("  ")
+        line.append(self.result_text(record), style=style)
+        return line
+
+    def notice(self, record: ForwardRecord) -> str:
+        """A notice (not an attempt) as one stderr sentence."""
+        info = record.info
+        if record.kind == "endpoint_down":
+            return (
+                f"endpoint {info.get('url', '')} is down ({info.get('reason', 'no answer')}): "
+                "holding events and retrying"
+            )
+        if record.kind == "endpoint_up":
+            return f"endpoint {info.get('url', '')} is up again after {info.get('downFor', 0):.1f}s"
+        if record.kind == "dropped":
+            count = info.get("count", 0)
+            return (
+                f"dropped {count} event{'s' if count != 1 else ''}: more than "
+                f"{info.get('buffer')} were waiting ({info.get('totalDropped', count)} dropped "
+                "in all)"
+            )
+        return self.tail_view.notice(record)  # type: ignore[arg-type]
+
+    @staticmethod
+    def status_line(stats: ForwardStats, *, pending: int) -> str:
+        """The terminal's live line: endpoint state and the counts."""
+        if stats.endpoint_up is None:
+            endpoint = "endpoint not tried yet"
+        else:
+            endpoint = "endpoint up" if stats.endpoint_up else "endpoint DOWN"
+        api = "" if stats.connected else " · connecting to the API"
+        return (
+            f"{endpoint} · {stats.forwarded} forwarded · {stats.failed} failed · "
+            f"{pending} pending · {stats.dropped} dropped{api}"
+        )
+
+    @staticmethod
+    def summary(stats: ForwardStats, *, elapsed: float) -> str:
+        """What the run did, for stderr when it ends (every end)."""
+        return (
+            f"forwarded {stats.forwarded}, failed {stats.failed}, dropped {stats.dropped}, "
+            f"pending {stats.pending} ({stats.attempts} attempt"
+            f"{'s' if stats.attempts != 1 else ''} in {elapsed:.1f}s)"
+        )
+
+
+def follow_forward(
+    out: Output, forwarder: Forwarder, tail_records: Iterable[Any], view: ForwardView
+) -> None:
+    """Show what ``forwarder`` yields while forwarding ``tail_records`` until it ends or
+    an exception (Ctrl-C, SIGTERM, a fatal tail error) goes on up; then its summary on
+    stderr (not on a closed pipe).
+
+    json/ndjson: every record is one JSON line with ``kind`` on stdout. Otherwise one
+    line per attempt on stdout and notices on stderr; on a terminal with the table
+    format the attempts scroll above a status line (Rich ``Live``).
+    """
+    started = forwarder.clock()
+
+    def summary() -> None:
+        out.info(view.summary(forwarder.stats, elapsed=forwarder.clock() - started))
+
+    try:
+        with _forward_printer(out, forwarder, view) as (show, refresh):
+            for record in forwarder.records(tail_records, on_idle=refresh):
+                show(record)
+    except BrokenPipeError:
+        raise
+    except BaseException:
+        summary()
+        raise
+    summary()
+
+
+@contextlib.contextmanager
+def _forward_printer(
+    out: Output, forwarder: Forwarder, view: ForwardView
+) -> Iterator[tuple[Callable[[ForwardRecord], None], Callable[[], None] | None]]:
+    if out.is_json:
+        yield (lambda record: out.emit_record(record.to_wire())), None
+        return
+    if not (out.format == "table" and out.stdout_isatty):
+
+        def show_line(record: ForwardRecord) -> None:
+            if record.kind in FORWARD_ATTEMPTS:
+                out._write(view.plain_line(record) + "\n")
+            elif record.kind in ("gap", "dropped", "endpoint_down"):
+                out.warn(view.notice(record))
+            elif record.kind != "connected":
+                out.info(view.notice(record))
+
+        yield show_line, None
+        return
+    from rich.live import Live
+    from rich.text import Text
+
+    def status_text() -> Text:
+        line = view.status_line(forwarder.stats, pending=forwarder.pending)
+        return Text(line, style="dim", no_wrap=True, overflow="ellipsis")
+
+    with Live(
+        status_text(),
+        console=out.console,
+        transient=True,
+        auto_refresh=False,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    ) as live:
+
+        def refresh() -> None:
+            live.update(status_text(), refresh=True)
+
+        def show(record: ForwardRecord) -> None:
+            if record.kind in FORWARD_ATTEMPTS:
+                live.console.print(view.terminal_line(record), **ONE_LINE)
+            elif record.kind != "connected":
+                live.console.print(Text(view.notice(record), style="yellow"), **ONE_LINE)
+            refresh()
+
+        yield show, refresh
+
+
 # -- charts: debug top and events stats -----------------------------------------------------
 #
 # Pure functions from a snapshot or a stats result and a width to Rich Text lines, laid out

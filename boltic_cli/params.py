@@ -414,3 +414,21 @@ def _same_scalar(actual: Any, expected: Any) -> bool:
 def matches(event: Mapping[str, Any], predicates: Iterable[Where]) -> bool:
     """Whether the event (a wire dict) satisfies every filter."""
     return all(predicate.matches(event) for predicate in predicates)
+
+
+# An HTTP header name (RFC 9110 token).
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def parse_headers(items: Iterable[str], *, option: str = "--header") -> dict[str, str]:
+    """``Name: value`` items as a dict (a repeated name: the last wins); the value is
+    stripped. ``UsageError`` naming ``option`` for an item without ``:``, a name that is
+    not an HTTP token, or a value with a line break (header injection)."""
+    headers: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition(":")
+        name = name.strip()
+        if not sep or not HEADER_NAME.match(name) or "\n" in value or "\r" in value:
+            raise UsageError(f"bad {option} {item!r}: expected 'Name: value'")
+        headers[name] = value.strip()
+    return headers

@@ -89,7 +89,9 @@ class AppTransport(httpx.BaseTransport):
         self.client = client
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self.client.send(request, stream=True, follow_redirects=False)
+        # The whole answer is read here: a streamed answer that a test abandons (a
+        # simulated Ctrl-C) would keep the app's portal waiting at teardown.
+        return self.client.send(request, stream=False, follow_redirects=False)
 
 
 class MemoryKeyring(KeyringBackend):

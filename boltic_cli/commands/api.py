@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl
@@ -13,7 +12,7 @@ import typer
 from boltic_cli.commands import new_app
 from boltic_cli.context import current
 from boltic_cli.errors import UsageError
-from boltic_cli.params import parse_fields
+from boltic_cli.params import parse_fields, parse_headers
 
 if TYPE_CHECKING:
     import httpx
@@ -25,7 +24,6 @@ app = new_app()
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 # Methods whose fields travel in the query string; the others send a JSON body.
 QUERY_METHODS = frozenset({"GET", "DELETE", "HEAD", "OPTIONS"})
-HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
 @app.command()
@@ -76,7 +74,7 @@ def api(
     ctx = current()
     verb = _method(method)
     fields = parse_fields(field or [], option="-f")
-    headers = _parse_headers(header or [])
+    headers = parse_headers(header or [], option="--header")
     params: Any = None
     body: Any = None
     content: bytes | None = None
@@ -117,17 +115,6 @@ def _query_params(fields: dict[str, Any]) -> list[tuple[str, str]]:
         for item in value if isinstance(value, list) else [value]:
             params.append((key, item if isinstance(item, str) else json.dumps(item)))
     return params
-
-
-def _parse_headers(items: list[str]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition(":")
-        name = name.strip()
-        if not sep or not HEADER_NAME.match(name) or "\n" in value or "\r" in value:
-            raise UsageError(f"bad header {item!r}: expected 'Name: value'")
-        headers[name] = value.strip()
-    return headers
 
 
 def _read_input(ctx: Context, source: str) -> bytes:

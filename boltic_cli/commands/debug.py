@@ -399,6 +399,150 @@ def _time_left(engine: Tail) -> str:
     return f"{seconds:.0f}s"
 
 
+# -- debug forward -----------------------------------------------------------------
+
+
+@app.command("forward")
+def forward(
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Source ids or exact names.",
+            metavar="SOURCE...",
+            show_default=False,
+            autocompletion=complete_source,
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", metavar="URL", help="Where to POST each event (used as given)."),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Forward every source.")] = False,
+    type_: TypeOption = None,
+    where: WhereOption = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-H",
+            "--header",
+            metavar="'NAME: VALUE'",
+            help="Extra header on each POST. Repeatable.",
+        ),
+    ] = None,
+    history: Annotated[
+        int,
+        typer.Option("--history", min=0, max=500, help="Recent events to forward first."),
+    ] = 0,
+    max_events: Annotated[
+        int | None,
+        typer.Option("--max-events", "-n", min=1, help="Stop after N events were settled."),
+    ] = None,
+    duration: Annotated[
+        str | None, typer.Option("--duration", "-d", help="Stop after this long (90s, 5m).")
+    ] = None,
+    print_secret: Annotated[
+        bool, typer.Option("--print-secret", help="Print only the signing secret and exit.")
+    ] = False,
+    attempt_timeout: Annotated[
+        float,
+        typer.Option("--attempt-timeout", min=0.1, help="Seconds one POST may take."),
+    ] = 10.0,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency", min=1, max=64, help="POSTs at once (1 keeps the events in order)."
+        ),
+    ] = 1,
+    buffer: Annotated[
+        int,
+        typer.Option(
+            "--buffer",
+            min=1,
+            help="Most events held while the endpoint fails (then the oldest drop).",
+        ),
+    ] = 10_000,
+    interval: IntervalOption = 1.0,
+) -> None:
+    """Forward live events to a local endpoint, signed like the server's webhook deliveries.
+
+    Each event is POSTed to --to URL as JSON with Standard Webhooks headers
+    (webhook-id is the event id), signed with this profile's local secret
+    (whsec_..., made on first use and kept in the config file; --print-secret
+    prints it). Nothing is lost silently: connection errors, timeouts, 408,
+    429 and 5xx are retried with backoff (honouring Retry-After) while later
+    events wait, in order, up to --buffer events (beyond it the oldest are
+    dropped and counted); any other answer is reported and that event
+    skipped. One line per attempt on stdout; -o ndjson gives one record per
+    attempt or notice, each with a "kind". A summary (forwarded, failed,
+    dropped, pending) ends every run: with --max-events or --duration the exit
+    status is 0 when every event was forwarded, 1 otherwise; Ctrl-C is 130.
+
+    Examples:
+
+      boltic debug forward web --to http://localhost:4242/webhook
+
+      boltic debug forward --all --type purchase --to 'http://localhost:3000/hooks?env=dev'
+    """
+    from boltic_cli.errors import PartialFailure, UsageError
+    from boltic_cli.forward import Forwarder, OriginalEvents, check_url, forward_secret
+    from boltic_cli.output import ForwardView, follow_forward
+    from boltic_cli.params import parse_headers
+    from boltic_cli.tail import Tail, all_source_ids
+
+    ctx = current()
+    if print_secret:
+        ctx.output.raw(forward_secret(ctx.settings) + "\n")
+        return
+    if to is None:
+        raise UsageError("missing --to URL: where to forward the events")
+    if all_ == bool(sources):
+        raise UsageError("name the sources to forward, or use --all (not both)")
+    check_url(to)
+    headers = parse_headers(header or [], option="--header")
+    accept = event_filter(type_, where)
+    seconds = duration_seconds(duration, option="--duration")
+    secret = forward_secret(ctx.settings)
+    with ctx.make_client() as client:
+        names = source_names(client, sources or [])
+        source_list: Any = all_source_ids(client, names) if all_ else list(names)
+        # The tail polls through it, so each event is POSTed as the API returned it.
+        originals = OriginalEvents(client, capacity=buffer + 1000)
+        forwarder = Forwarder(
+            to,
+            secret,
+            headers=headers,
+            attempt_timeout=attempt_timeout,
+            concurrency=concurrency,
+            buffer=buffer,
+            max_events=max_events,
+            duration=seconds,
+            wall_clock=ctx.env.clock,
+            originals=originals,
+        )
+        engine = Tail(
+            originals,
+            source_list,
+            history=history,
+            interval=interval,
+            accept=accept,
+            duration=seconds,
+            sleep=forwarder.sleep,
+        )
+        view = ForwardView(names=names, multi_source=all_ or len(names) > 1)
+        filters = [f"type {t}" for t in type_ or []] + list(where or [])
+        for line in view.banner(
+            sources=[] if all_ else list(names.values()), url=to, secret=secret, filters=filters
+        ):
+            ctx.output.info(line)
+        follow_forward(ctx.output, forwarder, engine.records(), view)
+    stats = forwarder.stats
+    if not stats.clean:
+        raise PartialFailure(
+            f"not every event was forwarded: {stats.failed} failed, {stats.dropped} dropped, "
+            f"{stats.pending} pending"
+        )
+
+
 # -- shared helpers -------------------------------------------------------------------
 
 

@@ -46,6 +46,14 @@ def dev(
     history: Annotated[
         int, typer.Option("--history", min=0, max=500, help="Recent events to show first.")
     ] = 10,
+    forward: Annotated[
+        str | None,
+        typer.Option(
+            "--forward",
+            metavar="URL",
+            help="Forward the dev source's new events to URL (as 'debug forward dev --to URL').",
+        ),
+    ] = None,
 ) -> None:
     """Run the local Streams server, make sure a `dev` source exists, and tail every source.
 
@@ -54,13 +62,23 @@ def dev(
     sends an event. Ctrl-C (or the end of --duration) stops everything; the
     database is kept.
 
-    Example:
+    With --forward URL, the dev source's new events are POSTed to URL as
+    `boltic debug forward dev --to URL` would (signed, retried, never dropped
+    silently), and the attempts are shown instead of the tail.
+
+    Examples:
 
       boltic dev --demo
+
+      boltic dev --forward http://localhost:4242/webhook
     """
     from boltic_cli.paths import default_db_file
 
     ctx = current()
+    if forward is not None:
+        from boltic_cli.forward import check_url
+
+        check_url(forward)
     seconds = duration_seconds(duration, option="--duration")
     token = local_admin_token(ctx)
     db_path = db or default_db_file(ctx.environ)
@@ -68,11 +86,14 @@ def dev(
         url = running.enter_context(local_server(ctx, port, db_path, token))
         client = running.enter_context(dev_client(url, token))
         source = ensure_dev_source(client)
-        print_banner(ctx, url, source)
+        print_banner(ctx, url, source, forwarding=forward is not None)
         running.enter_context(
             demo_traffic(url, token, source, enabled=demo, rate=demo_rate, ctx=ctx)
         )
-        tail_everything(ctx, client, history=history, duration=seconds)
+        if forward is not None:
+            forward_dev_source(ctx, client, source, forward, duration=seconds)
+        else:
+            tail_everything(ctx, client, history=history, duration=seconds)
 
 
 def local_admin_token(ctx: Context) -> str:
@@ -168,7 +189,7 @@ def ensure_dev_source(client: BolticClient) -> StreamSource:
 # -- what the user sees ------------------------------------------------------------
 
 
-def print_banner(ctx: Context, url: str, source: StreamSource) -> None:
+def print_banner(ctx: Context, url: str, source: StreamSource, *, forwarding: bool = False) -> None:
     """Where to send events and how (stderr: stdout carries only events)."""
     from boltic_cli.output import curl_send_example
 
@@ -181,7 +202,7 @@ def print_banner(ctx: Context, url: str, source: StreamSource) -> None:
             f"  {line}"
             for line in curl_send_example(url, source.id or "", source.write_key or "").splitlines()
         ),
-        "Tailing every source; Ctrl-C to stop.",
+        "Forwarding the dev source:" if forwarding else "Tailing every source; Ctrl-C to stop.",
     ]
     for line in lines:
         ctx.output.info(line)
@@ -225,3 +246,24 @@ def tail_everything(
         sleep=ctx.env.sleep,
     )
     ctx.output.follow_tail(engine, TailView(names=names, multi_source=True))
+
+
+def forward_dev_source(
+    ctx: Context, client: BolticClient, source: StreamSource, url: str, *, duration: float | None
+) -> None:
+    """`debug forward dev --to URL` while dev runs: new events of the dev source only."""
+    from boltic_cli.forward import Forwarder, OriginalEvents, forward_secret
+    from boltic_cli.output import ForwardView, follow_forward
+    from boltic_cli.tail import Tail
+
+    assert source.id is not None
+    secret = forward_secret(ctx.settings)
+    originals = OriginalEvents(client)
+    forwarder = Forwarder(
+        url, secret, duration=duration, wall_clock=ctx.env.clock, originals=originals
+    )
+    engine = Tail(originals, [source.id], history=0, duration=duration, sleep=forwarder.sleep)
+    view = ForwardView(names={source.id: source.name or source.id})
+    for line in view.banner(sources=[source.name or source.id], url=url, secret=secret):
+        ctx.output.info(line)
+    follow_forward(ctx.output, forwarder, engine.records(), view)
