@@ -19,7 +19,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("boltic.server")
 
 # Request-body schemas of routes that parse their own bodies (see routes.json_body).
-BODY_MODELS = ("StreamSourceInput", "EventInput", "StreamDestinationInput", "EventBatchInput")
+BODY_MODELS = (
+    "StreamSourceInput",
+    "StreamSourceUpdate",
+    "EventInput",
+    "StreamDestinationInput",
+    "EventBatchInput",
+)
 
 
 class Runtime:

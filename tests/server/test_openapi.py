@@ -29,7 +29,7 @@ EXTENSION_PROPERTIES = {
     ("Event", "messageId"),
 }
 # Schemas used only by extension operations.
-EXTENSION_SCHEMAS = {"EventBatchInput", "EventBatchResult", "BatchItemResult"}
+EXTENSION_SCHEMAS = {"EventBatchInput", "EventBatchResult", "BatchItemResult", "StreamSourceUpdate"}
 # Extra named schemas: the spec's inline objects (response envelopes, Event.context)
 # become named models. FastAPI's own validation-error schemas (HTTPValidationError,
 # ValidationError) are absent: every 422 is documented with the spec's Error.
