@@ -48,12 +48,20 @@ def server(
             metavar="DURATION",
         ),
     ] = None,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log", help="Log every request on stderr (refused ones are always logged)."
+        ),
+    ] = False,
 ) -> None:
     """Run the local Streams server.
 
     Prints the API URL (http://HOST:PORT/v1) as one line on stdout; the database
-    path, where the admin token is kept, and logs go to stderr. Stops cleanly on
-    Ctrl-C or SIGTERM after finishing in-flight requests.
+    path, where the admin token is kept, and logs go to stderr: one line per refused
+    request (time, method, path, status, reason, token kind; never the token), and
+    per accepted request with --access-log. Stops cleanly on Ctrl-C or SIGTERM after
+    finishing in-flight requests.
     """
     from boltic_cli import paths
     from boltic_cli.durations import parse_duration
@@ -77,6 +85,7 @@ def server(
         ),
         commit_delay=float(environ.get(COMMIT_DELAY_ENV) or 0),
         bench_noop=environ.get(BENCH_NOOP_ENV) == "1",
+        access_log=access_log,
     )
     ctx.output.log(f"database: {settings.db_path}")
     ctx.output.log(f"admin token: {token_where}")

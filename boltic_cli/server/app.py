@@ -123,6 +123,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_batch_body_bytes=settings.max_batch_body_bytes,
         store=lambda: runtime.store,
+        access_log=settings.access_log,
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -27,6 +27,8 @@ class ServerSettings:
     bench_noop: bool = False
     # How often retention pruning and idempotency-key expiry run.
     maintenance_interval: float = 60.0
+    # Log every accepted request too (refused ones are always logged): `--access-log`.
+    access_log: bool = False
 
 
 def resolve_admin_token(environ: Mapping[str, str], token: str | None = None) -> tuple[str, str]:
