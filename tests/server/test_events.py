@@ -379,3 +379,23 @@ def test_store_failure_is_503_and_nothing_is_acknowledged(api, source, send, ser
     assert query(api)["summary"]["totalEvents"] == 0
     assert send(source["id"]).status_code == 202
     assert query(api)["summary"]["totalEvents"] == 1
+
+
+def test_idempotency_compares_the_parsed_request_not_its_bytes(api):
+    """Issue 11: the same JSON with other white space or key order under one key is the
+    same request (the first answer again, nothing stored twice); another value is 422."""
+    source = api.post("/streams/sources", json={"name": "idem", "type": "server"}).json()
+    headers = {"Idempotency-Key": "ws-1", "Content-Type": "application/json"}
+    compact = f'{{"sourceId":"{source["id"]}","type":"t","properties":{{"a":1,"b":[1,2]}}}}'
+    spaced = (
+        '{ "type" : "t",\n  "properties": {"b": [1, 2], "a": 1},'
+        f'  "sourceId": "{source["id"]}" }}'
+    )
+    first = api.post("/streams/events", content=compact, headers=headers)
+    again = api.post("/streams/events", content=spaced, headers=headers)
+    assert first.status_code == again.status_code == 202, again.text
+    assert again.json() == first.json()
+    other = api.post("/streams/events", content=compact.replace('"a":1', '"a":2'), headers=headers)
+    assert other.status_code == 422
+    stored = api.get("/streams/events", params={"sourceId": source["id"]}).json()
+    assert stored["summary"]["totalEvents"] == 1

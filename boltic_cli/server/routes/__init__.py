@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -78,13 +79,20 @@ async def read_model(request: Request, model: type[M], what: str) -> tuple[M, by
 
 
 def idempotency(request: Request, raw: bytes) -> Idempotency | None:
-    """The Idempotency-Key of this request, scoped to the caller's token."""
+    """The Idempotency-Key of this request, scoped to the caller's token.
+
+    The request is compared as parsed JSON, not as bytes (issue 11): the same object
+    sent again with other white space or key order is the same request. ``raw`` has
+    already passed the model's validation, so it is JSON without NaN or lone surrogates.
+    """
     key = header(request.scope, b"idempotency-key")
     if key is None:
         return None
     if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
         raise Problem(422, "invalid Idempotency-Key", "Idempotency-Key: 1 to 255 characters")
-    digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode() + raw).hexdigest()
+    canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
+    target = f"{request.method} {request.url.path}\n"
+    digest = hashlib.sha256((target + canonical).encode()).hexdigest()
     return Idempotency(principal(request.scope).scope, key, digest)
 
 
