@@ -168,7 +168,7 @@ def lookup(row: Any, path: str) -> Any:
 class Column:
     header: str
     key: str | Callable[[dict], Any]  # dotted path into the wire dict, or a function of it
-    kind: str = "text"  # text | time | json | number | secret-json
+    kind: str = "text"  # text | time | json | number | secret-json | id
     max_width: int | None = None
     name: str | None = None  # plain output's label for a computed value (default: the key)
 
@@ -495,39 +495,35 @@ class Output:
         from rich.text import Text
 
         now = self.clock()
-        cells = [
-            [self._table_cell(column, row, now, short=True) for column in columns] for row in rows
-        ]
-        long_cells = [[self._table_cell(column, row, now) for column in columns] for row in rows]
-        boxed = self.stdout_isatty
-        layout = _TableLayout(columns, self.console.width, boxed=boxed)
-        short_times = layout.fit(cells, long_cells)
-        if boxed and not layout.fits:
-            # The box's rules cost three columns each: drop them before cutting more.
-            boxed = False
-            layout = _TableLayout(columns, self.console.width, boxed=boxed)
-            short_times = layout.fit(cells, long_cells)
-        if not short_times:
-            cells = long_cells
-        table = self._new_table(show_header=True, boxed=boxed)
+        variants: dict[tuple[bool, bool], list[list[str]]] = {}
+        for short_times in (False, True):
+            cells = [
+                [self._table_cell(column, row, now, short=short_times) for column in columns]
+                for row in rows
+            ]
+            variants[(short_times, False)] = cells
+            variants[(short_times, True)] = [
+                [
+                    short_id(cell) if _is_id(column) else cell
+                    for column, cell in zip(columns, row_cells, strict=True)
+                ]
+                for row_cells in cells
+            ]
+        layout = _TableLayout(columns, self.console.width, boxed=self.stdout_isatty)
+        layout.fit(variants)
+        table = self._new_table(show_header=True, boxed=layout.boxed)
         for column, width in zip(columns, layout.widths, strict=True):
             table.add_column(
-                Text(column.header),
+                Text(column.header, no_wrap=True, overflow="ellipsis"),
                 justify="right" if column.kind == "number" else "left",
                 width=width,
-                # A header may wrap at its spaces; the cells of a column that doesn't
-                # wrap are never wider than it.
-                overflow="ellipsis" if column.max_width else "fold",
+                no_wrap=True,
+                overflow="ellipsis",
             )
-        for row_cells in cells:
-            table.add_row(
-                *(
-                    Text(cell, no_wrap=not wraps)
-                    for cell, wraps in zip(row_cells, layout.wraps, strict=True)
-                )
-            )
+        for row_cells in variants[(layout.short_times, layout.short_ids)]:
+            table.add_row(*(Text(cell, no_wrap=True, overflow="ellipsis") for cell in row_cells))
         total = layout.total_width
-        # Whole ids beat fitting the terminal: a table that can't fit is printed wider.
+        # A table that cannot fit even cut (a very narrow terminal) is printed wider.
         too_wide = total > self.console.width
         if too_wide:
             table.width = total
@@ -539,14 +535,22 @@ class Output:
                 self.stdout.write(f"{sanitize(column.label)}\t{self._plain_cell(column, row)}\n")
             self.stdout.flush()
             return
+        from rich.cells import cell_len
         from rich.text import Text
 
         now = self.clock()
+        values = [self._table_cell(column, row, now) for column in columns]
         table = self._new_table(show_header=False)
-        table.add_column(style="bold")
-        table.add_column(overflow="fold")
-        for column in columns:
-            table.add_row(Text(column.header), Text(self._table_cell(column, row, now)))
+        label_width = max((cell_len(column.header) for column in columns), default=1)
+        # One line per field, cut with an ellipsis (a long name never wraps into
+        # fragments that read as continuous text); labels stay whole.
+        overhead = 7 if self.stdout_isatty else 2  # "│ " + " │ " + " │", or a 2-space gap
+        room = max(self.console.width - label_width - overhead, 1)
+        value_width = min(max((cell_len(v) for v in values), default=1), room)
+        table.add_column(style="bold", no_wrap=True, width=label_width)
+        table.add_column(no_wrap=True, overflow="ellipsis", width=max(value_width, 1))
+        for column, value in zip(columns, values, strict=True):
+            table.add_row(Text(column.header), Text(value, no_wrap=True, overflow="ellipsis"))
         self.console.print(table)
 
     def _new_table(self, *, show_header: bool, boxed: bool | None = None) -> Table:
@@ -748,99 +752,120 @@ def _clock_time(value: datetime | None) -> str:
     return f"{local:%H:%M:%S}.{local.microsecond // 1000:03d}"
 
 
-# A text column whose values are all at most this wide (a type, a status) is never
-# wrapped: "webhook" cut into "web/hoo/k" is unreadable.
+# A text column whose values are all at most this wide (a type, a status) is cut
+# only after names and JSON.
 SHORT_TEXT = 16
-# Wrapping columns (names, JSON) keep at least this much before the others give way.
-COMFORTABLE = 12
-NARROW = 8
+# The narrowest a text column (a name, a type, JSON) is cut to before the table gives
+# up fitting the terminal; its header is cut to it too.
+NARROW = 6
+# A shortened id keeps its prefix and this many characters of its (random) tail.
+ID_TAIL = 6
+
+
+def short_id(value: str) -> str:
+    """``evt_01M8…`` ids on a narrow terminal: the prefix, an ellipsis, the last
+    ID_TAIL characters (a ULID's tail is its random part, so it tells ids apart):
+    ``evt_…NPNMMY``. Text that is not longer than that is returned as is."""
+    prefix = value[: value.index("_") + 1] if "_" in value[:5] else ""
+    if len(value) <= len(prefix) + 1 + ID_TAIL:
+        return value
+    return f"{prefix}…{value[-ID_TAIL:]}"
+
+
+def _is_id(column: Column) -> bool:
+    return column.kind == "id" or column.key == "id"
 
 
 class _TableLayout:
-    """Column widths for a table that fits ``width`` terminal columns where it can.
+    """Column widths for a table of one line per row that fits ``width`` terminal
+    columns where it can (design: every table cuts cleanly with an ellipsis).
 
-    Ids, numbers, times and short text (types, statuses) are never cut or wrapped.
-    When room runs short, the time column drops the local time for the age alone,
-    headers of short columns wrap at their spaces, and names and JSON wrap or are cut.
+    Headers and numbers are never cut. In order, as room runs short: times show the
+    age alone, names and JSON are cut (down to NARROW), the box goes, short text
+    (types, statuses) is cut, ids show their prefix and tail (``short_id``). Below
+    that the table is wider than the terminal.
     """
 
     def __init__(self, columns: list[Column], width: int, *, boxed: bool) -> None:
         self.columns = columns
-        count = len(columns)
+        self.width = width
+        self.boxed = boxed
+        self.widths: list[int] = []
+        self.short_times = False
+        self.short_ids = False
+
+    def _overhead(self, boxed: bool) -> int:
+        count = len(self.columns)
         # Rich's padding is one space either side of a cell (none at the edges without
         # a box); a box adds a rule between columns and one at each edge.
-        overhead = 3 * count + 1 if boxed else 2 * (count - 1)
-        self.room = max(width - overhead, 0)
-        self.overhead = overhead
-        self.widths: list[int] = []
-        self.wraps: list[bool] = []
-        self.fits = True
+        return 3 * count + 1 if boxed else 2 * (count - 1)
 
     @property
     def total_width(self) -> int:
-        return sum(self.widths) + self.overhead
+        return sum(self.widths) + self._overhead(self.boxed)
 
-    def _wraps(self, index: int, column: Column, cell_width: int) -> bool:
-        if index == 0 or column.key == "id" or column.kind in ("number", "time"):
-            return False
-        return column.max_width is not None or cell_width > SHORT_TEXT or column.kind != "text"
-
-    def _plan(self, cells: list[list[str]]) -> tuple[list[int], list[int], list[int]]:
-        """Each column's floor, its width before other columns give way, and its natural."""
+    def fit(self, variants: dict[tuple[bool, bool], list[list[str]]]) -> None:
+        """Choose the widths; ``variants[(short_times, short_ids)]`` are the cells."""
         from rich.cells import cell_len
 
-        floors, comfortable, naturals = [], [], []
-        self.wraps = []
-        for index, column in enumerate(self.columns):
-            widest = max((cell_len(row[index]) for row in cells), default=0)
-            header_word = max((cell_len(w) for w in column.header.split()), default=0)
-            natural = max(widest, cell_len(column.header))
-            if column.max_width is not None:
-                natural = max(min(natural, column.max_width), header_word)
-            wraps = self._wraps(index, column, widest)
-            self.wraps.append(wraps)
-            if wraps:
-                # The header stays whole; past that a cut name beats a hidden column.
-                floors.append(max(header_word, 1))
-                comfortable.append(max(header_word, min(natural, COMFORTABLE)))
-            else:
-                floors.append(max(widest, header_word))
-                comfortable.append(natural)
-            naturals.append(natural)
-        return floors, comfortable, naturals
+        def naturals(cells: list[list[str]]) -> list[int]:
+            result = []
+            for index, column in enumerate(self.columns):
+                widest = max((cell_len(row[index]) for row in cells), default=0)
+                natural = max(widest, cell_len(column.header))
+                if column.max_width is not None and not _is_id(column):
+                    natural = min(natural, max(column.max_width, cell_len(column.header)))
+                result.append(natural)
+            return result
 
-    def fit(self, short_cells: list[list[str]], long_cells: list[list[str]]) -> bool:
-        """Set the widths; True when times are shown as ages only (to fit)."""
-        floors, comfortable, naturals = self._plan(long_cells)
-        short = sum(comfortable) > self.room and short_cells != long_cells
-        if short:
-            floors, comfortable, naturals = self._plan(short_cells)
-        widths = list(floors)
-        # First the wrapping columns get a readable width, then short columns their
-        # whole header, then whatever is left goes to the wrapping columns.
-        order = [i for i, w in enumerate(self.wraps) if w]
-        order += [i for i, w in enumerate(self.wraps) if not w]
-        readable = [
-            max(floors[i], min(comfortable[i], NARROW)) if self.wraps[i] else floors[i]
-            for i in range(len(widths))
-        ]
-        for i in order:
-            widths[i] += max(0, min(readable[i] - widths[i], self.room - sum(widths)))
-        self.fits = sum(readable) <= self.room
-        if not self.fits:
-            # Too wide for the terminal anyway: lines will wrap there, so keep names
-            # readable rather than cut to a letter or two.
-            widths = readable
-        for i in order:
-            widths[i] += max(0, min(comfortable[i] - widths[i], self.room - sum(widths)))
-        wanting = [i for i in order if naturals[i] > widths[i]]
-        while wanting and self.room > sum(widths):
-            share = max((self.room - sum(widths)) // len(wanting), 1)
-            for i in wanting:
-                widths[i] += max(0, min(share, naturals[i] - widths[i], self.room - sum(widths)))
-            wanting = [i for i in wanting if naturals[i] > widths[i]]
-        self.widths = widths
-        return short
+        def floors(cells: list[list[str]], cut_short: bool) -> list[int]:
+            result = []
+            for index, column in enumerate(self.columns):
+                widest = max((cell_len(row[index]) for row in cells), default=0)
+                header = cell_len(column.header)
+                # Headers stay whole; values of ids, numbers and times too, and short
+                # text (a type, a status) until nothing else can give way.
+                short = column.kind == "text" and column.max_width is None and widest <= SHORT_TEXT
+                if _is_id(column) or column.kind in ("number", "time") or (short and not cut_short):
+                    result.append(max(widest, header))
+                else:
+                    result.append(max(header, min(widest, NARROW)))
+            return result
+
+        boxed_choices = (True, False) if self.boxed else (False,)
+        # Whole: everything at its natural width, the long times first.
+        for short_times in (False, True):
+            for boxed in boxed_choices:
+                wanted = naturals(variants[(short_times, False)])
+                if sum(wanted) + self._overhead(boxed) <= self.width:
+                    self._choose(wanted, boxed, short_times, False)
+                    return
+        # Cut: ages only; names and JSON share what is left, then short text; ids
+        # stay whole while they fit.
+        steps = [(False, False, b) for b in boxed_choices] + [(True, False, False)]
+        for cut_short, short_ids, boxed in [*steps, (True, True, False)]:
+            cells = variants[(True, short_ids)]
+            low = floors(cells, cut_short)
+            room = self.width - self._overhead(boxed)
+            if sum(low) <= room or short_ids:
+                self._choose(self._share(low, naturals(cells), room), boxed, True, short_ids)
+                return
+
+    def _share(self, low: list[int], high: list[int], room: int) -> list[int]:
+        """From ``low``, one cell at a time round the columns that want more, while
+        ``room`` lasts (water-filling: the narrowest grow first)."""
+        widths = list(low)
+        while sum(widths) < room:
+            wanting = [i for i in range(len(widths)) if widths[i] < high[i]]
+            if not wanting:
+                break
+            narrowest = min(wanting, key=lambda i: widths[i])
+            widths[narrowest] += 1
+        return widths
+
+    def _choose(self, widths: list[int], boxed: bool, short_times: bool, short_ids: bool) -> None:
+        self.widths, self.boxed = widths, boxed
+        self.short_times, self.short_ids = short_times, short_ids
 
 
 def _dump_yaml(data: Any) -> str:
