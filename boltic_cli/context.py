@@ -121,6 +121,26 @@ class Context:
     def is_json(self) -> bool:
         return self.output_format in JSON_FORMATS
 
+    def only_formats(self, *formats: str, command: str) -> str:
+        """The output format for a command that can print only ``formats``.
+
+        A format given with ``-o``/``--json`` that is not among them is refused
+        (UsageError, exit 2, one line): it is never silently ignored. A default that
+        does not apply (``BOLTIC_OUTPUT``, the ``output`` setting) gives way to the
+        first of ``formats``, which the Output then uses.
+        """
+        fmt = self.output_format
+        if fmt in formats:
+            return fmt
+        if self.options.output is not None:
+            from boltic_cli.errors import UsageError
+
+            raise UsageError(f"{command} cannot print -o {fmt} (it prints {', '.join(formats)})")
+        self.__dict__["output_format"] = formats[0]
+        if "output" in self.__dict__:
+            self.output.format = formats[0]
+        return formats[0]
+
     @cached_property
     def color(self) -> bool:
         """Colour on stdout: off when piped, with NO_COLOR or --no-color; FORCE_COLOR forces."""

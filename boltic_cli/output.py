@@ -367,7 +367,7 @@ class Output:
     ) -> Iterator[tuple[Callable[[TailRecord], None], Callable[[], None] | None]]:
         """``(show(record), refresh())`` for the format and terminal in use."""
         if not (self.format == "table" and self.stdout_isatty):
-            yield (lambda record: self.emit_tail_record(record, view)), None
+            yield self._tail_line_printer(view), None
             return
         from rich.live import Live
         from rich.text import Text
@@ -391,18 +391,55 @@ class Output:
             def show(record: TailRecord) -> None:
                 # "connected" lives in the status line; the rest scrolls by above it.
                 if record.kind == "event":
-                    live.console.print(view.terminal_line(record), **ONE_LINE)
+                    line = view.terminal_line(record, live.console.width)
+                    live.console.print(line, **ONE_LINE)
                 elif record.kind != "connected":
                     live.console.print(Text(view.notice(record), style="yellow"), **ONE_LINE)
                 refresh()
 
             yield show, refresh
 
+    def _tail_line_printer(self, view: TailView) -> Callable[[TailRecord], None]:
+        """``show(record)`` off a live terminal: one flushed line (or CSV row, or YAML
+        document) per event in the chosen format; notices on stderr (``emit_tail_record``).
+        ``-o table`` piped prints the terminal's aligned columns without colour."""
+        if self.format not in ("table", "csv", "yaml"):
+            return lambda record: self.emit_tail_record(record, view)
+        writer = csv.writer(self.stdout, lineterminator="\n")
+        started = False
+
+        def show(record: TailRecord) -> None:
+            nonlocal started
+            if record.kind != "event":
+                self.emit_tail_record(record, view)
+                return
+            if self.format == "table":
+                line = view.terminal_line(record, self.console.width)
+                self.console.print(line, **ONE_LINE)
+            elif self.format == "csv":
+                if not started:
+                    writer.writerow(view.csv_header())
+                writer.writerow(view.csv_row(record))
+            else:
+                assert record.event is not None
+                self.stdout.write("---\n" + _dump_yaml(record.event.to_wire()))
+            started = True
+            self.stdout.flush()
+
+        return show
+
     def emit_ids(self, ids: Iterable[Any]) -> None:
-        """One id per line (``-q``)."""
-        for id_ in ids:
-            self.stdout.write(_scalar_text(id_) + "\n")
-        self.stdout.flush()
+        """Only the ids (``-q``): one per line in table and plain; a JSON array of
+        strings (json), one JSON string per line (ndjson), a YAML list, or a CSV
+        column ``id``."""
+        if self.format in ("table", "plain"):
+            for id_ in ids:
+                self.stdout.write(_scalar_text(id_) + "\n")
+            self.stdout.flush()
+        elif self.format == "csv":
+            self._write_csv([{"id": id_} for id_ in ids])
+        else:
+            self.emit(list(ids))
 
     def raw(self, data: str | bytes) -> None:
         """``data`` on stdout exactly as given, flushed: no format, no sanitising.
@@ -665,17 +702,21 @@ class TailView:
         self.multi_source = multi_source
 
     def plain_line(self, record: TailRecord) -> str:
-        """One tab-separated line for a pipe: receivedAt, [source,] type, user, properties."""
+        """One tab-separated line for a pipe: receivedAt, [source,] type, user,
+        properties, id (whole)."""
         event = record.event
         assert event is not None
         cells = [_rfc3339(event.received_at) if event.received_at is not None else ""]
         if self.multi_source:
             cells.append(self._source_label(record.source_id))
-        cells += [event.type or "", _event_user(event), _event_properties(event)]
+        cells += [event.type or "", _event_user(event), _event_properties(event), event.id or ""]
         return "\t".join(sanitize(cell) for cell in cells)
 
-    def terminal_line(self, record: TailRecord) -> Text:
-        """The event as a styled line: local time, [source,] type, user, properties."""
+    def terminal_line(self, record: TailRecord, width: int | None = None) -> Text:
+        """The event as a styled line in columns: local time, [source,] type, user, id,
+        properties (the rest of the line, cut by the caller). Type and user are padded
+        or cut to fixed widths so lines align; the id is whole from WHOLE_ID_WIDTH
+        terminal columns up, ``short_id`` below (``width`` None: whole)."""
         from rich.text import Text
 
         event = record.event
@@ -683,19 +724,40 @@ class TailView:
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(_clock_time(event.received_at), style="dim")
         if self.multi_source:
+            source = sanitize(self._source_label(record.source_id))
             line.append("  ")
-            line.append(sanitize(self._source_label(record.source_id)), style="magenta")
+            line.append(_fit(source, self._source_width()), style="magenta")
         line.append("  ")
-        line.append(sanitize(event.type or "?"), style="bold cyan")
-        user = _event_user(event)
-        if user:
-            line.append("  ")
-            line.append(sanitize(user), style="green")
+        line.append(_fit(sanitize(event.type or "?"), TAIL_TYPE_WIDTH), style="bold cyan")
+        line.append("  ")
+        line.append(_fit(sanitize(_event_user(event)), TAIL_USER_WIDTH), style="green")
+        line.append("  ")
+        event_id = sanitize(event.id or "")
+        whole = width is None or width >= WHOLE_ID_WIDTH
+        line.append(event_id if whole else short_id(event_id), style="dim")
         properties = _event_properties(event)
         if properties:
             line.append("  ")
             line.append(sanitize(properties))
         return line
+
+    def _source_width(self) -> int:
+        from rich.cells import cell_len
+
+        longest = max((cell_len(sanitize(n)) for n in self.names.values()), default=8)
+        return min(longest, TAIL_SOURCE_WIDTH)
+
+    def csv_header(self) -> list[str]:
+        """The fixed columns of ``debug tail -o csv`` (``csv_row``)."""
+        return ["receivedAt", "sourceId", "type", "userId", "anonymousId", "properties", "id"]
+
+    def csv_row(self, record: TailRecord) -> list[str]:
+        """An event as CSV cells (``csv_header``), each cell as every CSV cell is written
+        (``_scalar_text``: sanitised, nested values as JSON)."""
+        event = record.event
+        assert event is not None
+        wire = event.to_wire()
+        return [_scalar_text(wire.get(key)) for key in self.csv_header()]
 
     def notice(self, record: TailRecord) -> str:
         """A status record (gap, reconnecting, connected) as one stderr sentence."""
@@ -734,6 +796,23 @@ class TailView:
 
     def _source_label(self, source_id: str) -> str:
         return self.names.get(source_id) or source_id
+
+
+# Tail lines in columns (``TailView.terminal_line``): type and user are padded or cut
+# to these widths; ids are whole on terminals at least WHOLE_ID_WIDTH wide.
+TAIL_TYPE_WIDTH = 18
+TAIL_USER_WIDTH = 16
+TAIL_SOURCE_WIDTH = 16
+WHOLE_ID_WIDTH = 120
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` padded to ``width`` cells, or cut to it with an ellipsis."""
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(text) > width:
+        return set_cell_size(text, width - 1) + "…"
+    return set_cell_size(text, width)
 
 
 def _event_user(event: Event) -> str:

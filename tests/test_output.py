@@ -646,7 +646,7 @@ def test_follow_tail_piped_prints_lines_and_a_summary_and_stops_at_max_events():
     tail = ScriptedTail(tail_records())
     out.follow_tail(tail, TailView(names={"src_1": "web"}), max_events=2)
     lines = out.stdout.getvalue().splitlines()
-    assert lines == ["2026-11-26T12:00:01.250Z\tsign\\x1bup\tu1\t"] * 2
+    assert lines == ["2026-11-26T12:00:01.250Z\tsign\\x1bup\tu1\t\tevt_1"] * 2
     assert out.stderr.getvalue().splitlines() == [
         "connected to web",
         "Warning: gap in web: more than 500 events arrived",
@@ -663,6 +663,6 @@ def test_follow_tail_on_a_terminal_refreshes_through_the_idle_hook():
     out.follow_tail(tail, TailView(names={"src_1": "web"}))
     assert callable(tail.idle_hooks[0])  # the status line's refresh, not a swapped sleep
     text = out.stdout.getvalue()
-    assert text.count("sign\\x1bup  u1") == 3 and "sign\x1bup" not in text
+    assert text.count("sign\\x1bup          u1") == 3 and "sign\x1bup" not in text
     assert "gap in web" in text and "connected to web" not in text
     assert out.stderr.getvalue() == "3 events shown in 5.0s (0.6/s)\n"

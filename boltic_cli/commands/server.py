@@ -60,8 +60,8 @@ def server(
     Prints the API URL (http://HOST:PORT/v1) as one line on stdout; the database
     path, where the admin token is kept, and logs go to stderr: one line per refused
     request (time, method, path, status, reason, token kind; never the token), and
-    per accepted request with --access-log. Stops cleanly on Ctrl-C or SIGTERM after
-    finishing in-flight requests.
+    per accepted request with --access-log. Stops cleanly on Ctrl-C or SIGTERM once the
+    requests it is answering are done.
     """
     from boltic_cli import paths
     from boltic_cli.durations import parse_duration
@@ -75,6 +75,7 @@ def server(
     )
 
     ctx = current()
+    ctx.only_formats("plain", "table", command="boltic server")
     environ = ctx.environ
     admin_token, token_where = resolve_admin_token(environ, token)
     settings = ServerSettings(

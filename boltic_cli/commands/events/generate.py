@@ -77,7 +77,7 @@ def generate(
 
 
 def _report_generate_summary(ctx: Context, summary: TrafficSummary) -> None:
-    if ctx.is_json:
+    if ctx.output_format not in ("table", "plain"):  # the summary is the data
         ctx.output.emit(summary.to_dict())
         return
     figures = summary.to_dict()

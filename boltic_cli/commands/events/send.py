@@ -249,7 +249,7 @@ def _describe_error(error: dict[str, Any]) -> str:
 
 def _report_send_summary(ctx: Context, summary: SendSummary) -> None:
     figures = summary.to_dict()
-    if ctx.is_json:
+    if ctx.output_format not in ("table", "plain"):  # the summary is the data
         ctx.output.emit(figures)
         return
     text = (
