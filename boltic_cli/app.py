@@ -291,7 +291,8 @@ def run(invoke: Any, session: Session, argv: list[str]) -> int:
     except typer.Exit as e:
         return e.exit_code
     except typer.Abort:
-        (session.env.stderr or sys.stderr).write("Interrupted\n")
+        # Ctrl-C (or end of input) at a prompt: the cursor is still on the prompt's line.
+        (session.env.stderr or sys.stderr).write("\nInterrupted\n")
         return ExitStatus.INTERRUPTED
     except click.exceptions.NoArgsIsHelpError as e:
         (session.env.stdout or sys.stdout).write(e.ctx.get_help() + "\n")

@@ -713,39 +713,43 @@ class TailView:
         return "\t".join(sanitize(cell) for cell in cells)
 
     def terminal_line(self, record: TailRecord, width: int | None = None) -> Text:
-        """The event as a styled line in columns: local time, [source,] type, user, id,
-        properties (the rest of the line, cut by the caller). Type and user are padded
-        or cut to fixed widths so lines align; the id is whole from WHOLE_ID_WIDTH
-        terminal columns up, ``short_id`` below (``width`` None: whole)."""
+        """The event as a styled line in columns: local time, [source,] type, id, user,
+        properties (the rest of the line, cut by the caller). Source, type and user are
+        padded or cut to fixed widths so lines align (narrower below WIDE_TAIL terminal
+        columns, so the id stays on screen at 60); the id is whole from WHOLE_ID_WIDTH
+        columns up, ``short_id`` below (``width`` None: a wide terminal)."""
         from rich.text import Text
 
         event = record.event
         assert event is not None
+        wide = width is None or width >= WIDE_TAIL
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(_clock_time(event.received_at), style="dim")
         if self.multi_source:
             source = sanitize(self._source_label(record.source_id))
             line.append("  ")
-            line.append(_fit(source, self._source_width()), style="magenta")
+            line.append(_fit(source, self._source_width(wide)), style="magenta")
         line.append("  ")
-        line.append(_fit(sanitize(event.type or "?"), TAIL_TYPE_WIDTH), style="bold cyan")
-        line.append("  ")
-        line.append(_fit(sanitize(_event_user(event)), TAIL_USER_WIDTH), style="green")
+        type_width = TAIL_TYPE_WIDTH if wide else TAIL_TYPE_WIDTH * 2 // 3
+        line.append(_fit(sanitize(event.type or "?"), type_width), style="bold cyan")
         line.append("  ")
         event_id = sanitize(event.id or "")
         whole = width is None or width >= WHOLE_ID_WIDTH
         line.append(event_id if whole else short_id(event_id), style="dim")
+        line.append("  ")
+        user_width = TAIL_USER_WIDTH if wide else TAIL_USER_WIDTH * 2 // 3
+        line.append(_fit(sanitize(_event_user(event)), user_width), style="green")
         properties = _event_properties(event)
         if properties:
             line.append("  ")
             line.append(sanitize(properties))
         return line
 
-    def _source_width(self) -> int:
+    def _source_width(self, wide: bool) -> int:
         from rich.cells import cell_len
 
         longest = max((cell_len(sanitize(n)) for n in self.names.values()), default=8)
-        return min(longest, TAIL_SOURCE_WIDTH)
+        return min(longest, TAIL_SOURCE_WIDTH if wide else TAIL_SOURCE_WIDTH * 2 // 3)
 
     def csv_header(self) -> list[str]:
         """The fixed columns of ``debug tail -o csv`` (``csv_row``)."""
@@ -799,7 +803,9 @@ class TailView:
 
 
 # Tail lines in columns (``TailView.terminal_line``): type and user are padded or cut
-# to these widths; ids are whole on terminals at least WHOLE_ID_WIDTH wide.
+# to these widths (two thirds of them below WIDE_TAIL columns); ids are whole on
+# terminals at least WHOLE_ID_WIDTH wide.
+WIDE_TAIL = 100
 TAIL_TYPE_WIDTH = 18
 TAIL_USER_WIDTH = 16
 TAIL_SOURCE_WIDTH = 16

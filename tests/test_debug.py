@@ -341,9 +341,10 @@ def test_tail_terminal_rendering_at_fixed_width(tcli, api, source, monkeypatch):
     assert "\n" not in line and len(line) == 80
     stored = api.get("/streams/events").json()["data"][0]["receivedAt"]
     event_id = api.get("/streams/events").json()["data"][0]["id"]
-    # Columns: time, type (18), user (16), the id short at 80 columns, properties.
+    # Columns: time, type (12 below 100 columns), the id (short below 120), user (10),
+    # properties.
     expected = (
-        f'{stored[11:23]}  {"purchase":18}  {"user_7":16}  evt_…{event_id[-6:]}  {{"amount":42.5'
+        f'{stored[11:23]}  {"purchase":12}  evt_…{event_id[-6:]}  {"user_7":10}  {{"amount":42.5'
     )
     assert line.startswith(expected)
     assert line.endswith("…")
@@ -366,16 +367,16 @@ def test_status_line_and_event_line_rendering():
         ),
     )
     local = when.astimezone()
-    console = Console(width=80, color_system=None, file=io.StringIO(), record=True)
-    console.print(view.terminal_line(record), no_wrap=True, overflow="ellipsis", crop=True)
-    # In columns: the source as wide as its name, type and user padded, the id, properties.
+    console = Console(width=120, color_system=None, file=io.StringIO(), record=True)
+    console.print(view.terminal_line(record, 120), no_wrap=True, overflow="ellipsis", crop=True)
+    # In columns: the source as wide as its name, type padded, the id, user, properties.
     assert console.export_text() == (
-        f"{local:%H:%M:%S}.250  web  {'signup':18}  {'anon-1':16}  evt_1  " + '{"a":1}\n'
+        f"{local:%H:%M:%S}.250  web  {'signup':18}  evt_1  {'anon-1':16}  " + '{"a":1}\n'
     )
     console = Console(width=40, color_system=None, file=io.StringIO(), record=True)
-    console.print(view.terminal_line(record), no_wrap=True, overflow="ellipsis", crop=True)
-    # Wider than 40: cut with an ellipsis, on one line.
-    assert console.export_text() == f"{local:%H:%M:%S}.250  web  {'signup':18}  …\n"
+    console.print(view.terminal_line(record, 40), no_wrap=True, overflow="ellipsis", crop=True)
+    # Wider than 40: narrower columns, cut with an ellipsis, on one line.
+    assert console.export_text() == f"{local:%H:%M:%S}.250  web  {'signup':12}  evt_1 …\n"
     stats = TailStats(started=0.0, shown=30, connected=True, last_event_at=when)
     stats.arrivals.extend([1.0] * 5 + [float(t) for t in range(11, 21)])  # 10 in the last 10 s
     status = view.status_line(stats, elapsed=20.0, now=when + timedelta(seconds=3))

@@ -663,6 +663,6 @@ def test_follow_tail_on_a_terminal_refreshes_through_the_idle_hook():
     out.follow_tail(tail, TailView(names={"src_1": "web"}))
     assert callable(tail.idle_hooks[0])  # the status line's refresh, not a swapped sleep
     text = out.stdout.getvalue()
-    assert text.count("sign\\x1bup          u1") == 3 and "sign\x1bup" not in text
+    assert text.count("sign\\x1bup    evt_1  u1") == 3 and "sign\x1bup" not in text
     assert "gap in web" in text and "connected to web" not in text
     assert out.stderr.getvalue() == "3 events shown in 5.0s (0.6/s)\n"

@@ -279,11 +279,34 @@ def test_delete_on_a_terminal_asks(cli, api, answer, exit_code, status):
     result = cli("sources", "delete", source["id"], tty=True, input=answer)
 
     assert result.exit_code == exit_code
-    assert "Delete source asked" in result.stderr
+    assert f"Source asked ({source['id']}) and all its events will be deleted." in result.stderr
+    assert "Delete it? [y/N]:" in result.stderr
     assert api.get(f"/streams/sources/{source['id']}").status_code == status
     if answer == "n\n":  # the user's choice, not an error
         assert result.stderr.splitlines()[-1].endswith("Nothing deleted.")
         assert "Error" not in result.stderr
+
+
+def test_delete_prompt_stays_short_whatever_the_name(cli, api):
+    source = create_source(api, "a-source-with-a-name-long-enough-to-fill-a-terminal-line")
+
+    result = cli("sources", "delete", source["id"], tty=True, input="n\n")
+
+    # The question is a line of its own; the prompt is short, so its ":" never wraps
+    # alone onto the next line of an 80-column terminal.
+    question, prompt = result.stderr.splitlines()[:2]
+    assert source["id"] in question
+    assert prompt.startswith("Delete it? [y/N]:") and len("Delete it? [y/N]: ") < 80
+
+
+def test_interrupting_the_prompt_ends_its_line_first(cli, api):
+    source = create_source(api, "kept")
+
+    result = cli("sources", "delete", source["id"], tty=True, input="")  # Ctrl-D / Ctrl-C
+
+    assert result.exit_code == 130
+    assert result.stderr.endswith("Delete it? [y/N]:\nInterrupted\n")
+    assert api.get(f"/streams/sources/{source['id']}").status_code == 200
 
 
 def test_declined_in_json_mode_is_an_error_object_without_null_fields(cli, api):

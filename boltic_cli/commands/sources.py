@@ -188,10 +188,12 @@ def delete(
     with ctx.make_client() as client:
         found = resolve_source(client, source)
         label = f"{sanitize(found.name or '')} ({found.id})"
-        if not yes and not typer.confirm(
-            f"Delete source {label} and all its events?", default=False, err=True
-        ):
-            raise Declined("Nothing deleted.")
+        if not yes:
+            # The question on a line of its own and a short prompt: a long name never
+            # leaves the prompt's ":" alone on the next line of an 80-column terminal.
+            ctx.output.info(f"Source {label} and all its events will be deleted.")
+            if not typer.confirm("Delete it?", default=False, err=True):
+                raise Declined("Nothing deleted.")
         assert found.id is not None
         client.delete_stream_source(found.id)
     ctx.output.success(f"Deleted source {label}")

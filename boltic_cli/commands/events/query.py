@@ -40,6 +40,8 @@ def event_columns(source_names: dict[str, str] | None = None) -> list[Column]:
         Column("SOURCE", source_of, max_width=24),
         Column("USER", user_of, max_width=20),
         Column("PROPERTIES", "properties", kind="json", max_width=40),
+        # Whole in plain; prefix and tail on a narrow terminal (output.short_id).
+        Column("ID", "id", kind="id"),
     ]
 
 
