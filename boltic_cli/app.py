@@ -27,9 +27,9 @@ from boltic_cli.errors import BolticError, ExitStatus
 # so `boltic --help` and completion import none of them.
 COMMANDS: dict[str, tuple[str, str]] = {
     "sources": ("sources", "Create, list, inspect and delete stream sources."),
-    "events": ("events", "Send, query and generate events."),
+    "events": ("events", "Send, query, count and generate events."),
     "destinations": ("destinations", "List and create stream destinations."),
-    "debug": ("debug", "Watch live traffic: status, tail, wait."),
+    "debug": ("debug", "Watch live traffic: status, tail, top, wait."),
     "auth": ("auth", "Log in, log out, show how you are authenticated."),
     "config": ("config", "Read and write settings and profiles."),
     "api": ("api", "Make an authenticated API request, like `gh api`."),

@@ -108,10 +108,11 @@ def test_dev_refuses_a_port_taken_by_something_else(run_cli):
     finally:
         server.shutdown()
         server.server_close()
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a busy port is a usage error, whatever holds it
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert f"port {port} is in use by something that is not a boltic server" in lines[0]
+    assert "--port 0" in lines[0]
     assert "Traceback" not in result.stderr
 
 
@@ -156,3 +157,21 @@ def test_dev_banner_curl_works_and_ctrl_c_stops_cleanly(cli_env):
     # The port is free again: the server stopped with the command.
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+@pytest.mark.e2e
+def test_dev_attaches_to_the_server_that_holds_its_database(run_cli, cli_env, tmp_path):
+    """design.md: a second process on one SQLite file is refused; dev uses the holder."""
+    from tests.support import start_server, stop_server
+
+    db = Path(cli_env["BOLTIC_DATA_DIR"]) / "boltic.db"
+    process, url = start_server(db, cli_env)  # the default data dir's db, like dev's
+    try:
+        result = run_cli("dev", "--port", "0", "--duration", "1s", "-o", "ndjson")
+        assert result.exit_code == 0, result.stderr
+        assert f"Using the boltic server (pid {process.pid}) that serves {db} at {url}." in (
+            result.stderr
+        )
+        assert f"Streams API at {url}" in result.stderr
+    finally:
+        stop_server(process)

@@ -24,8 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 # inside the client library, params beside durations.
 
 BASE = {"", "errors", "models", "durations", "params", "paths"}
-LIBRARY = {"client", "client_transport", "webhooks", "settings", "credentials", "lookup"}
-ENGINES = {"tail", "sender", "forward", "traffic", "generator"}
+# stats (events stats' counting over the client) is a library; top (debug top's
+# aggregator over the tail) an engine.
+LIBRARY = {"client", "client_transport", "webhooks", "settings", "credentials", "lookup", "stats"}
+ENGINES = {"tail", "sender", "forward", "traffic", "generator", "top"}
 PRESENTATION = {"output", "context", "completers"}
 COMMANDS = {"app", "__main__"}  # and commands.*
 # Anything may import _compat; it imports nothing of ours. _click is its old name, kept

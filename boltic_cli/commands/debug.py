@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from boltic_cli.output import TailView
     from boltic_cli.tail import Tail
 
-app = new_app(help="Watch live traffic: status, tail, wait.")
+app = new_app(help="Watch live traffic: status, tail, top, wait.")
 
 TypeOption = Annotated[
     list[str] | None,
@@ -190,6 +190,83 @@ def tail(
         )
         view = TailView(names=names, multi_source=all_ or len(names) > 1)
         ctx.output.follow_tail(engine, view, max_events=max_events)
+
+
+# -- debug top -------------------------------------------------------------------
+
+
+@app.command("top")
+def top(
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Source ids or exact names (default: every source).",
+            metavar="SOURCE...",
+            show_default=False,
+            autocompletion=complete_source,
+        ),
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", "-a", help="Every source, as they come and go (the default).")
+    ] = False,
+    interval: Annotated[
+        float,
+        typer.Option("--interval", min=0.2, help="Seconds between redraws (and snapshots)."),
+    ] = 1.0,
+    duration: Annotated[
+        str | None,
+        typer.Option(
+            "--duration", "-d", metavar="DURATION", help="Stop after this long (90s, 5m)."
+        ),
+    ] = None,
+) -> None:
+    """A live view of the flow: which sources send, how fast, and what.
+
+    Per source: connected or not, events/s now (last 5 s) and over the last
+    minute, a sparkline of the last 60 s, events today, the last event's age,
+    gaps and reconnects; below, the top event types of the last 60 s. Built on
+    the tail (one follower per source, merged): it counts every event the tail
+    sees and says when it may have missed some (a gap). Redrawn every
+    --interval; Ctrl-C leaves and restores the terminal. Piped, or with
+    -o json/ndjson: one snapshot object per line per interval.
+
+    Examples:
+
+      boltic debug top
+
+      boltic debug top web checkout -o ndjson --duration 1m | jq .rateNow
+    """
+    from functools import partial
+
+    from boltic_cli.errors import UsageError
+    from boltic_cli.tail import Tail
+    from boltic_cli.top import TopAggregator, TopFeed
+
+    if all_ and sources:
+        raise UsageError("name the sources to watch, or use --all (not both)")
+    ctx = current()
+    if ctx.output.format in ("yaml", "csv"):
+        # -o is never silently ignored (issue 13): snapshots are JSON lines.
+        raise UsageError(
+            f"debug top does not print {ctx.output.format}: it draws a live view on a "
+            "terminal, or one JSON snapshot per line (-o json or ndjson)"
+        )
+    seconds = duration_seconds(duration, option="--duration")
+    clock = engine_clock(ctx)
+    with ctx.make_client() as client:
+        names = source_names(client, sources or [])
+        make_tail = partial(Tail, client, duration=seconds, clock=clock)
+        aggregator = TopAggregator(names, names=names, clock=clock, now=ctx.env.clock)
+        feed = TopFeed(
+            make_tail,
+            aggregator,
+            list_sources=client.list_stream_sources,
+            source_ids=list(names),
+            follow_all=not sources,
+            interval=interval,
+            sleep=ctx.env.sleep,
+        )
+        ctx.output.follow_top(feed)
 
 
 # -- debug wait --------------------------------------------------------------------

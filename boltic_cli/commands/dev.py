@@ -12,7 +12,7 @@ import typer
 from boltic_cli.commands import new_app
 from boltic_cli.context import Context, current
 from boltic_cli.durations import duration_seconds
-from boltic_cli.errors import BolticError
+from boltic_cli.errors import BolticError, UsageError
 
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient
@@ -87,7 +87,8 @@ def local_admin_token(ctx: Context) -> str:
 
 @contextlib.contextmanager
 def local_server(ctx: Context, port: int, db_path: Path, token: str) -> Iterator[str]:
-    """The API URL of a boltic server on ``port``: one already running, or one started here."""
+    """The API URL of a boltic server on ``port``: one already running, the one that
+    holds ``db_path`` (design.md: dev attaches to it), or one started here."""
     if port and boltic_server_answers(port):
         ctx.output.info(f"Using the boltic server already running on port {port}.")
         yield f"http://{HOST}:{port}/v1"
@@ -95,10 +96,20 @@ def local_server(ctx: Context, port: int, db_path: Path, token: str) -> Iterator
     from boltic_cli.server import require_server_extra
 
     require_server_extra()
+    from boltic_cli.server.dblock import DatabaseInUse
     from boltic_cli.server.runner import start_in_thread
     from boltic_cli.server.settings import ServerSettings
 
-    handle = start_in_thread(ServerSettings(db_path=db_path, admin_token=token), HOST, port)
+    try:
+        handle = start_in_thread(ServerSettings(db_path=db_path, admin_token=token), HOST, port)
+    except DatabaseInUse as e:
+        if not e.holder.url:
+            raise
+        ctx.output.info(
+            f"Using the boltic server (pid {e.holder.pid}) that serves {db_path} at {e.holder.url}."
+        )
+        yield e.holder.url
+        return
     try:
         yield handle.url
     finally:
@@ -118,15 +129,16 @@ def boltic_server_answers(port: int) -> bool:
     except httpx.ConnectError:
         return False
     except httpx.HTTPError as e:
-        raise BolticError(
-            f"port {port} is in use by something that does not answer HTTP "
-            f"({type(e).__name__}); choose another with --port"
+        raise UsageError(
+            f"port {port} is in use by something that does not answer HTTP ({type(e).__name__})",
+            hint="choose another with --port, or --port 0 for a free one",
         ) from None
     if response.status_code == 200 and _looks_like_health(response):
         return True
-    raise BolticError(
+    raise UsageError(
         f"port {port} is in use by something that is not a boltic server "
-        f"(GET /v1/health answered {response.status_code}); choose another with --port"
+        f"(GET /v1/health answered {response.status_code})",
+        hint="choose another with --port, or --port 0 for a free one",
     )
 
 

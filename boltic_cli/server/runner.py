@@ -9,10 +9,13 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from boltic_cli.errors import BolticError, NetworkError, UsageError
+from boltic_cli.errors import BolticError, UsageError
 from boltic_cli.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from boltic_cli.server.dblock import DatabaseLock
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
 
@@ -68,12 +71,17 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind(address)
     except OSError as e:
         sock.close()
+        # A port that cannot be had is a choice the user makes again (exit 2),
+        # whatever holds it (issue 12).
         if e.errno == errno.EADDRINUSE:
-            raise NetworkError(
-                f"cannot listen on {host}:{port}: address already in use",
-                hint="is another boltic server running? try --port 0",
+            raise UsageError(
+                f"cannot listen on {host}:{port}: the port is in use",
+                hint="choose another with --port, or --port 0 for a free one",
             ) from None
-        raise NetworkError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {e.strerror}",
+            hint="choose another with --port, or --port 0 for a free one",
+        ) from None
     sock.set_inheritable(True)
     return sock
 
@@ -91,6 +99,16 @@ def prepare_database(settings: ServerSettings) -> None:
     except (OSError, sqlite3.Error, StoreError) as e:
         reason = getattr(e, "strerror", None) or str(e)
         raise UsageError(f"cannot open the database {path}: {reason}") from None
+
+
+def lock_database(settings: ServerSettings, url: str) -> DatabaseLock | None:
+    """Take the SQLite file's lock for this process serving at ``url`` (``None`` for a
+    store that is not a file). Raises ``DatabaseInUse`` (exit 2) naming the holder."""
+    from boltic_cli.server.dblock import DatabaseLock
+
+    if str(settings.db_path).startswith(("postgres:", "postgresql:")):
+        return None
+    return DatabaseLock(settings.db_path.expanduser()).acquire(url)
 
 
 def _server(settings: ServerSettings, on_ready: Callable[[], None], level: str) -> Any:
@@ -126,9 +144,14 @@ def serve(
 ) -> None:
     """Serve until SIGINT/SIGTERM (then finish in-flight requests and return);
     ``on_ready(url)`` is called once the server accepts requests."""
-    prepare_database(settings)
     sock = bind(host, port)
     url = url_for(host, sock.getsockname()[1])
+    try:
+        lock = lock_database(settings, url)
+        prepare_database(settings)
+    except BaseException:
+        sock.close()
+        raise
     import gc
     import sys
 
@@ -146,6 +169,8 @@ def serve(
         raise BolticError("the server failed to start (see the log above)") from None
     finally:
         sock.close()
+        if lock is not None:
+            lock.release()
 
 
 @dataclass
@@ -154,12 +179,15 @@ class ServerHandle:
     _server: Any
     _thread: threading.Thread
     _sock: socket.socket
+    _lock: DatabaseLock | None = None
 
     def stop(self, timeout: float = GRACEFUL_SHUTDOWN_SECONDS + 5) -> None:
         """Finish in-flight requests, close the store, and wait for the thread."""
         self._server.should_exit = True
         self._thread.join(timeout)
         self._sock.close()
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self) -> ServerHandle:
         return self
@@ -171,9 +199,16 @@ class ServerHandle:
 def start_in_thread(
     settings: ServerSettings, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning"
 ) -> ServerHandle:
-    """Start serving in a background thread; returns once it accepts requests."""
-    prepare_database(settings)
+    """Start serving in a background thread; returns once it accepts requests.
+
+    Raises ``DatabaseInUse`` when another process serves the same SQLite file."""
     sock = bind(host, port)
+    try:
+        lock = lock_database(settings, url_for(host, sock.getsockname()[1]))
+        prepare_database(settings)
+    except BaseException:
+        sock.close()
+        raise
     ready = threading.Event()
     server = _server(settings, ready.set, log_level)
     failure: list[BaseException] = []
@@ -189,5 +224,7 @@ def start_in_thread(
     while not ready.wait(0.05):
         if not thread.is_alive():
             sock.close()
+            if lock is not None:
+                lock.release()
             raise BolticError("the server failed to start") from (failure[0] if failure else None)
-    return ServerHandle(url_for(host, sock.getsockname()[1]), server, thread, sock)
+    return ServerHandle(url_for(host, sock.getsockname()[1]), server, thread, sock, lock)

@@ -99,7 +99,7 @@ def test_non_loopback_host_warns(server_process):
     assert "warning: listening on 0.0.0.0" in server.process.stderr.read()
 
 
-def test_port_in_use_is_one_line_exit_5(run_cli, tmp_path):
+def test_port_in_use_is_one_line_exit_2(run_cli, tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -107,12 +107,12 @@ def test_port_in_use_is_one_line_exit_5(run_cli, tmp_path):
         result = run_cli(
             "server", "--port", str(port), "--db", str(tmp_path / "x.db"), "--token", "t"
         )
-    assert result.exit_code == 5
+    assert result.exit_code == 2
     assert result.stdout == ""
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert errors == [
-        f"Error: cannot listen on 127.0.0.1:{port}: address already in use "
-        "(is another boltic server running? try --port 0)"
+        f"Error: cannot listen on 127.0.0.1:{port}: the port is in use "
+        "(choose another with --port, or --port 0 for a free one)"
     ]
     assert "Traceback" not in result.stderr
 
@@ -315,3 +315,56 @@ def test_missing_server_extra_is_one_line_before_any_side_effect(run_cli, cli_en
         if args[0] == "server":
             # (dev may still use a server already running, so it keeps its token first)
             assert not (Path(cli_env["BOLTIC_DATA_DIR"]) / "admin-token").exists()
+
+
+@pytest.mark.e2e
+def test_a_second_server_on_one_sqlite_file_is_refused_naming_the_holder(tmp_path, cli_env):
+    """Issue 11: two processes on one file would each cache sources and write keys (a
+    deleted source's key still accepted by the other). The second exits 2 naming the
+    first (pid and URL from the lock file); after a SIGKILL of the first, a new server
+    starts: the kernel dropped the lock."""
+    import subprocess
+    import sys
+
+    from tests.support import reap, start_server, stop_server
+
+    db = tmp_path / "one.db"
+    first, url = start_server(db, cli_env, "--token", ADMIN_TOKEN)
+    try:
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "boltic_cli",
+                "server",
+                "--port",
+                "0",
+                "--db",
+                str(db),
+                "--token",
+                ADMIN_TOKEN,
+            ],
+            capture_output=True,
+            text=True,
+            env=cli_env,
+            timeout=60,
+        )
+        assert second.returncode == 2
+        assert second.stdout == ""
+        errors = [line for line in second.stderr.splitlines() if line.startswith("Error:")]
+        assert errors == [
+            f"Error: the database {db} is in use by boltic server pid {first.pid} at {url} "
+            "(use that server, or give this one its own --db)"
+        ]
+        assert httpx.get(f"{url}/health").status_code == 200  # the holder is untouched
+    finally:
+        first.kill()
+        reap(first)
+    again, url = start_server(db, cli_env, "--token", ADMIN_TOKEN)
+    try:
+        listed = httpx.get(
+            f"{url}/streams/sources", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
+        assert listed.status_code == 200
+    finally:
+        stop_server(again)

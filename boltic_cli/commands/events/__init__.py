@@ -1,4 +1,4 @@
-"""boltic events: send, query and generate events (one module per job).
+"""boltic events: send, query, count and generate events (one module per job).
 
 The modules define the commands; this package makes the group and registers them
 (in the order of the group's help), so imports go one way: package -> modules.
@@ -7,11 +7,12 @@ The modules define the commands; this package makes the group and registers them
 from __future__ import annotations
 
 from boltic_cli.commands import new_app
-from boltic_cli.commands.events import generate, query, send
+from boltic_cli.commands.events import generate, query, send, stats
 
-app = new_app(help="Send, query and generate events.")
+app = new_app(help="Send, query, count and generate events.")
 app.command("send")(send.send)
 app.command("query")(query.query)
+app.command("stats")(stats.stats)
 app.command("generate")(generate.generate)
 
-__all__ = ["app", "generate", "query", "send"]
+__all__ = ["app", "generate", "query", "send", "stats"]
