@@ -20,6 +20,7 @@ from boltic_cli.output import JSON_FORMATS, OUTPUT_FORMATS
 
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient
+    from boltic_cli.lookup import SourceNameCache
     from boltic_cli.output import Output
     from boltic_cli.settings import Settings
 
@@ -181,6 +182,25 @@ class Context:
             stderr_color=self.stderr_color,
         )
 
+    @cached_property
+    def token(self) -> str | None:
+        """The profile's token, read once per command run (a keyring read can be slow)."""
+        return self.settings.token()
+
+    @cached_property
+    def source_names(self) -> SourceNameCache:
+        """The brief cache of source names -> ids for this profile's API URL and token
+        (``lookup.SourceNameCache``, in the cache dir)."""
+        from boltic_cli.lookup import NAME_CACHE_FILE, SourceNameCache
+        from boltic_cli.paths import cache_dir
+
+        return SourceNameCache(
+            cache_dir(self.environ) / NAME_CACHE_FILE,
+            self.settings.api_url,
+            self.token,
+            clock=lambda: self.env.clock().timestamp(),
+        )
+
     def log(self, message: str) -> None:
         """One informational line on stderr (never data)."""
         assert self.env.stderr is not None
@@ -203,7 +223,7 @@ class Context:
 
         return BolticClient(
             base_url or self.settings.api_url,
-            token if token is not None else self.settings.token(),
+            token if token is not None else self.token,
             retries=retries,
             timeout=timeout if timeout is not None else self.options.request_timeout,
             transport=self.env.transport,

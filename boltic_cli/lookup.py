@@ -5,7 +5,13 @@ Commands take either, because people remember names and scripts keep ids.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from boltic_cli.errors import NotFound, UsageError
 
@@ -30,11 +36,105 @@ def resolve_source(client: BolticClient, ref: str) -> StreamSource:
     return _find_in_list(client.list_stream_sources(), ref)
 
 
-def resolve_source_id(client: BolticClient, ref: str) -> str:
-    """The id of the source ``ref`` names (see ``resolve_source``)."""
-    source = resolve_source(client, ref)
+def resolve_source_id(
+    client: BolticClient, ref: str, *, cache: SourceNameCache | None = None
+) -> str:
+    """The id of the source ``ref`` names (see ``resolve_source``).
+
+    With ``cache``, a name seen in the last NAME_CACHE_SECONDS costs no request, and a
+    name that had to be looked up fills the cache with every unique name in the list.
+    """
+    if cache is not None and not ref.startswith(SOURCE_ID_PREFIX):
+        cached = cache.get(ref)
+        if cached is not None:
+            return cached
+        sources = client.list_stream_sources()
+        cache.remember(sources)
+        source = _find_in_list(sources, ref)
+    else:
+        source = resolve_source(client, ref)
     assert source.id is not None
     return source.id
+
+
+# How long a source name -> id answer is reused (as completion's cache: briefly, so a
+# rename or delete made elsewhere is seen soon; this CLI's own create, update and
+# delete clear it at once).
+NAME_CACHE_SECONDS = 30.0
+NAME_CACHE_FILE = "source-names.json"
+
+
+class SourceNameCache:
+    """Source ids by exact name, kept for NAME_CACHE_SECONDS in ``path`` (0600 JSON),
+    one entry per API URL and token (the token only as a hash prefix: never on disk).
+
+    Only names that belong to exactly one source are kept. Failures to read or write
+    the file cost a lookup, nothing more.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        api_url: str,
+        token: str | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_age: float = NAME_CACHE_SECONDS,
+    ) -> None:
+        digest = hashlib.sha256((token or "").encode()).hexdigest()[:16]
+        self.path, self.key, self.clock, self.max_age = path, f"{api_url} {digest}", clock, max_age
+
+    def get(self, name: str) -> str | None:
+        """The id cached for ``name`` if fresh, else None."""
+        entry = self._load().get(self.key)
+        if not isinstance(entry, dict):
+            return None
+        try:
+            age = self.clock() - float(entry.get("at", 0))
+        except (TypeError, ValueError):
+            return None
+        names = entry.get("names")
+        if not 0 <= age <= self.max_age or not isinstance(names, dict):
+            return None
+        found = names.get(name)
+        return found if isinstance(found, str) and found.startswith(SOURCE_ID_PREFIX) else None
+
+    def remember(self, sources: list[StreamSource]) -> None:
+        """Cache every name that belongs to exactly one of ``sources`` (a full list)."""
+        counts: dict[str, int] = {}
+        for source in sources:
+            if source.name and source.id:
+                counts[source.name] = counts.get(source.name, 0) + 1
+        names = {s.name: s.id for s in sources if s.name and s.id and counts[s.name] == 1}
+        self._store({"at": self.clock(), "names": names})
+
+    def forget(self) -> None:
+        """Drop this API URL and token's names (after a create, rename or delete)."""
+        self._store(None)
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _store(self, entry: dict[str, Any] | None) -> None:
+        from boltic_cli.paths import write_private
+
+        now = self.clock()
+
+        def fresh(value: Any) -> bool:
+            try:
+                return 0 <= now - float(value["at"]) <= self.max_age
+            except (KeyError, TypeError, ValueError):
+                return False
+
+        data = {k: v for k, v in self._load().items() if k != self.key and fresh(v)}
+        if entry is not None:
+            data[self.key] = entry
+        with contextlib.suppress(OSError):
+            write_private(self.path, json.dumps(data))
 
 
 def _find_in_list(sources: list[StreamSource], ref: str) -> StreamSource:

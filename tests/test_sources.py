@@ -320,3 +320,60 @@ def test_declined_in_json_mode_is_an_error_object_without_null_fields(cli, api):
 def test_delete_unknown_source_exits_3(cli):
     result = cli("sources", "delete", "ghost", "--yes")
     assert result.exit_code == 3
+
+
+# -- source names are cached briefly ------------------------------------------------
+
+
+def _http_calls(result) -> list[str]:
+    """The -v lines: one per HTTP call, ``METHOD URL STATUS ms``."""
+    return [line for line in result.stderr.splitlines() if line.split(" ", 1)[0] in HTTP_VERBS]
+
+
+HTTP_VERBS = {"GET", "POST", "PATCH", "DELETE"}
+
+
+def test_a_source_name_is_looked_up_once_then_cached(cli, api, tmp_path):
+    source = create_source(api, "shop")
+
+    first = cli("events", "send", "shop", "--type", "a", "-v")
+    second = cli("events", "send", "shop", "--type", "b", "-v")
+    waited = cli("events", "query", "--source", "shop", "-v")
+
+    assert (first.exit_code, second.exit_code, waited.exit_code) == (0, 0, 0)
+    assert [c.split()[0] for c in _http_calls(first)] == ["GET", "POST"]
+    assert [c.split()[0] for c in _http_calls(second)] == ["POST"]
+    assert [c.split()[0] for c in _http_calls(waited)] == ["GET"]  # the query itself
+    stored = api.get("/streams/events", params={"sourceId": source["id"]}).json()["data"]
+    assert sorted(e["type"] for e in stored) == ["a", "b"]
+    cache = tmp_path / "cache" / "source-names.json"
+    assert oct(cache.stat().st_mode & 0o777) == "0o600"
+    assert "test-admin-token" not in cache.read_text()
+
+
+def test_the_cache_is_cleared_by_delete_create_and_rename(cli, api):
+    old = create_source(api, "shop")
+    assert cli("events", "send", "shop", "--type", "a").exit_code == 0
+
+    assert cli("sources", "delete", "shop", "--yes").exit_code == 0
+    new = cli("sources", "create", "--name", "shop", "--type", "server", "-o", "json").json()
+    sent = cli("events", "send", "shop", "--type", "b", "-o", "json")
+
+    assert sent.exit_code == 0, sent.stderr
+    assert [e["sourceId"] for e in api.get("/streams/events").json()["data"]] == [new["id"]]
+    assert old["id"] != new["id"]
+    assert cli("sources", "update", "shop", "--name", "store").exit_code == 0
+    assert cli("events", "send", "shop", "--type", "c").exit_code == 3
+
+
+def test_a_stale_cache_entry_is_not_used(cli, api):
+    from datetime import UTC, datetime, timedelta
+
+    create_source(api, "shop")
+    start = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    later = start + timedelta(seconds=31)
+
+    cli("events", "send", "shop", "--type", "a", clock=lambda: start)
+    result = cli("events", "send", "shop", "--type", "b", "-v", clock=lambda: later)
+
+    assert [c.split()[0] for c in _http_calls(result)] == ["GET", "POST"]

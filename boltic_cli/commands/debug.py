@@ -305,7 +305,7 @@ def wait(
     accept = event_filter(type_, where)
     seconds = duration_seconds(timeout, option="--timeout")
     with ctx.make_client() as client:
-        source_id = resolve_source_id(client, source)
+        source_id = resolve_source_id(client, source, cache=ctx.source_names)
         engine = Tail(
             client,
             [source_id],

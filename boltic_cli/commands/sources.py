@@ -86,6 +86,7 @@ def create(
     ctx = current()
     with ctx.make_client() as client:
         source = client.create_stream_source({"name": name, "type": type_})
+    ctx.source_names.forget()  # a name may now mean two sources
     if ctx.output.format == "table":
         _show_created(ctx, source)
     else:
@@ -157,6 +158,8 @@ def update(
                     "(PATCH /streams/sources/{id} is a boltic server extension)"
                 ) from None
             raise
+    if name is not None:
+        ctx.source_names.forget()
     ctx.output.emit(updated, columns=source_detail_columns())
 
 
@@ -196,4 +199,5 @@ def delete(
                 raise Declined("Nothing deleted.")
         assert found.id is not None
         client.delete_stream_source(found.id)
+    ctx.source_names.forget()
     ctx.output.success(f"Deleted source {label}")

@@ -52,7 +52,7 @@ def generate(
     ctx = current()
     seconds = duration_seconds(duration, option="--duration")
     with ctx.make_client() as client:
-        source_id = resolve_source_id(client, source)
+        source_id = resolve_source_id(client, source, cache=ctx.source_names)
         with ctx.output.progress("{task.completed:,.0f} events sent") as progress:
             on_sent = (lambda event: progress.advance()) if progress is not None else None
             runner = TrafficRunner(

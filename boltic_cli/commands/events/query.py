@@ -110,7 +110,7 @@ def query(
 def _source_filter(client: BolticClient, source: str | None) -> str | None:
     from boltic_cli.lookup import resolve_source_id
 
-    return resolve_source_id(client, source) if source else None
+    return resolve_source_id(client, source, cache=current().source_names) if source else None
 
 
 def _source_names(ctx: Context, client: BolticClient) -> dict[str, str]:

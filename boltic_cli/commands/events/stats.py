@@ -81,7 +81,9 @@ def stats(
         raise UsageError("--since must be before --until")
     plan_buckets(start, end, step)  # too many buckets: refused before any request
     with ctx.make_client() as client:
-        source_ids = [resolve_source_id(client, ref) for ref in source or []]
+        source_ids = [
+            resolve_source_id(client, ref, cache=ctx.source_names) for ref in source or []
+        ]
         with ctx.output.progress(
             "counting events: {task.completed:,.0f}/{task.fields[planned]:,} queries", planned=0
         ) as line:
