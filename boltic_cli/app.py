@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 # Global options that work after the command too (design.md, CLI conventions).
-HOISTED_FLAGS = {"--json", "--debug", "-v", "--verbose", "--no-color"}
+HOISTED_FLAGS = {"--json", "--debug", "-v", "--verbose", "--no-color", "--no-pager"}
 HOISTED_OPTIONS = {"-o", "--output", "--request-timeout"}
 
 
@@ -382,6 +382,12 @@ def root(
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks and bodies.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="Never colour output.")] = False,
+    no_pager: Annotated[
+        bool,
+        typer.Option(
+            "--no-pager", help="Never page long output on a terminal [env: BOLTIC_PAGER]."
+        ),
+    ] = False,
     request_timeout: Annotated[
         float | None,
         typer.Option("--request-timeout", help="HTTP timeout in seconds.", metavar="SECONDS"),
@@ -408,6 +414,7 @@ def root(
         debug=debug,
         no_color=no_color,
         request_timeout=request_timeout,
+        no_pager=no_pager,
     )
     session.context = Context(env=session.env.resolved(), options=options)
 

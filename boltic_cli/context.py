@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 __all__ = ["JSON_FORMATS", "OUTPUT_FORMATS", "Context", "Environment", "GlobalOptions", "current"]
 
 
+DEFAULT_PAGER = "less -FRX"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -80,6 +83,7 @@ class GlobalOptions:
     debug: bool = False
     no_color: bool = False
     request_timeout: float | None = None
+    no_pager: bool = False
 
 
 @dataclass
@@ -181,6 +185,25 @@ class Context:
             clock=self.env.clock,
             stderr_color=self.stderr_color,
         )
+
+    def page_output(self) -> None:
+        """Send this command's stdout through a pager, as git and gh do: only when stdout
+        is a terminal and not with ``--no-pager``. The command is ``$BOLTIC_PAGER``, else
+        ``$PAGER``, else ``less -FRX`` (``-F``: short output just prints); an empty
+        ``BOLTIC_PAGER`` (or ``cat``) turns paging off. The pager is waited for when the
+        command ends (quitting it early ends the command quietly, like ``| head``).
+        Call it before the command prints anything."""
+        if not self.env.stdout_isatty or self.options.no_pager:
+            return
+        command = self.environ.get("BOLTIC_PAGER")
+        if command is None:
+            command = self.environ.get("PAGER") or DEFAULT_PAGER
+        if command.strip() in ("", "cat"):
+            return
+        if self.output.start_pager(command, self.environ):
+            from boltic_cli._compat import click
+
+            click.globals.get_current_context().call_on_close(self.output.close_pager)
 
     @cached_property
     def token(self) -> str | None:

@@ -19,7 +19,7 @@ import csv
 import json
 import re
 import textwrap
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -254,6 +254,8 @@ class Output:
         self.width = width
         self.clock = clock
         self._progress: ProgressLine | None = None  # messages print above it while shown
+        self._pager: Any = None  # the pager process while stdout goes into it
+        self._unpaged_stdout = stdout
 
     @property
     def is_json(self) -> bool:
@@ -270,7 +272,14 @@ class Output:
     def _make_console(self, file: TextIO, color: bool) -> Console:
         from rich.console import Console
 
-        return Console(
+        class PipeAwareConsole(Console):
+            # Rich's own answer to a closed pipe is exit 1 after pointing fd 1 at
+            # /dev/null; a closed pipe (| head, a pager quit early) is app's to end
+            # quietly with 0 (design.md).
+            def on_broken_pipe(self) -> None:
+                raise BrokenPipeError
+
+        return PipeAwareConsole(
             file=file, force_terminal=color, no_color=not color, width=self.width, highlight=False
         )
 
@@ -298,7 +307,8 @@ class Output:
             self._write(_scalar_text(wire) + "\n")
 
     def emit_stream(self, items: Iterable[Any], *, columns: list[Column] | None = None) -> int:
-        """Print items as they arrive (json, ndjson, plain); table, yaml and csv print at the end.
+        """Print items as they arrive (json, ndjson, plain; a table STREAM_CHUNK rows at a
+        time, unboxed); yaml and csv print at the end.
 
         Returns how many items were printed.
         """
@@ -316,6 +326,8 @@ class Output:
                     self.stdout.flush()
                 count += 1
             return count
+        if self.format == "table":
+            return self._stream_table(items, columns)
         collected = [to_wire(item) for item in items]
         self.emit(collected, columns=columns)
         return len(collected)
@@ -545,8 +557,14 @@ class Output:
         if not rows:
             self.info("No results.")
             return
-        from rich.text import Text
+        layout = _TableLayout(columns, self.console.width, boxed=self.stdout_isatty)
+        layout.fit(self._cell_variants(rows, columns))
+        self._print_rows(rows, columns, layout, header=True)
 
+    def _cell_variants(
+        self, rows: list[dict], columns: list[Column]
+    ) -> dict[tuple[bool, bool], list[list[str]]]:
+        """The table cells of ``rows`` by (short times, short ids)."""
         now = self.clock()
         variants: dict[tuple[bool, bool], list[list[str]]] = {}
         for short_times in (False, True):
@@ -562,9 +580,15 @@ class Output:
                 ]
                 for row_cells in cells
             ]
-        layout = _TableLayout(columns, self.console.width, boxed=self.stdout_isatty)
-        layout.fit(variants)
-        table = self._new_table(show_header=True, boxed=layout.boxed)
+        return variants
+
+    def _print_rows(
+        self, rows: list[dict], columns: list[Column], layout: _TableLayout, *, header: bool
+    ) -> None:
+        """``rows`` as a table in ``layout``'s widths (the header only with ``header``)."""
+        from rich.text import Text
+
+        table = self._new_table(show_header=header, boxed=layout.boxed)
         for column, width in zip(columns, layout.widths, strict=True):
             table.add_column(
                 Text(column.header, no_wrap=True, overflow="ellipsis"),
@@ -573,7 +597,8 @@ class Output:
                 no_wrap=True,
                 overflow="ellipsis",
             )
-        for row_cells in variants[(layout.short_times, layout.short_ids)]:
+        cells = self._cell_variants(rows, columns)[(layout.short_times, layout.short_ids)]
+        for row_cells in cells:
             table.add_row(*(Text(cell, no_wrap=True, overflow="ellipsis") for cell in row_cells))
         total = layout.total_width
         # A table that cannot fit even cut (a very narrow terminal) is printed wider.
@@ -581,6 +606,84 @@ class Output:
         if too_wide:
             table.width = total
         self.console.print(table, crop=not too_wide)
+        self.stdout.flush()
+
+    def _stream_table(self, items: Iterable[Any], columns: list[Column] | None) -> int:
+        """A table printed as its rows arrive, STREAM_CHUNK rows at a time: the first
+        chunk sets the column widths (and prints the header), later chunks keep them.
+        Without a box, which could only be closed at the end."""
+        count = 0
+        chunk: list[dict] = []
+        layout: _TableLayout | None = None
+
+        def flush() -> None:
+            nonlocal layout, columns
+            if not chunk:
+                return
+            columns = columns or columns_for(chunk)
+            first = layout is None
+            if layout is None:
+                layout = _TableLayout(columns, self.console.width, boxed=False)
+                layout.fit(self._cell_variants(chunk, columns))
+            self._print_rows(chunk, columns, layout, header=first)
+            chunk.clear()
+
+        for item in items:
+            chunk.append(mask_secrets(_as_row(to_wire(item))))
+            count += 1
+            if len(chunk) >= STREAM_CHUNK:
+                flush()
+        flush()
+        if not count:
+            self.info("No results.")
+        return count
+
+    # the pager
+
+    def start_pager(self, command: str, environ: Mapping[str, str]) -> bool:
+        """From now on, write stdout into ``command`` (the pager: a program and its
+        arguments, split like a shell would, not run by one) instead; False when it
+        cannot be started (stdout stays as it was). ``LESS=FRX``
+        is set unless the environment sets ``LESS`` (as git does), so a plain ``less``
+        prints short output and keeps colours. The width stays the terminal's."""
+        import shlex
+        import shutil
+        import subprocess
+
+        env = dict(environ)
+        env.setdefault("LESS", "FRX")
+        try:
+            pager = subprocess.Popen(
+                shlex.split(command),
+                stdin=subprocess.PIPE,
+                env=env,
+                text=True,
+                encoding="utf-8",
+                errors="backslashreplace",
+            )
+        except (OSError, ValueError):  # not found, not executable, unbalanced quotes
+            return False
+        if self.width is None:
+            self.width = shutil.get_terminal_size().columns
+        self._pager = pager
+        self._unpaged_stdout = self.stdout
+        assert pager.stdin is not None
+        self.stdout = pager.stdin
+        self.__dict__.pop("console", None)  # a console made before writes to the old stdout
+        return True
+
+    def close_pager(self) -> None:
+        """End the pager's input and wait until the user leaves it; stdout is restored."""
+        pager = getattr(self, "_pager", None)
+        if pager is None:
+            return
+        self._pager = None
+        with contextlib.suppress(OSError, ValueError):
+            self.stdout.close()  # BrokenPipeError when the user quit early: nothing to say
+        with contextlib.suppress(KeyboardInterrupt):
+            pager.wait()
+        self.stdout = self._unpaged_stdout
+        self.__dict__.pop("console", None)
 
     def _emit_fields(self, row: dict, columns: list[Column]) -> None:
         if self.format == "plain":
@@ -853,6 +956,8 @@ def _clock_time(value: datetime | None) -> str:
     return f"{local:%H:%M:%S}.{local.microsecond // 1000:03d}"
 
 
+# A streamed table (``emit_stream``) prints this many rows at a time.
+STREAM_CHUNK = 100
 # A text column whose values are all at most this wide (a type, a status) is cut
 # only after names and JSON.
 SHORT_TEXT = 16

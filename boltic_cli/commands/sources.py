@@ -63,8 +63,9 @@ SourceArg = Annotated[
 def list_(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the ids.")] = False,
 ) -> None:
-    """List stream sources."""
+    """List stream sources (paged on a terminal: $BOLTIC_PAGER, $PAGER or less -FRX)."""
     ctx = current()
+    ctx.page_output()
     with ctx.make_client() as client:
         sources = client.list_stream_sources()
     if quiet:

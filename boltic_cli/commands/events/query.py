@@ -87,8 +87,10 @@ def query(
 ) -> None:
     """Query events, newest first, with a summary of all matches.
 
-    On a terminal the table is followed by the totals and a chart of events per type.
-    -o json prints {data, summary}; -o ndjson one event per line.
+    On a terminal the table is followed by the totals and a chart of events per type,
+    rows print as they arrive, and long output goes through the pager ($BOLTIC_PAGER,
+    $PAGER or less -FRX; --no-pager). -o json prints {data, summary}; -o ndjson one
+    event per line.
     """
     from boltic_cli.durations import parse_time
 
@@ -98,6 +100,7 @@ def query(
     to = parse_time(until, now=now, end_of_day=True, option="--until") if until else None
     if from_ is not None and to is not None and from_ >= to:
         raise UsageError("--since must be before --until")
+    ctx.page_output()
     with ctx.make_client() as client:
         source_id = _source_filter(client, source)
         filters = {"source_id": source_id, "event_type": type_, "from_": from_, "to": to}
