@@ -107,7 +107,7 @@ class RequestGate:
         method: str = scope["method"]
         headers = _headers(scope)
         scope[HEADERS] = headers
-        send = _logged(send, scope, self._token_kind(headers), self.access_log)
+        send = _logged(send, scope, self, self.access_log)
         if method == "OPTIONS" and path in CORS_PATHS:
             await _send_preflight(headers, send)
             return
@@ -191,9 +191,10 @@ class RequestGate:
         return limited
 
 
-def _logged(send: Send, scope: Scope, token_kind: str, access_log: bool) -> Send:
+def _logged(send: Send, scope: Scope, gate: RequestGate, access_log: bool) -> Send:
     """``send`` that logs the request's answer when it is a refusal (or always, with
-    ``access_log``) once its body is complete. Accepted answers cost one comparison."""
+    ``access_log``) once its body is complete. Accepted answers cost a comparison or
+    two; the token kind is worked out only for a line that is written."""
     status = 0
     body = b""
 
@@ -208,7 +209,8 @@ def _logged(send: Send, scope: Scope, token_kind: str, access_log: bool) -> Send
         if status >= 400 and len(body) < REASON_BODY_BYTES:
             body += message.get("body", b"")[: REASON_BODY_BYTES - len(body)]
         if not message.get("more_body", False):
-            line = log_line(scope, status, _reason(status, body), token_kind)
+            kind = gate._token_kind(scope[HEADERS])
+            line = log_line(scope, status, _reason(status, body), kind)
             request_log.log(logging.WARNING if status >= 400 else logging.INFO, line)
 
     return send_and_log
