@@ -46,6 +46,9 @@ DATA_COMMANDS = {
     "config get": (["config", "get", "api_url"], "testserver"),
     "auth status": (["auth", "status"], "testserver"),
     "destinations list -q": (["destinations", "list", "-q"], None),
+    "sources create": (["sources", "create", "--name", "app", "--type", "mobile"], "app"),
+    "config profiles": (["config", "profiles"], "local"),
+    "events stats": (["events", "stats"], "signup"),
 }
 
 
