@@ -39,21 +39,16 @@ def resolve_source(client: BolticClient, ref: str) -> StreamSource:
 def resolve_source_id(
     client: BolticClient, ref: str, *, cache: SourceNameCache | None = None
 ) -> str:
-    """The id of the source ``ref`` names (see ``resolve_source``).
-
-    With ``cache``, a name seen in the last NAME_CACHE_SECONDS costs no request, and a
-    name that had to be looked up fills the cache with every unique name in the list.
-    """
-    if cache is not None and not ref.startswith(SOURCE_ID_PREFIX):
-        cached = cache.get(ref)
-        if cached is not None:
-            return cached
-        sources = client.list_stream_sources()
-        cache.remember(sources)
-        source = _find_in_list(sources, ref)
-    else:
-        source = resolve_source(client, ref)
+    """The id of the source ``ref`` names (see ``resolve_source``, the one path a name
+    is looked up by). With ``cache``, a name looked up in the last NAME_CACHE_SECONDS
+    costs no request."""
+    named = cache is not None and not ref.startswith(SOURCE_ID_PREFIX)
+    if named and (cached := cache.get(ref)) is not None:
+        return cached
+    source = resolve_source(client, ref)
     assert source.id is not None
+    if named:
+        cache.put(ref, source.id)
     return source.id
 
 
@@ -68,8 +63,8 @@ class SourceNameCache:
     """Source ids by exact name, kept for NAME_CACHE_SECONDS in ``path`` (0600 JSON),
     one entry per API URL and token (the token only as a hash prefix: never on disk).
 
-    Only names that belong to exactly one source are kept. Failures to read or write
-    the file cost a lookup, nothing more.
+    A name is kept only once ``resolve_source`` found exactly one source by it.
+    Failures to read or write the file cost a lookup, nothing more.
     """
 
     def __init__(
@@ -85,32 +80,37 @@ class SourceNameCache:
         self.path, self.key, self.clock, self.max_age = path, f"{api_url} {digest}", clock, max_age
 
     def get(self, name: str) -> str | None:
-        """The id cached for ``name`` if fresh, else None."""
-        entry = self._load().get(self.key)
-        if not isinstance(entry, dict):
+        """The id cached for ``name`` if looked up in the last ``max_age`` seconds."""
+        found = self._names().get(name)
+        if not isinstance(found, list) or len(found) != 2:
             return None
+        source_id, at = found
         try:
-            age = self.clock() - float(entry.get("at", 0))
+            fresh = 0 <= self.clock() - float(at) <= self.max_age
         except (TypeError, ValueError):
             return None
-        names = entry.get("names")
-        if not 0 <= age <= self.max_age or not isinstance(names, dict):
-            return None
-        found = names.get(name)
-        return found if isinstance(found, str) and found.startswith(SOURCE_ID_PREFIX) else None
+        ok = fresh and isinstance(source_id, str) and source_id.startswith(SOURCE_ID_PREFIX)
+        return source_id if ok else None
 
-    def remember(self, sources: list[StreamSource]) -> None:
-        """Cache every name that belongs to exactly one of ``sources`` (a full list)."""
-        counts: dict[str, int] = {}
-        for source in sources:
-            if source.name and source.id:
-                counts[source.name] = counts.get(source.name, 0) + 1
-        names = {s.name: s.id for s in sources if s.name and s.id and counts[s.name] == 1}
-        self._store({"at": self.clock(), "names": names})
+    def put(self, name: str, source_id: str) -> None:
+        """Remember that ``name`` is ``source_id`` (as of now)."""
+        names = {k: v for k, v in self._names().items() if self._fresh(v)}
+        names[name] = [source_id, self.clock()]
+        self._store(names)
 
     def forget(self) -> None:
         """Drop this API URL and token's names (after a create, rename or delete)."""
         self._store(None)
+
+    def _names(self) -> dict[str, Any]:
+        names = self._load().get(self.key)
+        return names if isinstance(names, dict) else {}
+
+    def _fresh(self, value: Any) -> bool:
+        try:
+            return 0 <= self.clock() - float(value[1]) <= self.max_age
+        except (IndexError, KeyError, TypeError, ValueError):
+            return False
 
     def _load(self) -> dict[str, Any]:
         try:
@@ -119,20 +119,17 @@ class SourceNameCache:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def _store(self, entry: dict[str, Any] | None) -> None:
+    def _store(self, names: dict[str, Any] | None) -> None:
         from boltic_cli.paths import write_private
 
-        now = self.clock()
-
-        def fresh(value: Any) -> bool:
-            try:
-                return 0 <= now - float(value["at"]) <= self.max_age
-            except (KeyError, TypeError, ValueError):
-                return False
-
-        data = {k: v for k, v in self._load().items() if k != self.key and fresh(v)}
-        if entry is not None:
-            data[self.key] = entry
+        data = {
+            key: kept
+            for key, value in self._load().items()
+            if key != self.key and isinstance(value, dict)
+            if (kept := {n: v for n, v in value.items() if self._fresh(v)})
+        }
+        if names:
+            data[self.key] = names
         with contextlib.suppress(OSError):
             write_private(self.path, json.dumps(data))
 
