@@ -36,20 +36,23 @@ def resolve_source(client: BolticClient, ref: str) -> StreamSource:
     return _find_in_list(client.list_stream_sources(), ref)
 
 
-def resolve_source_id(
-    client: BolticClient, ref: str, *, cache: SourceNameCache | None = None
-) -> str:
-    """The id of the source ``ref`` names (see ``resolve_source``, the one path a name
-    is looked up by). With ``cache``, a name looked up in the last NAME_CACHE_SECONDS
-    costs no request."""
-    named = cache is not None and not ref.startswith(SOURCE_ID_PREFIX)
-    if named and (cached := cache.get(ref)) is not None:
-        return cached
+def resolve_source_id(client: BolticClient, ref: str) -> str:
+    """The id of the source ``ref`` names (see ``resolve_source``)."""
     source = resolve_source(client, ref)
     assert source.id is not None
-    if named:
-        cache.put(ref, source.id)
     return source.id
+
+
+def cached_source_id(client: BolticClient, ref: str, cache: SourceNameCache) -> str:
+    """``resolve_source_id``, but a name it answered in the last NAME_CACHE_SECONDS
+    (``cache``) costs no request. Ids and every lookup go through ``resolve_source_id``
+    (its rules, e.g. for write keys, hold); only a name it resolved is cached."""
+    if not ref.startswith(SOURCE_ID_PREFIX) and (cached := cache.get(ref)) is not None:
+        return cached
+    source_id = resolve_source_id(client, ref)
+    if not ref.startswith(SOURCE_ID_PREFIX):
+        cache.put(ref, source_id)
+    return source_id
 
 
 # How long a source name -> id answer is reused (as completion's cache: briefly, so a

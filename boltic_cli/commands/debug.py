@@ -297,7 +297,7 @@ def wait(
       boltic debug wait web --type signup --where plan=pro --timeout 2m
     """
     from boltic_cli.errors import WaitTimedOut
-    from boltic_cli.lookup import resolve_source_id
+    from boltic_cli.lookup import cached_source_id
     from boltic_cli.output import TailView
     from boltic_cli.tail import Tail
 
@@ -305,7 +305,7 @@ def wait(
     accept = event_filter(type_, where)
     seconds = duration_seconds(timeout, option="--timeout")
     with ctx.make_client() as client:
-        source_id = resolve_source_id(client, source, cache=ctx.source_names)
+        source_id = cached_source_id(client, source, ctx.source_names)
         engine = Tail(
             client,
             [source_id],

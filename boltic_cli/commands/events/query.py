@@ -111,9 +111,9 @@ def query(
 
 
 def _source_filter(client: BolticClient, source: str | None) -> str | None:
-    from boltic_cli.lookup import resolve_source_id
+    from boltic_cli.lookup import cached_source_id
 
-    return resolve_source_id(client, source, cache=current().source_names) if source else None
+    return cached_source_id(client, source, current().source_names) if source else None
 
 
 def _source_names(ctx: Context, client: BolticClient) -> dict[str, str]:

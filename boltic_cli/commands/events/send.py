@@ -109,9 +109,9 @@ def send(
         raise UsageError("--type is required")
     body = _event_body(ctx, type_, prop, properties, context, user_id, anonymous_id, timestamp)
     with ctx.make_client() as client:
-        from boltic_cli.lookup import resolve_source_id
+        from boltic_cli.lookup import cached_source_id
 
-        body["sourceId"] = resolve_source_id(client, source, cache=ctx.source_names)
+        body["sourceId"] = cached_source_id(client, source, ctx.source_names)
         accepted = client.send_event(body)
     if ctx.output.format in ("table", "plain"):
         ctx.output.emit_ids([accepted.event_id])
@@ -155,13 +155,11 @@ def _event_body(
 
 
 def _send_file(ctx: Context, source: str | None, file: str, concurrency: int) -> None:
-    from boltic_cli.lookup import resolve_source_id
+    from boltic_cli.lookup import cached_source_id
     from boltic_cli.sender import BulkSender, read_items
 
     with ctx.make_client() as client, _open_input(ctx, file) as stream:
-        default_source = (
-            resolve_source_id(client, source, cache=ctx.source_names) if source else None
-        )
+        default_source = cached_source_id(client, source, ctx.source_names) if source else None
         try:
             # read_items decodes its first chunk now: a file that is not text fails
             # here, before any summary is due.
