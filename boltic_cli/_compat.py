@@ -27,6 +27,7 @@ __all__ = [
     "httpx_client_transport",
     "httpx_transport_for_url",
     "httpx_transport_ssl_context",
+    "pydantic_errors_behind",
     "set_runtime_converter",
     "skip_httpx_cli",
 ]
@@ -79,6 +80,23 @@ def set_runtime_converter(param: Any, converter: Any) -> None:
 
 
 # Shell completion
+
+
+def pydantic_errors_behind(exc: BaseException) -> list[dict[str, Any]] | None:
+    """The pydantic errors a Typer ``BadParameter`` was raised from, or None.
+
+    Typer 0.29 coerces option values with pydantic ``TypeAdapter``s and words a bad
+    value in pydantic's terms ("Input should be greater than or equal to 1", "Value
+    error, 'x' is not one of ..."), chaining the ``ValidationError`` as the cause; the
+    app rewords it from these errors. Fallback: None (Typer's own wording stays).
+    """
+    cause = exc.__cause__
+    if cause is None or type(cause).__name__ != "ValidationError":
+        return None
+    try:
+        return list(cause.errors(include_url=False))  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        return None
 
 
 def completion_base_classes() -> tuple[type, type, type]:

@@ -213,13 +213,17 @@ class BolticGroup(TyperGroup):
         extra.pop("standalone_mode", None)
         argv = list(sys.argv[1:] if args is None else args)
         self._prepare_shell_completion(prog_name or "boltic", extra.get("complete_var"))
-        code = run(
-            lambda: super(BolticGroup, self).main(
+
+        def invoke() -> Any:
+            if not all(arg.isascii() for arg in argv):
+                from boltic_cli.params import check_arguments
+
+                check_arguments(argv)  # bytes that are not UTF-8: exit 2 naming the option
+            return super(BolticGroup, self).main(
                 argv, prog_name or "boltic", standalone_mode=False, obj=session, **extra
-            ),
-            session,
-            argv,
-        )
+            )
+
+        code = run(invoke, session, argv)
         sys.exit(int(code))
 
 
@@ -256,7 +260,10 @@ def _report(error: BolticError, session: Session, argv: list[str]) -> None:
         line += f": {error.details}"
     if error.hint:
         line += f" ({error.hint})"
-    stderr.write(line + "\n")
+    from boltic_cli.output import sanitize
+
+    # Messages quote input and server details: one line, nothing a terminal acts on.
+    stderr.write(sanitize(line) + "\n")
     if _wants_json(session, argv):
         stderr.write(json.dumps(error.to_dict()) + "\n")
     stderr.flush()
@@ -301,7 +308,7 @@ def run(invoke: Any, session: Session, argv: list[str]) -> int:
         hint = ""
         if isinstance(e, click.exceptions.UsageError) and e.ctx is not None:
             hint = f" (see '{e.ctx.command_path} --help')"
-        _report(UsageError(e.format_message() + hint), session, argv)
+        _report(UsageError(_usage_message(e) + hint), session, argv)
         return ExitStatus.USAGE
     except (Interrupted, KeyboardInterrupt):
         (session.env.stderr or sys.stderr).write("Interrupted\n")
@@ -309,6 +316,16 @@ def run(invoke: Any, session: Session, argv: list[str]) -> int:
     except Terminated:
         (session.env.stderr or sys.stderr).write("Terminated\n")
         return ExitStatus.TERMINATED
+    except RecursionError:
+        # Only an answer from some other server can nest this deep: ours refuses
+        # bodies deeper than 200 levels, and so does the CLI's input.
+        if debug:
+            traceback.print_exc()
+        from boltic_cli.errors import UnexpectedResponse
+
+        error = UnexpectedResponse("the data is nested too deeply to handle")
+        _report(error, session, argv)
+        return error.exit_status
     except Exception as e:
         if debug:
             traceback.print_exc()
@@ -421,6 +438,19 @@ def root(
 
 def get_cli() -> click.Command:
     return typer.main.get_command(app)
+
+
+def _usage_message(error: Any) -> str:
+    """Click's message for a usage error, a bad value in words that say what is allowed
+    (``models.problem_phrase``) rather than pydantic's, which Typer passes on."""
+    from boltic_cli._compat import click, pydantic_errors_behind
+
+    errors = pydantic_errors_behind(error)
+    if errors and isinstance(error, click.exceptions.BadParameter):
+        from boltic_cli.models import problem_phrase
+
+        error.message = "; ".join(problem_phrase(err) for err in errors)
+    return error.format_message().replace("Value error, ", "")
 
 
 def main(argv: list[str] | None = None) -> None:

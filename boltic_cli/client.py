@@ -70,11 +70,32 @@ BACKOFF_CAP = 8.0
 # A server asking for a longer pause than this is not coming back within one
 # command run; waiting would only make the user wait for the same error.
 MAX_RETRY_AFTER = 60.0
+# The largest `limit` GET /streams/events takes (spec: 1..1000).
+MAX_EVENTS_LIMIT = 1000
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 LOGIN_HINT = "run 'boltic auth login'"
 LOCAL_SERVER_HINT = "is `boltic server` running with another token?"
 REDACTED = "***"
+# design.md (Ids): a token starting with this is a source's write key, which may
+# only POST /streams/events (and the batch route); the CLI makes no other call with one.
+WRITE_KEY_PREFIX = "wk_"
+WRITE_KEY_ROUTES = frozenset({("POST", "/streams/events"), ("POST", "/streams/events/batch")})
+
+# The spec's own operations' paths (below the base URL): a 404 "no route" on one of
+# them means the API URL is wrong, not the id.
+SPEC_LISTS = frozenset({"/streams/sources", "/streams/destinations"})
+SPEC_ROUTES = (
+    re.compile(r"^/streams/(sources|events|destinations)$"),
+    re.compile(r"^/streams/sources/[^/]+(/debug)?$"),
+)
+
+# What a request body is called in a message (not its model's name).
+INPUT_NAMES = {
+    "StreamSourceInput": "source",
+    "EventInput": "event",
+    "StreamDestinationInput": "destination",
+}
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -197,6 +218,11 @@ class BolticClient:
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def is_write_key(self) -> bool:
+        """Whether the token is a source's write key (``wk_...``): it may only send events."""
+        return bool(self._token) and self._token.startswith(WRITE_KEY_PREFIX)
+
     # Operations (one per operationId)
 
     def list_stream_sources(self) -> list[StreamSource]:
@@ -317,6 +343,11 @@ class BolticClient:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
+        if self.is_write_key and (method, path) not in WRITE_KEY_ROUTES:
+            raise UsageError(
+                f"a write key (wk_...) can only send events, not {method} {path}; "
+                "use an admin token (BOLTIC_TOKEN or 'boltic auth login')"
+            )
         response = self.request(method, path, params=params, json=json, headers=headers)
         self.raise_for_status(response)
         if model is None:
@@ -337,9 +368,10 @@ class BolticClient:
         try:
             return model.model_validate(body)
         except pydantic.ValidationError as e:
+            from boltic_cli.models import problem_field, problem_phrase
+
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-                for err in e.errors()[:5]
+                f"{problem_field(err)} {problem_phrase(err)}" for err in e.errors()[:5]
             )
             raise UnexpectedResponse(
                 f"{self._where(response)} answered {response.status_code} "
@@ -395,9 +427,35 @@ class BolticClient:
         error = error_for_status(status, _clean(message), _clean(details) if details else None)
         if status == 401:
             error.hint = self._unauthorized_hint()
+        elif status == 404 and self._missing_route(response, message, details):
+            error.hint = self._base_path_hint()
         elif status == 429:
             error.hint = "rate limited; try again later"
         return error
+
+    def _missing_route(self, response: httpx.Response, message: str, details: str | None) -> bool:
+        """Whether a 404 says that one of the spec's own routes is not there: the API
+        URL is then wrong, most often for a missing ``/v1``. A list (GET sources or
+        destinations, which always exist) answering 404, or any spec route answered
+        with "no route" (our server's text)."""
+        base = self.base_url.path.rstrip("/")
+        path = response.request.url.path
+        if not path.startswith(base):
+            return False
+        relative = path[len(base) :]
+        if response.request.method == "GET" and relative in SPEC_LISTS:
+            return True
+        text = f"{message} {details or ''}".lower()
+        return "no route" in text and any(r.match(relative) for r in SPEC_ROUTES)
+
+    def _base_path_hint(self) -> str:
+        base = str(self.base_url).rstrip("/")
+        if not self.base_url.path.rstrip("/").endswith("/v1"):
+            return (
+                f"the API URL {base} may lack /v1: try {base}/v1 "
+                "(--api-url, BOLTIC_API_URL or 'boltic config set api_url')"
+            )
+        return f"is {base} the Streams API? check the API URL"
 
     def _unauthorized_hint(self) -> str:
         # The client does not know the profile; the local profile is the one on loopback.
@@ -519,10 +577,14 @@ class BolticClient:
         try:
             return model.model_validate(body).to_wire()
         except pydantic.ValidationError as e:
+            # In the user's words: the field's wire name and what it allows, no model names.
+            from boltic_cli.models import problem_field, problem_phrase
+
+            what = INPUT_NAMES.get(model.__name__, "input")
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+                f"{problem_field(err, 'body')} {problem_phrase(err)}" for err in e.errors()
             )
-            raise UsageError(f"invalid {model.__name__}", details=problems) from None
+            raise UsageError(f"invalid {what}: {_clean(problems)}") from None
 
     # -- paging without a cursor (events query --all) ------------------------------
 
@@ -533,26 +595,30 @@ class BolticClient:
         event_type: str | None = None,
         from_: datetime | None = None,
         to: datetime | None = None,
-        page_size: int = 1000,
+        page_size: int = MAX_EVENTS_LIMIT,
         on_summary: Callable[[EventSummary | None], None] | None = None,
         on_warning: Callable[[str], None] | None = None,
+        on_missed: Callable[[int, datetime], None] | None = None,
     ) -> Iterator[Event]:
         """Every event matching the filters, newest first, fetched ``page_size`` at a time.
 
         The filters are ``query_events``' (``from_`` inclusive, ``to`` exclusive).
         ``GET /streams/events`` has no cursor (spec), so each next page asks for
-        events before the oldest one seen (``to`` is exclusive, hence +1 ms, the
-        API's time precision, to include its ties) and drops the ties already
-        yielded: only ties at the page boundary can repeat, so that is all the
-        memory it keeps. More than ``page_size`` events at one timestamp cannot
-        all be reached this way: ``on_warning`` is told (one sentence) and the walk
-        goes on before them; events without a time end the walk the same way.
+        events before the oldest one seen (``to`` is exclusive, hence +1 ms, the API's
+        time precision, to include its ties) and drops the ties already yielded. A
+        full page that is all one millisecond cannot move on that way: that
+        millisecond is then fetched on its own (``from`` = it, ``to`` = +1 ms, limit
+        1000, the largest the spec allows) and the walk goes on before it. Only more
+        than 1000 events in one millisecond cannot all be fetched:
+        ``on_missed(count, timestamp)`` is told how many were left out (and
+        ``on_warning``, one sentence). Events without a time end the walk with a
+        warning. The page size is the walker's business, not a user's ``--limit``.
         ``on_summary`` gets the first page's ``summary`` (it counts every match).
-        Raises what ``query_events`` raises; a request is made only as the
-        iterator is consumed.
+        Raises what ``query_events`` raises; a request is made only as the iterator
+        is consumed.
 
             with BolticClient(url, token) as client:
-                for event in client.iter_events(event_type="signup", page_size=500):
+                for event in client.iter_events(event_type="signup"):
                     ...
         """
         one_ms = timedelta(milliseconds=1)
@@ -560,11 +626,11 @@ class BolticClient:
         def when(event: Event) -> datetime | None:
             return event.timestamp or event.received_at
 
-        filters = {"source_id": source_id, "event_type": event_type, "from_": from_}
+        filters = {"source_id": source_id, "event_type": event_type}
         boundary_ids: set[str] = set()
         first = True
         while True:
-            result = self.query_events(**filters, to=to, limit=page_size)
+            result = self.query_events(**filters, from_=from_, to=to, limit=page_size)
             if first and on_summary is not None:
                 on_summary(result.summary)
             first = False
@@ -578,17 +644,29 @@ class BolticClient:
                 if on_warning is not None:
                     on_warning("events without a timestamp: cannot page further back")
                 return
-            if newest == oldest:
+            if newest != oldest:
+                to = oldest + one_ms
+                boundary_ids = {e.id for e in result.data if e.id and when(e) == oldest}
+                continue
+            # A whole page in one millisecond: fetch that millisecond on its own.
+            seen = boundary_ids | {e.id for e in result.data if e.id}
+            tie = self.query_events(
+                **filters, from_=oldest, to=oldest + one_ms, limit=MAX_EVENTS_LIMIT
+            )
+            for event in tie.data:
+                if event.id not in seen:
+                    yield event
+            total = tie.summary.total_events if tie.summary is not None else None
+            missed = (total or 0) - len(tie.data)
+            if missed > 0 and total is not None:
                 if on_warning is not None:
                     on_warning(
-                        f"a full page of {page_size} events share the timestamp "
-                        f"{format_time(oldest)}; events at that time beyond the page "
-                        "cannot be fetched and are skipped"
+                        f"{missed:,} of {total:,} events at {format_time(oldest)} cannot be "
+                        f"fetched (the API returns at most {MAX_EVENTS_LIMIT} per request)"
                     )
-                to, boundary_ids = oldest, set()
-                continue
-            to = oldest + one_ms
-            boundary_ids = {e.id for e in result.data if e.id and when(e) == oldest}
+                if on_missed is not None:
+                    on_missed(missed, oldest)
+            to, boundary_ids = oldest, set()
 
 
 def encode_json(value: Any) -> bytes:

@@ -6,6 +6,9 @@ bound to the in-process server, a clock) and pass it as ``obj`` to the root comm
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import io
 import os
 import sys
 import time
@@ -34,6 +37,60 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# The error handler of every output stream: a character the stream's encoding cannot
+# hold (a cp1252 console, PYTHONIOENCODING=ascii, LANG=C) is written as a JSON escape,
+# \uXXXX (a surrogate pair beyond the BMP). Inside a JSON string that is the same
+# character, so JSON stays valid and equal; in text formats it is a visible escape.
+# Never an "unexpected UnicodeEncodeError" (design.md, "Values the CLI and server
+# must survive").
+ESCAPE_ERRORS = "boltic-escape"
+
+
+def escape_unencodable(error: UnicodeError) -> tuple[str, int]:
+    """``codecs`` error handler: the unencodable characters as ``\\uXXXX`` escapes."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    escapes = []
+    for char in error.object[error.start : error.end]:
+        code = ord(char)
+        if code > 0xFFFF:
+            code -= 0x10000
+            escapes.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+        else:
+            escapes.append(f"\\u{code:04x}")
+    return "".join(escapes), error.end
+
+
+codecs.register_error(ESCAPE_ERRORS, escape_unencodable)
+
+
+def tolerant_output(stream: Any) -> Any:
+    """``stream`` set to escape what its encoding cannot hold (``escape_unencodable``),
+    when it is a text stream that can be reconfigured; returned as is otherwise."""
+    if getattr(stream, "errors", None) == ESCAPE_ERRORS:
+        return stream
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            reconfigure(errors=ESCAPE_ERRORS)
+    return stream
+
+
+def utf8_input(stream: Any) -> Any:
+    """``stdin`` decoded as UTF-8 whatever the locale says: JSON piped in is UTF-8
+    (RFC 8259). A stream already read from, or not reconfigurable, is left alone."""
+    encoding = getattr(stream, "encoding", None)
+    reconfigure = getattr(stream, "reconfigure", None)
+    if not encoding or reconfigure is None:
+        return stream
+    try:
+        if codecs.lookup(encoding).name != "utf-8":
+            reconfigure(encoding="utf-8")
+    except (LookupError, ValueError, OSError, io.UnsupportedOperation):
+        pass
+    return stream
+
+
 def _isatty(stream: Any) -> bool:
     try:
         return bool(stream.isatty())
@@ -59,9 +116,11 @@ class Environment:
 
     def resolved(self) -> Environment:
         """A copy with every unset field taken from the running process."""
-        stdin = self.stdin if self.stdin is not None else sys.stdin
-        stdout = self.stdout if self.stdout is not None else sys.stdout
-        stderr = self.stderr if self.stderr is not None else sys.stderr
+        # The one place streams are set up: output never fails on a character its
+        # encoding lacks, and stdin is read as UTF-8.
+        stdin = utf8_input(self.stdin if self.stdin is not None else sys.stdin)
+        stdout = tolerant_output(self.stdout if self.stdout is not None else sys.stdout)
+        stderr = tolerant_output(self.stderr if self.stderr is not None else sys.stderr)
         return replace(
             self,
             environ=self.environ if self.environ is not None else os.environ,
@@ -248,11 +307,17 @@ class Context:
             base_url or self.settings.api_url,
             token if token is not None else self.token,
             retries=retries,
-            timeout=timeout if timeout is not None else self.options.request_timeout,
+            timeout=timeout if timeout is not None else self._request_timeout(),
             transport=self.env.transport,
             on_response=self._log_http if (self.options.verbose or self.options.debug) else None,
             sleep=self.env.sleep,
         )
+
+    def _request_timeout(self) -> float | None:
+        """--request-timeout, else the profile's ``request_timeout`` setting."""
+        if self.options.request_timeout is not None:
+            return self.options.request_timeout
+        return self.settings.request_timeout
 
 
 @dataclass

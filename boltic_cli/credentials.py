@@ -8,10 +8,11 @@ keyring, and it must be the user's explicit choice to keep a token on disk.
 
 from __future__ import annotations
 
+import threading
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from boltic_cli import paths
 from boltic_cli.errors import ConfigError, CredentialsError
@@ -21,6 +22,12 @@ if TYPE_CHECKING:
 
 KEYRING_SERVICE = "boltic-cli"
 CREDENTIALS_FILE = "credentials.toml"
+# How long one keyring operation (finding the backend included) may take. A locked
+# or wedged D-Bus secret service can block forever; every command would stall.
+KEYRING_TIMEOUT = 5.0
+KEYRING_HINT = "set BOLTIC_TOKEN to use a token without the keyring"
+
+T = TypeVar("T")
 
 
 def no_keyring_message(credentials_file: Path) -> str:
@@ -43,6 +50,57 @@ def keyring_backend() -> KeyringBackend | None:
     return backend
 
 
+def _backend_name(backend: Any) -> str:
+    name = getattr(backend, "name", None) or type(backend).__name__
+    return str(name)
+
+
+def keyring_call(action: str, call: Callable[[KeyringBackend | None], T]) -> T:
+    """``call(keyring_backend())`` in a daemon thread, waiting at most ``KEYRING_TIMEOUT``.
+
+    ``action`` completes "cannot ... the system keyring" (``read``, ``store the token
+    in``...). Raises ``CredentialsError`` (exit 4, one line naming the backend and
+    suggesting ``BOLTIC_TOKEN``) when the keyring does not answer in time, or fails in
+    any way (``KeyringError``, a D-Bus error, anything else the backend raises);
+    ``PasswordDeleteError`` passes through for the caller. A thread left waiting on a
+    hung keyring does not keep the process alive.
+    """
+    state: dict[str, Any] = {}
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            backend = keyring_backend()
+            state["backend"] = backend
+            state["value"] = call(backend)
+        except BaseException as e:  # handed to the waiting thread
+            state["error"] = e
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="boltic-keyring", daemon=True).start()
+    if not done.wait(KEYRING_TIMEOUT):
+        where = (
+            f"the system keyring ({_backend_name(state['backend'])})"
+            if state.get("backend") is not None
+            else "the system keyring"
+        )
+        raise CredentialsError(
+            f"cannot {action} {where}: no answer within {KEYRING_TIMEOUT:g}s", hint=KEYRING_HINT
+        )
+    error = state.get("error")
+    if error is None:
+        return state["value"]
+    from keyring.errors import PasswordDeleteError
+
+    if isinstance(error, PasswordDeleteError | _NoKeyring) or not isinstance(error, Exception):
+        raise error
+    name = _backend_name(state["backend"]) if state.get("backend") is not None else None
+    where = f"the system keyring ({name})" if name else "the system keyring"
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    raise CredentialsError(f"cannot {action} {where}: {reason}", hint=KEYRING_HINT) from error
+
+
 class TokenStore:
     """Tokens per profile, in the keyring or (explicitly) in a private file."""
 
@@ -61,13 +119,16 @@ class TokenStore:
         if insecure or profile in self._read_file():
             self._write_file({**self._read_file(), profile: token})
             return
-        backend = self._require_keyring()
-        from keyring.errors import KeyringError
+
+        def store(backend: KeyringBackend | None) -> None:
+            if backend is None:
+                raise _NoKeyring()
+            backend.set_password(KEYRING_SERVICE, profile, token)
 
         try:
-            backend.set_password(KEYRING_SERVICE, profile, token)
-        except KeyringError as e:
-            raise CredentialsError(f"cannot store the token in the system keyring: {e}") from e
+            keyring_call("store the token in", store)
+        except _NoKeyring:
+            raise CredentialsError(no_keyring_message(self.file)) from None
 
     def delete(self, profile: str) -> bool:
         """Forget the profile's token wherever it is kept; True if there was one."""
@@ -93,38 +154,31 @@ class TokenStore:
             return
         self._require_keyring()
 
-    def _require_keyring(self) -> KeyringBackend:
-        backend = keyring_backend()
-        if backend is None:
+    def _require_keyring(self) -> None:
+        if keyring_call("open", lambda backend: backend) is None:
             raise CredentialsError(no_keyring_message(self.file))
-        return backend
 
     def _keyring_get(self, profile: str) -> str | None:
-        backend = keyring_backend()
-        if backend is None:
-            return None
-        from keyring.errors import KeyringError
-
-        try:
+        def read(backend: KeyringBackend | None) -> str | None:
+            if backend is None:
+                return None
             return backend.get_password(KEYRING_SERVICE, profile) or None
-        except KeyringError as e:
-            raise CredentialsError(f"cannot read the system keyring: {e}") from e
+
+        return keyring_call("read", read)
 
     def _keyring_delete(self, profile: str) -> bool:
-        backend = keyring_backend()
-        if backend is None:
-            return False
-        from keyring.errors import KeyringError, PasswordDeleteError
+        from keyring.errors import PasswordDeleteError
 
-        try:
-            if backend.get_password(KEYRING_SERVICE, profile) is None:
+        def delete(backend: KeyringBackend | None) -> bool:
+            if backend is None or backend.get_password(KEYRING_SERVICE, profile) is None:
                 return False
             backend.delete_password(KEYRING_SERVICE, profile)
+            return True
+
+        try:
+            return keyring_call("remove the token from", delete)
         except PasswordDeleteError:
             return False
-        except KeyringError as e:
-            raise CredentialsError(f"cannot remove the token from the system keyring: {e}") from e
-        return True
 
     def _read_file(self) -> dict[str, str]:
         try:
@@ -150,3 +204,7 @@ class TokenStore:
             paths.write_private(self.file, text)
         except OSError as e:
             raise ConfigError(f"cannot write {self.file}: {e.strerror or e}") from e
+
+
+class _NoKeyring(Exception):
+    """No keyring backend exists (raised inside ``keyring_call``, turned into the hint)."""

@@ -1,6 +1,10 @@
 """Find a stream source by its id or its exact name.
 
 Commands take either, because people remember names and scripts keep ids.
+design.md ("Extensions beyond the spec", Ids): an argument that starts with a
+resource's prefix is an id and is never looked up by name; with a write key
+(``wk_...``) the CLI makes no call the key may not make, so a name cannot be
+resolved with one (``UsageError``, exit 2).
 """
 
 from __future__ import annotations
@@ -19,25 +23,38 @@ if TYPE_CHECKING:
     from boltic_cli.client import BolticClient
     from boltic_cli.models import StreamSource
 
-# Ids the server hands out carry this prefix (design.md); anything else is
-# looked up in the list straight away.
+# Ids the server hands out carry these prefixes (design.md); anything else is a name.
 SOURCE_ID_PREFIX = "src_"
+ID_PREFIXES = ("src_", "dst_", "evt_", "dlv_")
+
+
+def is_id(ref: str) -> bool:
+    """Whether ``ref`` is a resource id (starts with ``src_``, ``dst_``, ``evt_``, ``dlv_``)."""
+    return ref.startswith(ID_PREFIXES)
 
 
 def resolve_source(client: BolticClient, ref: str) -> StreamSource:
-    """The source whose id is ``ref`` or, failing that, whose name is exactly ``ref``."""
-    if not ref:
-        raise UsageError("a source id or name is required")
+    """The source whose id is ``ref`` (``src_...``: fetched, never matched by name),
+    else the one source named exactly ``ref``.
+
+    Raises ``NotFound`` (no such id or name), ``UsageError`` (empty ``ref``, several
+    sources with that name, or a write key, which may not read sources).
+    """
+    _check_ref(client, ref)
     if ref.startswith(SOURCE_ID_PREFIX):
-        try:
-            return client.get_stream_source(ref)
-        except NotFound:
-            pass  # a source may also be *named* like an id
+        return client.get_stream_source(ref)
     return _find_in_list(client.list_stream_sources(), ref)
 
 
 def resolve_source_id(client: BolticClient, ref: str) -> str:
-    """The id of the source ``ref`` names (see ``resolve_source``)."""
+    """The id of the source ``ref`` names: ``ref`` itself when it is an id (no request,
+    so it works with a write key), else the id of the one source named ``ref``.
+
+    Raises as ``resolve_source``; with a write key, a name is a ``UsageError``.
+    """
+    _check_ref(client, ref)
+    if ref.startswith(SOURCE_ID_PREFIX):
+        return ref
     source = resolve_source(client, ref)
     assert source.id is not None
     return source.id
@@ -135,6 +152,17 @@ class SourceNameCache:
             data[self.key] = names
         with contextlib.suppress(OSError):
             write_private(self.path, json.dumps(data))
+
+
+def _check_ref(client: BolticClient, ref: str) -> None:
+    if not ref:
+        raise UsageError("a source id or name is required")
+    if is_id(ref) and not ref.startswith(SOURCE_ID_PREFIX):
+        raise UsageError(f"{ref!r} is not a source id (source ids start with {SOURCE_ID_PREFIX})")
+    if client.is_write_key and not ref.startswith(SOURCE_ID_PREFIX):
+        raise UsageError(
+            f"a write key cannot look up the source named {ref!r}; give its id (src_...)"
+        )
 
 
 def _find_in_list(sources: list[StreamSource], ref: str) -> StreamSource:

@@ -120,10 +120,40 @@ def format_age(when: datetime, now: datetime) -> str:
     return f"{text} ago" if seconds > 0 else f"in {text}"
 
 
+def local_time(when: datetime) -> tuple[datetime, bool]:
+    """``when`` in the machine's time zone, and True; or, when that conversion leaves
+    the calendar (``9999-12-31T23:00Z`` east of UTC, ``0001-01-01T00:00Z`` west of it)
+    or the platform cannot convert it, ``when`` in UTC and False. Never raises: a
+    stored time, planted by anyone with a write key, must not break a view."""
+    aware = _aware(when)
+    try:
+        return aware.astimezone(), True
+    except (OverflowError, ValueError, OSError):
+        return aware.astimezone(UTC), False
+
+
 def format_local_time(when: datetime, now: datetime) -> str:
-    """``when`` in the machine's time zone with its age: ``2026-11-26 16:49:14 (12s ago)``."""
-    local = _aware(when).astimezone()
-    return f"{local:%Y-%m-%d %H:%M:%S} ({format_age(when, now)})"
+    """``when`` in the machine's time zone with its age: ``2026-11-26 16:49:14 (12s ago)``;
+    in UTC, marked so, where local time cannot show it (``local_time``)."""
+    local, is_local = local_time(when)
+    zone = "" if is_local else " UTC"
+    return f"{_date_time_text(local)}{zone} ({format_age(when, now)})"
+
+
+def _date_time_text(value: datetime) -> str:
+    # Not strftime: "%Y" does not pad years before 1000 on every platform.
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
+        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    )
+
+
+def cell_width(text: str) -> int:
+    """How many terminal cells ``text`` takes (CJK and emoji are two wide). Padding and
+    cutting by cells: ``pad_cells`` and ``clip_cells`` (below, with the charts)."""
+    from rich.cells import cell_len
+
+    return cell_len(text)
 
 
 def _aware(value: datetime) -> datetime:
@@ -195,14 +225,32 @@ def _guess_kind(key: str, sample: Any) -> str:
     return "text"
 
 
-def columns_for(rows: list[dict]) -> list[Column]:
-    """One column per wire field, in first-seen order (when a command gives none)."""
-    samples: dict[str, Any] = {}
+def columns_for(rows: list[dict], fields: list[str] | None = None) -> list[Column]:
+    """One column per wire field (when a command gives none): ``fields`` (a schema's,
+    see ``schema_fields``) in that order whatever the rows hold, else the rows' keys in
+    first-seen order."""
+    samples: dict[str, Any] = dict.fromkeys(fields) if fields is not None else {}
     for row in rows:
         for key, value in row.items():
+            if fields is not None and key not in samples:
+                continue
             if samples.get(key) is None:
                 samples[key] = value
     return [Column(key, key, _guess_kind(key, value)) for key, value in samples.items()]
+
+
+def schema_fields(data: Any, model: type | None = None) -> list[str] | None:
+    """The wire names of ``model``'s fields (or of the model ``data`` or its first item
+    is), in the schema's order: the fixed columns of CSV and plain output, whatever
+    optional fields the rows carry (issue 12). None when ``data`` is not a model."""
+    from boltic_cli.models import WireModel
+
+    if model is None:
+        sample = data[0] if isinstance(data, list | tuple) and data else data
+        model = type(sample) if isinstance(sample, WireModel) else None
+    if model is None or not issubclass(model, WireModel):
+        return None
+    return [info.alias or name for name, info in model.model_fields.items()]
 
 
 def _scalar_text(value: Any) -> str:
@@ -217,6 +265,22 @@ def _scalar_text(value: Any) -> str:
     if isinstance(value, dict | list):
         return dumps_json(value)
     return sanitize(str(value))
+
+
+# OWASP "CSV injection": a cell starting with one of these is a formula to a spreadsheet.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> str:
+    """A CSV cell: ``_scalar_text`` (sanitized text, nested values as JSON), with ``'``
+    before text that a spreadsheet would run as a formula: text starting with ``=``,
+    ``+``, ``-``, ``@``, TAB or CR that is not a number (OWASP's advice; README,
+    Security). Numbers (``-5``, ``+1.5e3``) stay as they are."""
+    text = _scalar_text(value)
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + text
+    return text
 
 
 def _as_row(item: Any) -> dict:
@@ -261,6 +325,16 @@ class Output:
     def is_json(self) -> bool:
         return self.format in JSON_FORMATS
 
+    def can_show(self, text: str) -> bool:
+        """Whether stdout's encoding holds every character of ``text`` (a chart's "█" on
+        a cp1252 console does not: it would be written as ``\\u2588`` escapes)."""
+        encoding = getattr(self.stdout, "encoding", None) or "utf-8"
+        try:
+            text.encode(encoding)
+        except (UnicodeEncodeError, LookupError):
+            return False
+        return True
+
     @cached_property
     def console(self) -> Console:
         return self._make_console(self.stdout, self.color)
@@ -285,8 +359,22 @@ class Output:
 
     # data on stdout
 
-    def emit(self, data: Any, *, columns: list[Column] | None = None) -> None:
-        """Print a model, a dict, or a list of them."""
+    def emit(
+        self,
+        data: Any,
+        *,
+        columns: list[Column] | None = None,
+        model: type | None = None,
+        fields: list[str] | None = None,
+    ) -> None:
+        """Print a model, a dict, or a list of them.
+
+        CSV (and plain without ``columns``) has one column per field of the schema
+        (``model``, else the model ``data`` is made of; ``fields`` when given), in its
+        order, whatever the rows hold; rows of plain dicts use their keys.
+        """
+        if fields is None:
+            fields = schema_fields(data, model)
         wire = to_wire(data)
         if self.format == "json":
             self._write(dumps_json(wire, indent=2) + "\n")
@@ -296,22 +384,30 @@ class Output:
         elif self.format == "yaml":
             self._write(_dump_yaml(wire))
         elif self.format == "csv":
-            self._write_csv(wire if isinstance(wire, list) else [wire])
+            self._write_csv(wire if isinstance(wire, list) else [wire], fields)
         elif isinstance(wire, list):
             rows = [mask_secrets(_as_row(item)) for item in wire]
-            self._emit_rows(rows, columns or columns_for(rows))
+            self._emit_rows(rows, columns or columns_for(rows, fields))
         elif isinstance(wire, dict):
             row = mask_secrets(wire)
-            self._emit_fields(row, columns or columns_for([row]))
+            self._emit_fields(row, columns or columns_for([row], fields))
         else:
             self._write(_scalar_text(wire) + "\n")
 
-    def emit_stream(self, items: Iterable[Any], *, columns: list[Column] | None = None) -> int:
+    def emit_stream(
+        self,
+        items: Iterable[Any],
+        *,
+        columns: list[Column] | None = None,
+        model: type | None = None,
+    ) -> int:
         """Print items as they arrive (json, ndjson, plain; a table STREAM_CHUNK rows at a
         time, unboxed); yaml and csv print at the end.
 
-        Returns how many items were printed.
+        Columns as ``emit``'s (``model``, else the first item's). Returns how many
+        items were printed.
         """
+        fields = schema_fields([], model) if model is not None else None
         if self.format == "json":
             return self._stream_json(items)
         if self.format in ("ndjson", "plain"):
@@ -320,16 +416,18 @@ class Output:
                 if self.format == "ndjson":
                     self.emit_record(to_wire(item))
                 else:
+                    if fields is None:
+                        fields = schema_fields(item)
                     row = mask_secrets(_as_row(to_wire(item)))
-                    columns = columns or columns_for([row])
+                    columns = columns or columns_for([row], fields)
                     self._write_plain_row(row, columns)
                     self.stdout.flush()
                 count += 1
             return count
         if self.format == "table":
-            return self._stream_table(items, columns)
-        collected = [to_wire(item) for item in items]
-        self.emit(collected, columns=columns)
+            return self._stream_table(items, columns, fields)
+        collected = list(items)
+        self.emit(collected, columns=columns, fields=fields or schema_fields(collected))
         return len(collected)
 
     def emit_record(self, record: Any) -> None:
@@ -518,14 +616,17 @@ class Output:
         close()
         return count
 
-    def _write_csv(self, items: list[Any]) -> None:
+    def _write_csv(self, items: list[Any], schema: list[str] | None = None) -> None:
         # CSV is data, like JSON: secrets are masked only where people read (table, plain).
         rows = [_as_row(item) for item in items]
-        fields = list(dict.fromkeys(key for row in rows for key in row))
+        if schema is not None:
+            fields = schema
+        else:
+            fields = list(dict.fromkeys(key for row in rows for key in row))
         writer = csv.writer(self.stdout, lineterminator="\n")
-        writer.writerow([sanitize(str(field)) for field in fields])
+        writer.writerow([csv_cell(str(field)) for field in fields])
         for row in rows:
-            writer.writerow([_scalar_text(row.get(field)) for field in fields])
+            writer.writerow([csv_cell(row.get(field)) for field in fields])
         self.stdout.flush()
 
     def _write_plain_row(self, row: dict, columns: list[Column]) -> None:
@@ -608,7 +709,9 @@ class Output:
         self.console.print(table, crop=not too_wide)
         self.stdout.flush()
 
-    def _stream_table(self, items: Iterable[Any], columns: list[Column] | None) -> int:
+    def _stream_table(
+        self, items: Iterable[Any], columns: list[Column] | None, fields: list[str] | None
+    ) -> int:
         """A table printed as its rows arrive, STREAM_CHUNK rows at a time: the first
         chunk sets the column widths (and prints the header), later chunks keep them.
         Without a box, which could only be closed at the end."""
@@ -620,7 +723,7 @@ class Output:
             nonlocal layout, columns
             if not chunk:
                 return
-            columns = columns or columns_for(chunk)
+            columns = columns or columns_for(chunk, fields)
             first = layout is None
             if layout is None:
                 layout = _TableLayout(columns, self.console.width, boxed=False)
@@ -629,6 +732,8 @@ class Output:
             chunk.clear()
 
         for item in items:
+            if fields is None and not count:
+                fields = schema_fields(item)
             chunk.append(mask_secrets(_as_row(to_wire(item))))
             count += 1
             if len(chunk) >= STREAM_CHUNK:
@@ -807,6 +912,10 @@ class ProgressLine:
         self._progress.console.print(Text(line, style=style or ""), soft_wrap=True)
 
 
+# A "connected" notice names up to this many sources, else gives their count.
+MAX_NAMED_SOURCES = 5
+
+
 class TailView:
     """How tail records read, as text: the event lines and notices of ``debug tail``
     and ``dev``, the terminal's status line, the closing summary. No I/O here:
@@ -893,6 +1002,11 @@ class TailView:
                 f"reconnecting to {source} in {info.get('retryIn', 0):g}s "
                 f"(attempt {info.get('attempt', 1)}: {info.get('reason', 'connection lost')})"
             )
+        sources = info.get("sourceIds")
+        if sources and len(sources) > 1:
+            if len(sources) > MAX_NAMED_SOURCES:
+                return f"connected to {len(sources)} sources"
+            return "connected to " + ", ".join(self._source_label(s) for s in sources)
         return f"connected to {source}"
 
     def status_line(self, stats: TailStats, *, elapsed: float, now: datetime) -> str:
@@ -952,7 +1066,8 @@ def _clock_time(value: datetime | None) -> str:
     """``HH:MM:SS.mmm`` in local time (a live tail shows today's events)."""
     if value is None:
         return "--:--:--.---"
-    local = value.astimezone()
+    # local_time: a receivedAt a server sent at the calendar's edge is shown in UTC.
+    local, _ = local_time(value)
     return f"{local:%H:%M:%S}.{local.microsecond // 1000:03d}"
 
 
@@ -1397,7 +1512,9 @@ def bucket_label_format(stats: EventStats) -> str:
     seconds = ":%S" if by.total_seconds() % 60 else ""
     if by >= timedelta(days=1) and by.total_seconds() % 86400 == 0:
         return "%a %Y-%m-%d"
-    start, end = stats.since.astimezone(), (stats.until - timedelta(milliseconds=1)).astimezone()
+    # local_time: UTC where local time would leave the calendar (never raises).
+    start, _ = local_time(stats.since)
+    end, _ = local_time(stats.until - timedelta(milliseconds=1))
     if start.date() == end.date():
         return f"%H:%M{seconds}"
     if start.year == end.year:
@@ -1418,7 +1535,7 @@ def stats_lines(stats: EventStats, width: int) -> list[Text]:
     counts = [f"{bucket.count:,}" for bucket in stats.buckets]
     label_width = max((_cells(label) for label in labels), default=0)
     count_width = max((len(c) for c in counts), default=1)
-    zone = stats.since.astimezone().tzname() or "local"
+    zone = local_time(stats.since)[0].tzname() or "local"
     lines: list[Text] = []
     head = Text(no_wrap=True)
     head.append(f"Events per {_duration(stats.by)}", style="bold")

@@ -22,7 +22,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from boltic_cli.errors import AuthenticationFailed, BolticError, NetworkError
-from boltic_cli.params import json_kind
+from boltic_cli.params import (
+    DEPTH_PROBLEM,
+    MAX_JSON_DEPTH,
+    check_text,
+    json_depth,
+    json_kind,
+    loads_json,
+    strict_decoder,
+)
 
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient, EventSender
@@ -111,14 +119,23 @@ def _chunks(stream: TextIO, chunk_chars: int) -> Iterator[str]:
 
 
 def _item_from_text(line: int, text: str) -> InputItem:
+    # Strict JSON (params.loads_json): NaN, Infinity, 1e999, lone surrogates and
+    # nesting beyond the server's depth fail this line alone.
     try:
-        value = json.loads(text)
+        value = loads_json(text)
     except ValueError as e:
         return InputItem(line, error=f"invalid JSON: {_decode_reason(e)}")
     return _item_from_value(line, value)
 
 
-def _item_from_value(line: int, value: Any) -> InputItem:
+def _item_from_value(line: int, value: Any, *, checked: bool = True) -> InputItem:
+    if not checked:
+        try:
+            if json_depth(value) > MAX_JSON_DEPTH:
+                raise ValueError(DEPTH_PROBLEM)
+            check_text(value)
+        except ValueError as e:
+            return InputItem(line, error=f"invalid JSON: {e}")
     if not isinstance(value, dict):
         return InputItem(line, error=f"expected a JSON object, got {json_kind(value)}")
     return InputItem(line, body=value)
@@ -215,7 +232,7 @@ def _json_array_items(head: str, chunks: Iterator[str]) -> Iterator[InputItem]:
 
 def _json_array_values(head: str, chunks: Iterator[str]) -> Iterator[InputItem]:
     reader = _ArrayReader(head, chunks)
-    decoder = json.JSONDecoder()
+    decoder = strict_decoder()
     reader.skip(_WHITESPACE)
     reader.advance(reader.pos + 1)  # the "["
     while True:
@@ -235,11 +252,18 @@ def _json_array_values(head: str, chunks: Iterator[str]) -> Iterator[InputItem]:
             if not reader.resync():
                 return
             continue
+        except (ValueError, RecursionError) as e:
+            # A number JSON cannot hold, or nesting so deep the decoder gave up.
+            reason = str(e) if not isinstance(e, RecursionError) else "nested far too deep"
+            yield InputItem(reader.line, error=f"invalid JSON: {reason}")
+            if not reader.resync():
+                return
+            continue
         if end == len(reader.buf) and not reader.eof:
             # A number or literal may go on in the next chunk: decode again with it.
             reader.read_more()
             continue
-        yield _item_from_value(reader.line, value)
+        yield _item_from_value(reader.line, value, checked=False)
         reader.advance(end)
 
 

@@ -53,17 +53,51 @@ def check_profile_name(name: str) -> str:
 
 
 def check_api_url(url: str) -> str:
-    """An http(s) URL without the trailing slash (paths are joined onto it)."""
-    if not re.match(r"^https?://[^\s/]+", url):
+    """An http(s) URL without the trailing slash (paths are joined onto it).
+
+    A URL with no path at all is refused with the fix: the API lives under ``/v1``
+    (design.md: ``api_url`` includes ``/v1``), and without it every command would end
+    in "no route". Any other path is taken as given (a proxy may mount it elsewhere).
+    """
+    match = re.match(r"^(https?://[^\s/?#]+)(.*)$", url)
+    if not match:
         raise ConfigError(f"invalid API URL {url!r}: expected http(s)://host[:port]/v1")
+    if match.group(2).strip("/") == "":
+        base = match.group(1)
+        raise ConfigError(
+            f"API URL {url!r} has no path: the API lives under /v1",
+            hint=f"use {base}/v1",
+        )
     return url.rstrip("/")
+
+
+# `request_timeout` (seconds), like --request-timeout: below this nothing but a
+# loopback server could answer; above it a hung server holds a command for too long.
+REQUEST_TIMEOUT_RANGE = (0.1, 600.0)
+
+
+def check_request_timeout(value: Any, *, name: str = "request_timeout") -> float:
+    """``value`` (text or number) as seconds within ``REQUEST_TIMEOUT_RANGE``, or
+    ConfigError saying what is allowed."""
+    low, high = REQUEST_TIMEOUT_RANGE
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = None
+    if isinstance(value, bool) or seconds is None or seconds != seconds:
+        raise ConfigError(
+            f"{name} must be a number of seconds ({low:g} to {high:g}), not {value!r}"
+        )
+    if not low <= seconds <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds, not {value!r}")
+    return seconds
 
 
 # Config-key rules (`boltic config set`; the command only wires them)
 
 # Keys boltic itself reads from a profile. Any other key matching SETTING_KEY may be
 # stored too (e.g. a webhook secret for `debug forward`).
-KNOWN_KEYS = ("api_url", "output")
+KNOWN_KEYS = ("api_url", "output", "request_timeout")
 
 # Keys `config set` refuses, with where the value belongs instead: tokens live in the
 # keyring, the profile choice is `config use`'s.
@@ -86,14 +120,16 @@ def known_key_meant(key: str) -> str | None:
     return None
 
 
-def check_setting(key: str, value: str, *, output_formats: Sequence[str]) -> str:
+def check_setting(key: str, value: str, *, output_formats: Sequence[str]) -> str | float:
     """``value`` as it is stored under ``key``, or ConfigError saying why it may not be.
 
     Refused: reserved keys (with a hint where the value belongs), keys that do not match
     ``SETTING_KEY``, and a known key spelt differently (saved, it would silently never be
     used: the hint names the key meant). ``api_url`` must be http(s) (trailing slash
-    dropped); ``output`` one of ``output_formats`` (the presentation layer's list, passed
-    in: this library module does not import it), stored lower-case. Other keys are free.
+    dropped; with no path the fix is ``/v1``); ``output`` one of ``output_formats`` (the
+    presentation layer's list, passed in: this library module does not import it),
+    stored lower-case; ``request_timeout`` a number of seconds in
+    ``REQUEST_TIMEOUT_RANGE``, stored as a number. Other keys are free.
     """
     if key in RESERVED_KEYS:
         raise ConfigError(f"{key} cannot be set here", hint=RESERVED_KEYS[key])
@@ -110,6 +146,8 @@ def check_setting(key: str, value: str, *, output_formats: Sequence[str]) -> str
         if value.lower() not in output_formats:
             raise ConfigError(f"output must be one of {', '.join(output_formats)}")
         return value.lower()
+    if key == "request_timeout":
+        return check_request_timeout(value)
     return value
 
 
@@ -253,6 +291,20 @@ class Settings:
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)
+
+    @property
+    def request_timeout(self) -> float | None:
+        """The profile's ``request_timeout`` in seconds (None: the client's defaults).
+        A hand-edited value out of range is a ConfigError naming the config file."""
+        value = self.config.profile_values(self.profile).get("request_timeout")
+        if value is None:
+            return None
+        try:
+            return check_request_timeout(value)
+        except ConfigError as e:
+            e.message = f"{e.message} (in {self.config_file})"
+            e.args = (e.message,)
+            raise
 
     def profile_names(self) -> list[str]:
         return self.config.known_profiles()

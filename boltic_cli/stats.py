@@ -135,8 +135,12 @@ def from_ms(ms: int) -> datetime:
 
 
 def local_offset(at: datetime) -> timedelta:
-    """The machine's UTC offset at ``at`` (honours ``TZ``)."""
-    return at.astimezone().utcoffset() or timedelta(0)
+    """The machine's UTC offset at ``at`` (honours ``TZ``); zero where local time would
+    leave the calendar (``0001-01-01T00:00Z`` west of UTC): buckets are then UTC."""
+    try:
+        return at.astimezone().utcoffset() or timedelta(0)
+    except (OverflowError, ValueError, OSError):
+        return timedelta(0)
 
 
 def bucket_edges(since_ms: int, until_ms: int, by_ms: int, offset_ms: int = 0) -> list[int]:

@@ -37,7 +37,9 @@ IDLE_LIMIT = 50  # the endpoint's default: enough while traffic is light
 SEEN_CAPACITY = 5000  # ids remembered for dedupe; ten full pages
 MIN_DELAY = 0.1  # shortest pause between polls while events keep arriving
 MAX_BACKOFF = 10.0
-SOURCE_REFRESH_SECONDS = 10.0
+# How often ``--all`` re-reads the source list: a new source is tailed within this long
+# (and from its first event: see ``SourceState.fresh``).
+SOURCE_REFRESH_SECONDS = 2.0
 RATE_WINDOW = 10.0
 RATE_SAMPLES = 5000
 
@@ -118,6 +120,10 @@ class SourceState:
     source_id: str
     seen: SeenIds = field(default_factory=SeenIds)
     primed: bool = False  # the first (history) page has been read
+    # Found after the tail started (``--all``): everything it holds is new, shown as
+    # live from its first event, not cut to ``history``.
+    fresh: bool = False
+    ever_connected: bool = False
     limit: int = IDLE_LIMIT
     delay: float = MIN_DELAY
     high_water: datetime | None = None
@@ -158,8 +164,13 @@ class Tail:
     """Follow one or more sources; iterate ``records()`` for what happens.
 
     ``sources`` is a list of ids, or a function returning the current list
-    (``--all``: re-read every few seconds; a source that disappears is dropped
-    instead of ending the tail).
+    (``--all``: re-read every ``SOURCE_REFRESH_SECONDS``; a source that appears later
+    is read from its first event; one that disappears is dropped instead of ending
+    the tail). ``history`` is how many recent events are shown first, in total over
+    all sources (merged by arrival). ``since`` (a wall-clock time): events received
+    at or after it that are already there at the start count as new, instead of
+    ``history`` (``debug wait --since``). One "connected" record per poll round
+    names every source that connected in it (``info["sourceIds"]`` when more than one).
     """
 
     def __init__(
@@ -175,10 +186,14 @@ class Tail:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         seen_capacity: int = SEEN_CAPACITY,
+        since: datetime | None = None,
     ):
         self.client = client
         self._list_sources = sources if callable(sources) else None
         self.history = max(0, history)
+        self._history_left = self.history
+        self.since = since
+        self._listed_once = False
         self.interval = max(interval, 0.0)
         self.max_limit = max(1, min(page_size, MAX_LIMIT))
         self.idle_limit = min(IDLE_LIMIT, self.max_limit)
@@ -205,11 +220,15 @@ class Tail:
         while not self._expired():
             self._refresh_sources()
             batch: list[tuple[Event, str, bool]] = []
+            connected: list[tuple[SourceState, DebugResult]] = []
             for state in list(self.states.values()):
                 if self.clock() < state.retry_at:
                     continue
-                yield from self._poll_source(state, batch)
+                yield from self._poll_source(state, batch, connected)
+            if connected:
+                yield self._connected(connected)
             batch.sort(key=lambda pair: arrival_order(pair[0]))
+            batch = self._within_history(batch)
             for event, source_id, live in batch:
                 self.stats.shown += 1
                 self.stats.last_event_at = event.received_at
@@ -218,10 +237,26 @@ class Tail:
                 yield TailRecord("event", source_id, event)
             self._pause(on_idle)
 
+    def _within_history(
+        self, batch: list[tuple[Event, str, bool]]
+    ) -> list[tuple[Event, str, bool]]:
+        """``batch`` (in arrival order) with only the newest history events that fit in
+        what is left of ``history`` (a total over every source, not per source)."""
+        history = [pair for pair in batch if not pair[2]]
+        if len(history) <= self._history_left:
+            self._history_left -= len(history)
+            return batch
+        dropped = {id(pair) for pair in history[: len(history) - self._history_left]}
+        self._history_left = 0
+        return [pair for pair in batch if id(pair) not in dropped]
+
     # -- polling ----------------------------------------------------------------
 
     def _poll_source(
-        self, state: SourceState, batch: list[tuple[Event, str, bool]]
+        self,
+        state: SourceState,
+        batch: list[tuple[Event, str, bool]],
+        connected: list[tuple[SourceState, DebugResult]],
     ) -> Iterator[TailRecord]:
         try:
             result = self._poll(state)
@@ -233,10 +268,11 @@ class Tail:
         except TRANSIENT_ERRORS as e:
             yield self._reconnecting(state, e)
             return
-        if state.failures or not self.stats.connected:
+        if state.failures or not state.ever_connected:
             state.failures = 0
-            self.stats.connected = True
-            yield self._connected(state, result.page)
+            state.ever_connected = True
+            connected.append((state, result.page))
+        self.stats.connected = True
         if result.gap is not None:
             self.stats.gaps += 1
             yield TailRecord("gap", state.source_id, info=result.gap)
@@ -260,7 +296,8 @@ class Tail:
         return self._absorb(state, page, limit)
 
     def _prime(self, state: SourceState) -> PollResult:
-        """The first page: remember all of it, show only the last ``history`` matches."""
+        """The first page: remember all of it, show only the last ``history`` matches
+        (all of them for a source found later; those since ``since`` as new)."""
         page = self._fetch(state, self.max_limit)
         events = sorted(page.data, key=arrival_order)
         for event in events:
@@ -268,6 +305,24 @@ class Tail:
         self._raise_high_water(state, events)
         state.primed = True
         matching = [event for event in events if self.accept(event)]
+        if state.fresh:
+            gap = None
+            if len(page.data) >= self.max_limit and events:
+                # More arrived since it was created than one page holds.
+                gap = {
+                    "after": None,
+                    "before": _wire_time(events[0].received_at),
+                    "limit": self.max_limit,
+                    "message": f"more than {self.max_limit} events arrived before the "
+                    "new source was noticed; some were not shown",
+                }
+            return PollResult(new=matching, gap=gap, full_of_new=False, page=page)
+        if self.since is not None:
+            # Events since then are new; ``history`` does not apply.
+            recent = [
+                e for e in matching if e.received_at is not None and e.received_at >= self.since
+            ]
+            return PollResult(new=recent, gap=None, full_of_new=False, page=page)
         history = matching[-self.history :] if self.history else []
         return PollResult(new=history, gap=None, full_of_new=False, page=page, history=True)
 
@@ -349,10 +404,10 @@ class Tail:
 
     # -- sources ------------------------------------------------------------------
 
-    def _add_source(self, source_id: str) -> None:
+    def _add_source(self, source_id: str, *, fresh: bool = False) -> None:
         if source_id not in self.states:
             self.states[source_id] = SourceState(
-                source_id, seen=SeenIds(self.seen_capacity), limit=self.idle_limit
+                source_id, seen=SeenIds(self.seen_capacity), limit=self.idle_limit, fresh=fresh
             )
 
     def _refresh_sources(self) -> None:
@@ -365,12 +420,20 @@ class Tail:
         finally:
             self._next_refresh = self.clock() + SOURCE_REFRESH_SECONDS
         for source_id in current:
-            self._add_source(source_id)
+            self._add_source(source_id, fresh=self._listed_once)
+        self._listed_once = True
         for source_id in set(self.states) - set(current):
             del self.states[source_id]
 
-    def _connected(self, state: SourceState, page: DebugResult) -> TailRecord:
+    @staticmethod
+    def _connected(connected: list[tuple[SourceState, DebugResult]]) -> TailRecord:
+        """One record for the sources that (re)connected in a round: the one source's
+        facts, or every source's id under ``sourceIds``."""
+        state, page = connected[0]
         info: dict[str, Any] = {}
+        if len(connected) > 1:
+            info["sourceIds"] = [s.source_id for s, _ in connected]
+            return TailRecord("connected", state.source_id, info=info)
         if page.connected is not None:
             info["sourceConnected"] = page.connected
         if page.last_event_at is not None:

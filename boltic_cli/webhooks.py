@@ -22,10 +22,12 @@ where a signature is made).
 from __future__ import annotations
 
 import base64
+import functools
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -100,12 +102,18 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     ``ValueError`` for a secret that is not ``whsec_`` + base64 (see
     :func:`is_signing_secret`); ``body`` must be UTF-8 (JSON always is).
     """
+    when = datetime.fromtimestamp(timestamp, UTC)
+    return _signer(secret).sign(message_id, when, body.decode("utf-8"))
+
+
+@functools.lru_cache(maxsize=256)
+def _signer(secret: str) -> Any:
+    """The ``standardwebhooks`` signer of a secret (kept: a destination signs thousands)."""
     from standardwebhooks.webhooks import Webhook
 
     if not is_signing_secret(secret):
         raise ValueError("a signing secret is whsec_ followed by base64")
-    when = datetime.fromtimestamp(timestamp, UTC)
-    return Webhook(secret).sign(message_id, when, body.decode("utf-8"))
+    return Webhook(secret)
 
 
 def delivery_headers(

@@ -46,12 +46,15 @@ def invoke_cli(
     tty: bool = False,
     sleep: Callable[[float], None] | None = None,
     clock: Callable[[], Any] | None = None,
+    charset: str = "utf-8",
 ) -> CliResult:
     """Run ``boltic ARGS`` in-process (typer's CliRunner) with exactly ``environ``.
 
     ``transport`` routes the CLI's HTTP (e.g. ``AppTransport(api)``); ``tty`` makes
     stdin/stdout/stderr look like a terminal; ``sleep``/``clock`` replace the
-    command's. An exception other than SystemExit is re-raised (a crash is a failure).
+    command's; ``charset`` is the encoding of the runner's streams (``"cp1252"``: a
+    console that lacks most characters). An exception other than SystemExit is
+    re-raised (a crash is a failure).
     """
     from typer.testing import CliRunner
 
@@ -69,7 +72,7 @@ def invoke_cli(
         environment.sleep = sleep
     if clock is not None:
         environment.clock = clock
-    result = CliRunner().invoke(app, list(args), input=input, obj=environment)
+    result = CliRunner(charset=charset).invoke(app, list(args), input=input, obj=environment)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return CliResult(result.exit_code, result.stdout, result.stderr)

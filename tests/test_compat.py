@@ -198,3 +198,22 @@ def test_httpx_transport_ssl_context_is_the_verifying_context():
         assert context.verify_mode == ssl.CERT_REQUIRED
     finally:
         transport.close()
+
+
+# -- Typer's bad values: a BadParameter raised from pydantic's ValidationError ------------
+
+
+def test_a_bad_typer_value_carries_the_pydantic_errors_behind_it():
+    from typer.testing import CliRunner
+
+    app = typer.Typer()
+
+    @app.command()
+    def main(limit: Annotated[int, typer.Option("--limit", min=1, max=10)] = 1) -> None:
+        pass
+
+    result = CliRunner().invoke(app, ["--limit", "0"], standalone_mode=False)
+    errors = _compat.pydantic_errors_behind(result.exception)
+    assert errors is not None, result.exception
+    assert errors[0]["type"] == "greater_than_equal" and errors[0]["ctx"]["ge"] == 1
+    assert _compat.pydantic_errors_behind(ValueError("plain")) is None

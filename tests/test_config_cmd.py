@@ -80,6 +80,12 @@ def test_set_on_profile_chosen_by_flag(run_cli, two_profiles):
         ("token", "abc", "auth login"),
         ("current_profile", "cloud", "config use"),
         ("bad key", "x", "invalid key"),
+        ("request_timeout", "abc", "request_timeout must be a number of seconds"),
+        ("request_timeout", "0.001", "between 0.1 and 600 seconds"),
+        ("request_timeout", "nan", "request_timeout must be a number"),
+        ("request_timeout", "900", "between 0.1 and 600 seconds"),
+        ("api_url", "http://127.0.0.1:8765", "use http://127.0.0.1:8765/v1"),
+        ("api_url", "https://api.boltic.io/", "use https://api.boltic.io/v1"),
     ],
 )
 def test_set_rejects_bad_input(run_cli, config_file, key, value, says):
@@ -198,3 +204,38 @@ def test_set_refuses_a_misspelt_known_key(run_cli, config_file, key):
     assert result.exit_code == 2
     assert "did you mean" in result.stderr and result.stderr.count("\n") == 1
     assert not config_file.exists()
+
+
+def test_request_timeout_is_stored_as_a_number_and_used(run_cli, config_file):
+    import socket
+
+    assert run_cli("config", "set", "request_timeout", "0.3").exit_code == 0
+    assert tomllib.loads(config_file.read_text())["profiles"]["local"]["request_timeout"] == 0.3
+    # A server that accepts and never answers: the command ends after the stored timeout.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+        result = run_cli("sources", "list", env={"BOLTIC_API_URL": url, "BOLTIC_TOKEN": "t"})
+    assert result.exit_code == 5
+    assert "timed out after 0.3 s" in result.stderr
+
+
+def test_a_hand_edited_bad_request_timeout_names_the_file(run_cli, config_file):
+    config_file.parent.mkdir(parents=True)
+    config_file.write_text('[profiles.local]\nrequest_timeout = "soon"\n')
+    result = run_cli("sources", "list", env={"BOLTIC_TOKEN": "t"})
+    assert result.exit_code == 2
+    assert "request_timeout must be a number" in result.stderr and "config.toml" in result.stderr
+
+
+def test_no_route_on_a_spec_path_hints_at_v1(cli):
+    result = cli("sources", "list", env={"BOLTIC_API_URL": "http://testserver"})
+    assert result.exit_code == 3
+    assert "may lack /v1: try http://testserver/v1" in result.stderr
+
+
+def test_an_unknown_id_gets_no_v1_hint(cli):
+    result = cli("sources", "get", "src_00000000000000000000000000")
+    assert result.exit_code == 3
+    assert "/v1" not in result.stderr

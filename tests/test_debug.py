@@ -426,6 +426,124 @@ def test_wait_is_not_satisfied_by_an_event_already_there_and_times_out(tcli, api
     assert abs(fake.now - START - timedelta(seconds=20)) < timedelta(milliseconds=1)
 
 
+def real_now_time(script=None) -> FakeTime:
+    """A FakeTime starting at the real now: --since compares with the server's receivedAt."""
+    fake = FakeTime(script)
+    fake.now = datetime.now(UTC)
+    return fake
+
+
+def test_wait_since_counts_an_event_sent_just_before(tcli, api, source):
+    # CI's natural order: send, then wait.
+    sent = send(api, source["id"], "signup", properties={"plan": "pro"})
+    send(api, source["id"], "page_view")
+
+    fake = real_now_time()
+    result = tcli(
+        "debug", "wait", "web", "--type", "signup", "--since", "5m", "--timeout", "20s", "--json",
+        time=fake,
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["id"] == sent
+    assert fake.pauses == 0  # found on the first page, no waiting
+
+
+def test_wait_since_does_not_count_older_events(tcli, api, source):
+    send(api, source["id"], "signup")
+    fake = real_now_time()
+    fake.now += timedelta(minutes=10)  # the event is 10 minutes old by the CLI's clock
+
+    result = tcli("debug", "wait", "web", "--type", "signup", "--since", "5m", "--timeout", "5s",
+                  time=fake)  # fmt: skip
+
+    assert result.exit_code == 1
+    assert "no matching event arrived at web within 5s" in result.stderr
+
+
+def test_wait_bad_since_is_a_usage_error(tcli, source):
+    result = tcli("debug", "wait", "web", "--since", "soon")
+    assert result.exit_code == 2
+    assert "--since" in result.stderr
+
+
+def test_wait_on_a_terminal_says_what_it_waits_for(tcli, api, source):
+    fake = FakeTime({1: lambda: send(api, source["id"], "signup", properties={"plan": "pro"})})
+
+    result = tcli(
+        "debug", "wait", "web", "--type", "signup", "--where", "plan=pro", "--timeout", "90s",
+        time=fake, tty=True,
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith("Waiting up to 90s for signup event at web")
+    assert "where plan=pro" in first
+
+
+def test_wait_off_a_terminal_prints_nothing_while_waiting(tcli, api, source):
+    fake = FakeTime({1: lambda: send(api, source["id"], "signup")})
+    result = tcli("debug", "wait", "web", "--timeout", "30s", time=fake)
+    assert result.exit_code == 0
+    assert "Waiting" not in result.stderr
+
+
+def test_wait_plain_labels_are_the_wire_names(tcli, api, source):
+    fake = FakeTime({1: lambda: send(api, source["id"], "signup", userId="u1")})
+    result = tcli("debug", "wait", "web", "--timeout", "30s", time=fake)
+    assert result.exit_code == 0
+    labels = [line.split("\t")[0] for line in result.stdout.splitlines()]
+    assert labels == ["receivedAt", "type", "user", "properties", "id"]
+
+
+# -- tail --all: new sources, merged history, the connected line ---------------------------
+
+
+def test_tail_all_picks_up_a_new_source_within_seconds_from_its_first_event(tcli, api, source):
+    created: list[float] = []
+    late: list[str] = []
+    fake = FakeTime()
+
+    def create_and_send() -> None:
+        new = api.post("/streams/sources", json={"name": "late", "type": "server"}).json()
+        created.append((fake.now - START).total_seconds())
+        late.extend(send_many(api, new["id"], 3))
+
+    fake.script = {3: create_and_send}
+    result = tcli("debug", "tail", "--all", "--history", "0", "--max-events", "3", "-o", "ndjson",
+                  time=fake)  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    events = [r for r in result.ndjson() if r["kind"] == "event"]
+    assert [e["id"] for e in events] == late  # from its first event, --history 0 or not
+    assert (fake.now - START).total_seconds() - created[0] <= 3.0
+
+
+def test_tail_history_is_a_total_over_all_sources(tcli, api, source):
+    other = api.post("/streams/sources", json={"name": "app", "type": "mobile"}).json()
+    sent = [send(api, (source if n % 2 else other)["id"], properties={"n": n}) for n in range(10)]
+
+    result = tcli("debug", "tail", "--all", "--history", "4", "--duration", "3s", "-o", "ndjson")
+
+    assert result.exit_code == 0, result.stderr
+    assert [r["id"] for r in result.ndjson() if r["kind"] == "event"] == sent[-4:]
+
+
+def test_tail_connected_line_names_every_source(tcli, api, source):
+    api.post("/streams/sources", json={"name": "app", "type": "mobile"})
+
+    plain = tcli("debug", "tail", "web", "app", "--duration", "1s")
+    ndjson = tcli("debug", "tail", "--all", "--duration", "1s", "-o", "ndjson")
+
+    assert "connected to web, app" in plain.stderr
+    (connected,) = [r for r in ndjson.ndjson() if r["kind"] == "connected"]
+    assert len(connected["sourceIds"]) == 2
+    for n in range(6):
+        api.post("/streams/sources", json={"name": f"s{n}", "type": "server"})
+    many = tcli("debug", "tail", "--all", "--duration", "1s")
+    assert "connected to 8 sources" in many.stderr
+
+
 # -- end to end: the installed boltic against uvicorn ----------------------------------
 
 

@@ -175,21 +175,51 @@ def test_all_returns_exactly_the_stored_set_across_many_tied_pages(cli, api, sou
     assert body["summary"]["totalEvents"] == 2500
 
 
-def test_all_warns_when_a_full_page_shares_one_timestamp(cli, api, source):
-    for _ in range(15):
+def test_all_fetches_every_tie_even_when_more_share_a_timestamp_than_a_page(client, api, source):
+    # The example: 15 events, 10 on one timestamp, pages of 3.
+    for _ in range(10):
         post_event(api, source["id"], "tie", BASE + timedelta(seconds=5))
     for n in range(5):
         post_event(api, source["id"], "older", BASE + timedelta(seconds=n))
 
-    result = cli("events", "query", "--all", "--limit", "10", "-o", "ndjson")
+    events = list(client.iter_events(page_size=3))
 
-    assert result.exit_code == 0
+    ids = [e.id for e in events]
+    assert len(ids) == len(set(ids)) == 15
+    assert Counter(e.type for e in events) == {"tie": 10, "older": 5}
+
+
+def test_all_ignores_limit_and_returns_all_fifteen(cli, api, source):
+    for _ in range(10):
+        post_event(api, source["id"], "tie", BASE + timedelta(seconds=5))
+    for n in range(5):
+        post_event(api, source["id"], "older", BASE + timedelta(seconds=n))
+
+    result = cli("events", "query", "--all", "--limit", "3", "-o", "ndjson", "-v")
+
+    assert result.exit_code == 0, result.stderr
+    assert Counter(e["type"] for e in result.ndjson()) == {"tie": 10, "older": 5}
+    assert "Warning" not in result.stderr
+    # The walk's page size is its own (1000): one request, whatever --limit says.
+    assert len([line for line in result.stderr.splitlines() if line.startswith("GET ")]) == 1
+
+
+def test_all_exits_1_with_the_count_when_a_millisecond_holds_more_than_1000(cli, api, source):
+    when = format_time(BASE + timedelta(seconds=5))
+    for size in (500, 500, 3):
+        batch = [{"sourceId": source["id"], "type": "tie", "timestamp": when}] * size
+        response = api.post("/streams/events/batch", json={"batch": batch})
+        assert response.json()["accepted"] == size, response.text
+    post_event(api, source["id"], "older", BASE)
+
+    result = cli("events", "query", "--all", "-o", "ndjson")
+
+    assert result.exit_code == 1
     events = result.ndjson()
-    ids = [e["id"] for e in events]
-    assert len(ids) == len(set(ids))
-    # 10 of the 15 ties are reachable through a cursorless API; the older ones all are.
-    assert Counter(e["type"] for e in events) == {"tie": 10, "older": 5}
-    assert "share the timestamp 2026-03-01T12:00:05.000Z" in result.stderr
+    assert len({e["id"] for e in events}) == len(events) == 1001
+    assert Counter(e["type"] for e in events) == {"tie": 1000, "older": 1}
+    assert "3 matching events could not be fetched" in result.stderr
+    assert "2026-03-01T12:00:05.000Z" in result.stderr
 
 
 def test_all_respects_the_time_window_and_type(cli, api, source):
@@ -307,7 +337,7 @@ def test_iter_events_walks_every_match_from_python(client, api, source):
     assert warnings == []
 
 
-def test_iter_events_is_lazy_and_reports_unreachable_ties(client, api, source):
+def test_iter_events_is_lazy_and_reaches_ties_beyond_a_page(client, api, source):
     for _ in range(6):
         post_event(api, source["id"], "tie", BASE + timedelta(seconds=5))
     post_event(api, source["id"], "older", BASE)
@@ -315,5 +345,10 @@ def test_iter_events_is_lazy_and_reports_unreachable_ties(client, api, source):
     walk = client.iter_events(page_size=4, on_warning=warnings.append)
     assert warnings == []  # nothing is asked before the first item is wanted
     types = Counter(e.type for e in walk)
-    assert types == {"tie": 4, "older": 1}
-    assert len(warnings) == 1 and "share the timestamp 2026-03-01T12:00:05.000Z" in warnings[0]
+    assert types == {"tie": 6, "older": 1}
+    assert warnings == []
+
+
+def test_an_unknown_source_id_is_not_found_not_an_empty_result(cli, api, source):
+    result = cli("events", "query", "--source", "src_00000000000000000000000000")
+    assert result.exit_code == 3

@@ -32,7 +32,11 @@ ENVELOPE_MODELS: dict[tuple[str, str, str], type[BaseModel]] = {
 
 # Optional fields our server adds to a spec schema (design.md "Extensions beyond the
 # spec"), by (schema, wire name): not in the spec, so not compared with it.
-EXTENSION_FIELDS = {("Event", "messageId"), ("EventInput", "messageId")}
+EXTENSION_FIELDS = {
+    ("Event", "messageId"),
+    ("EventInput", "messageId"),
+    ("StreamDestination", "disabledReason"),
+}
 
 
 def _wire_fields(model: type[BaseModel]) -> dict[str, object]:

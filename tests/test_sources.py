@@ -234,13 +234,13 @@ def test_unknown_source_is_not_found(cli, api):
     assert "unknown" in error["message"]
 
 
-def test_a_source_named_like_an_id_is_found_by_name(cli, api):
-    source = create_source(api, "src_not_really_an_id")
+def test_an_argument_with_an_id_prefix_is_never_looked_up_by_name(cli, api):
+    # design.md (Ids): src_... is an id, even when a source happens to be named so.
+    create_source(api, "src_not_really_an_id")
 
     result = cli("sources", "get", "src_not_really_an_id", "-o", "json")
 
-    assert result.exit_code == 0
-    assert result.json()["id"] == source["id"]
+    assert result.exit_code == 3
 
 
 def test_delete_off_a_terminal_needs_yes(cli, api):

@@ -62,8 +62,9 @@ def api(
     """Make an authenticated API request and print the answer.
 
     PATH is relative to the profile's API URL (which includes /v1). The JSON
-    answer is printed pretty on a terminal and compact when piped. A status
-    of 400 or more prints the body and exits with the matching exit code.
+    answer is printed pretty on a terminal; piped, it is the answer's bytes,
+    unchanged. A status of 400 or more prints the body and exits with the
+    matching exit code.
 
     \b
     Examples:
@@ -76,7 +77,7 @@ def api(
     # The answer is printed as the server sent it (JSON): other formats are refused.
     ctx.only_formats("plain", "table", "json", command="boltic api")
     verb = _method(method)
-    fields = parse_fields(field or [])
+    fields = parse_fields(field or [], option="-f")
     headers = _parse_headers(header or [])
     params: Any = None
     body: Any = None
@@ -86,6 +87,8 @@ def api(
         params = _query_params(fields)
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"
+            # JSON has no byte-order mark (RFC 8259); editors on Windows write one.
+            content = content.removeprefix(b"\xef\xbb\xbf")
     elif verb in QUERY_METHODS:
         params = _query_params(fields)
     elif fields:
@@ -144,19 +147,22 @@ def _read_input(ctx: Context, source: str) -> bytes:
 def _print_body(ctx: Context, response: httpx.Response) -> None:
     if not response.content:
         return
-    text = _render(response, pretty=bool(ctx.env.stdout_isatty))
+    if not ctx.env.stdout_isatty:
+        # Piped: the answer's bytes, unchanged (design.md). Parsing and printing again
+        # would rewrite it: {"a":1,"a":2} would become {"a":2}, 1.10 would become 1.1.
+        ctx.output.raw(response.content)
+        return
+    text = _pretty(response)
     ctx.output.raw(text if text.endswith("\n") else text + "\n")
 
 
-def _render(response: httpx.Response, *, pretty: bool) -> str:
-    """The body as it should be printed: JSON re-serialised, other text as is."""
+def _pretty(response: httpx.Response) -> str:
+    """The body for a terminal: JSON indented, other text with control characters and
+    escape sequences made visible (bodies carry event data)."""
     from boltic_cli.output import dumps_json, sanitize
 
     try:
         data = response.json()
     except ValueError:
-        if not pretty:
-            return response.text
-        # Bodies can carry event data; a terminal must not act on its escape sequences.
         return "\n".join(sanitize(line) for line in response.text.split("\n"))
-    return dumps_json(data, indent=2 if pretty else None)
+    return dumps_json(data, indent=2)

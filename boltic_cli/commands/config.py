@@ -51,7 +51,13 @@ def set_(
     key: Annotated[str, typer.Argument(help="Setting name, e.g. api_url or output.")],
     value: Annotated[str, typer.Argument(help="New value.")],
 ) -> None:
-    """Set KEY to VALUE in the profile in use (saved in config.toml)."""
+    """Set KEY to VALUE in the profile in use (saved in config.toml).
+
+    Checked before it is saved: api_url is an http(s) URL that includes /v1
+    (http://127.0.0.1:8765/v1), output one of the output formats,
+    request_timeout a number of seconds from 0.1 to 600. Other keys are stored
+    as given.
+    """
     from boltic_cli.settings import check_setting
 
     ctx = current()

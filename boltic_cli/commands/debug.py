@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -51,7 +52,12 @@ def event_columns() -> list[Any]:
     return [
         Column("Received", "receivedAt", kind="time"),
         Column("Type", "type", max_width=32),
-        Column("User", lambda e: e.get("userId") or e.get("anonymousId") or "", max_width=36),
+        Column(
+            "User",
+            lambda e: e.get("userId") or e.get("anonymousId") or "",
+            max_width=36,
+            name="user",
+        ),
         Column("Properties", "properties", kind="json", max_width=60),
         Column("Id", "id"),
     ]
@@ -285,16 +291,28 @@ def wait(
     timeout: Annotated[
         str, typer.Option("--timeout", help="Give up after this long (30s, 5m).")
     ] = "60s",
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="DURATION",
+            help="Events received in the last DURATION (5m) count too: send first, then wait.",
+        ),
+    ] = None,
     interval: IntervalOption = 0.5,
 ) -> None:
     """Wait until a new event matching --type/--where arrives at SOURCE, and print it.
 
-    Events already there when the wait starts do not count. Exits 0 when one
-    arrives, 1 when --timeout runs out: an end-to-end check for CI.
+    Events already there when the wait starts do not count, unless they arrived
+    within --since. Exits 0 when one arrives, 1 when --timeout runs out: an
+    end-to-end check for CI. On a terminal it shows what it waits for and the
+    time left.
 
     Example:
 
-      boltic debug wait web --type signup --where plan=pro --timeout 2m
+      boltic events send web --type signup -p plan=pro
+
+      boltic debug wait web --type signup --where plan=pro --since 5m --timeout 2m
     """
     from boltic_cli.errors import WaitTimedOut
     from boltic_cli.lookup import cached_source_id
@@ -304,6 +322,10 @@ def wait(
     ctx = current()
     accept = event_filter(type_, where)
     seconds = duration_seconds(timeout, option="--timeout")
+    since_seconds = duration_seconds(since, option="--since")
+    since_time = (
+        ctx.env.clock() - timedelta(seconds=since_seconds) if since_seconds is not None else None
+    )
     with ctx.make_client() as client:
         source_id = cached_source_id(client, source, ctx.source_names)
         engine = Tail(
@@ -315,21 +337,66 @@ def wait(
             duration=seconds,
             clock=engine_clock(ctx),
             sleep=ctx.env.sleep,
+            since=since_time,
         )
-        found = first_event(ctx, engine, TailView(names={source_id: source}))
+        what = wait_description(source, source_id, type_, where, since)
+        found = first_event(ctx, engine, TailView(names={source_id: source}), what)
     if found is None:
         raise WaitTimedOut(f"no matching event arrived at {source} within {timeout}")
     ctx.output.emit(found, columns=event_columns())
 
 
-def first_event(ctx: Context, engine: Tail, view: TailView) -> Event | None:
-    """The first event the engine yields (None when its time runs out); notices on stderr."""
-    for record in engine.records():
+def wait_description(
+    source: str, source_id: str, types: list[str] | None, where: list[str] | None, since: str | None
+) -> str:
+    """What ``debug wait`` waits for, in words: source, filter, --since."""
+    kind = " or ".join(types) if types else "any"
+    label = source if source == source_id else f"{source} ({source_id})"
+    text = f"{kind} event at {label}"
+    if where:
+        text += " where " + " and ".join(where)
+    if since:
+        text += f", received in the last {since} or later"
+    return text
+
+
+def first_event(ctx: Context, engine: Tail, view: TailView, what: str = "") -> Event | None:
+    """The first event the engine yields (None when its time runs out); notices on stderr.
+
+    When stderr is a terminal (and the format is not JSON), a line says what it waits
+    for (``what``) and a transient status line counts down the time left.
+    """
+    if not ctx.env.stderr_isatty or ctx.is_json:
+        return _first(ctx, engine, view, None)
+    left = _time_left(engine)
+    ctx.output.info(f"Waiting up to {left} for {what} (Ctrl-C to stop)")
+    with ctx.output.progress("waiting: {task.fields[left]} left", left=left) as line:
+
+        def refresh() -> None:
+            if line is not None:
+                line.update(left=_time_left(engine))
+
+        return _first(ctx, engine, view, refresh)
+
+
+def _first(
+    ctx: Context, engine: Tail, view: TailView, on_idle: Callable[[], None] | None
+) -> Event | None:
+    for record in engine.records(on_idle=on_idle):
         if record.kind == "event":
             return record.event
         if record.kind != "connected":
             ctx.output.info(view.notice(record))
     return None
+
+
+def _time_left(engine: Tail) -> str:
+    if engine.deadline is None:
+        return "no limit"
+    seconds = max(0.0, engine.deadline - engine.clock())
+    if seconds >= 120:
+        return f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
+    return f"{seconds:.0f}s"
 
 
 # -- shared helpers -------------------------------------------------------------------

@@ -80,7 +80,7 @@ def create(
     merged: dict[str, Any] = {}
     if config is not None:
         merged.update(load_json_object(config, ctx.env.stdin, option="--config"))
-    merged.update(parse_fields(config_field or []))
+    merged.update(parse_fields(config_field or [], option="-c"))
     with ctx.make_client() as client:
         destination = client.create_stream_destination(
             {"name": name, "type": type_, "config": merged}

@@ -15,6 +15,7 @@ app = new_app(no_args_is_help=False)
 # Test- and benchmark-only knobs, deliberately not options.
 COMMIT_DELAY_ENV = "BOLTIC_SERVER_COMMIT_DELAY"
 BENCH_NOOP_ENV = "BOLTIC_SERVER_BENCH_NOOP"
+DELIVERY_IN_LOOP_ENV = "BOLTIC_SERVER_DELIVERY_IN_LOOP"
 
 
 @app.command()
@@ -54,6 +55,49 @@ def server(
             "--access-log", help="Log every request on stderr (refused ones are always logged)."
         ),
     ] = False,
+    delivery_schedule: Annotated[
+        str | None,
+        typer.Option(
+            "--delivery-schedule",
+            envvar="BOLTIC_SERVER_DELIVERY_SCHEDULE",
+            show_envvar=True,
+            help="Pauses before each retry of a failed webhook delivery, comma-separated "
+            "(±20% jitter). Default: 5s,5m,30m,2h,5h,10h,10h.",
+            metavar="DURATIONS",
+        ),
+    ] = None,
+    delivery_lease: Annotated[
+        str | None,
+        typer.Option(
+            "--delivery-lease",
+            envvar="BOLTIC_SERVER_DELIVERY_LEASE",
+            show_envvar=True,
+            help="How long a claimed delivery is held before another try may take it "
+            "(a crash mid-attempt). Default: 60s.",
+            metavar="DURATION",
+        ),
+    ] = None,
+    delivery_auto_disable: Annotated[
+        str | None,
+        typer.Option(
+            "--delivery-auto-disable",
+            envvar="BOLTIC_SERVER_DELIVERY_AUTO_DISABLE",
+            show_envvar=True,
+            help="Set a webhook destination inactive after its attempts have all failed "
+            "for this long. Default: 5d.",
+            metavar="DURATION",
+        ),
+    ] = None,
+    delivery_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--delivery-timeout",
+            envvar="BOLTIC_SERVER_DELIVERY_TIMEOUT",
+            show_envvar=True,
+            help="How long one delivery attempt may take. Default: 15s.",
+            metavar="DURATION",
+        ),
+    ] = None,
 ) -> None:
     """Run the local Streams server.
 
@@ -87,6 +131,10 @@ def server(
         commit_delay=float(environ.get(COMMIT_DELAY_ENV) or 0),
         bench_noop=environ.get(BENCH_NOOP_ENV) == "1",
         access_log=access_log,
+        delivery_in_loop=environ.get(DELIVERY_IN_LOOP_ENV) == "1",
+        **delivery_settings(
+            delivery_schedule, delivery_lease, delivery_auto_disable, delivery_timeout
+        ),
     )
     ctx.output.log(f"database: {settings.db_path}")
     ctx.output.log(f"admin token: {token_where}")
@@ -102,3 +150,29 @@ def server(
         ctx.output.raw(url + "\n")
 
     serve(settings, host, port, announce)
+
+
+def delivery_settings(
+    schedule: str | None, lease: str | None, auto_disable: str | None, timeout: str | None
+) -> dict[str, object]:
+    """The ``ServerSettings`` delivery fields given on the command line (or env); a bad
+    duration is a UsageError naming the option."""
+    from boltic_cli.durations import parse_duration
+    from boltic_cli.errors import UsageError
+
+    def seconds(text: str, option: str) -> float:
+        return parse_duration(text, option=option, positive=True).total_seconds()
+
+    given: dict[str, object] = {}
+    if schedule is not None:
+        parts = [p for p in schedule.replace(" ", "").split(",") if p]
+        if not parts:
+            raise UsageError("invalid --delivery-schedule: give at least one duration")
+        given["delivery_schedule"] = tuple(seconds(p, "--delivery-schedule") for p in parts)
+    if lease is not None:
+        given["delivery_lease"] = seconds(lease, "--delivery-lease")
+    if auto_disable is not None:
+        given["delivery_auto_disable"] = seconds(auto_disable, "--delivery-auto-disable")
+    if timeout is not None:
+        given["delivery_timeout"] = seconds(timeout, "--delivery-timeout")
+    return given

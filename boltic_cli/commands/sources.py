@@ -85,13 +85,36 @@ def create(
     new write key; with -o json it prints the source object.
     """
     ctx = current()
+    if not name.strip():
+        raise UsageError("--name must contain more than spaces (it is how people refer to it)")
     with ctx.make_client() as client:
+        _warn_if_name_taken(ctx, client.list_stream_sources(), name)
         source = client.create_stream_source({"name": name, "type": type_})
     ctx.source_names.forget()  # a name may now mean two sources
     if ctx.output.format == "table":
         _show_created(ctx, source)
     else:
         ctx.output.emit(source, columns=source_detail_columns())
+
+
+def _warn_if_name_taken(ctx: Context, sources: list[StreamSource], name: str) -> None:
+    """Names are how people refer to sources: a second one of a name makes every
+    command given that name ask for an id instead, and a name with an id prefix
+    (``src_``...) is never looked up as a name. Said, not refused."""
+    from boltic_cli.lookup import describe_matches, is_id
+    from boltic_cli.output import sanitize
+
+    if is_id(name):
+        ctx.output.warn(
+            f"the name {sanitize(name)!r} starts like an id, so commands will read it as "
+            "one and never find this source by its name"
+        )
+    taken = [s for s in sources if s.name == name]
+    if taken:
+        ctx.output.warn(
+            f"a source named {sanitize(name)!r} already exists ({describe_matches(taken)}); "
+            "commands given this name will need an id instead"
+        )
 
 
 def _show_created(ctx: Context, source: StreamSource) -> None:

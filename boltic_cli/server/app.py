@@ -9,6 +9,7 @@ import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from boltic_cli.server.delivery import DeliveryWorker
 from boltic_cli.server.ids import IdGenerator
 from boltic_cli.server.settings import ServerSettings
 from boltic_cli.server.store import PRUNE_CHUNK, Store, StoreError, open_store
@@ -25,6 +26,8 @@ BODY_MODELS = (
     "EventInput",
     "StreamDestinationInput",
     "EventBatchInput",
+    "StreamDestinationUpdate",
+    "ReplayInput",
 )
 
 
@@ -38,6 +41,7 @@ class Runtime:
         self._store: Store | None = None
         self._stop = asyncio.Event()
         self._maintenance: asyncio.Task | None = None
+        self._delivery: DeliveryWorker | None = None
 
     @property
     def store(self) -> Store:
@@ -49,9 +53,21 @@ class Runtime:
         self._stop = asyncio.Event()
         self._store = await open_store(self.settings)
         self._maintenance = asyncio.create_task(self._maintain(), name="boltic-maintenance")
+        self._delivery = DeliveryWorker(self._store, self.settings)
+        if self.settings.delivery:
+            await self._delivery.start()
+
+    @property
+    def delivery(self) -> DeliveryWorker:
+        """The webhook delivery worker (also sends ``POST .../test``)."""
+        if self._delivery is None:
+            raise RuntimeError("the server is not running")
+        return self._delivery
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._delivery is not None:
+            await self._delivery.stop()
         if self._maintenance is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance

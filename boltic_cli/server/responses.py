@@ -58,13 +58,16 @@ def _phrase(status: int) -> str:
 
 
 def describe_validation_errors(errors: list[dict[str, Any]], prefix: str = "") -> str:
-    """``type: field required; limit: input should be ...`` from pydantic errors."""
+    """``type: field required; limit: must be at least 1`` from pydantic errors: each
+    offending field by its wire name and what it allows (``models.problem_phrase``),
+    never a model name or pydantic's own wording."""
+    from boltic_cli.models import problem_field, problem_phrase
+
     parts = []
     for error in errors:
-        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        name = ".".join(loc) or prefix or "body"
-        msg = str(error.get("msg", "invalid"))
-        parts.append(f"{name}: {msg[:1].lower()}{msg[1:]}")
+        name = problem_field(error, prefix or "body")
+        phrase = problem_phrase(error)
+        parts.append(f"{name}: {'field required' if phrase == 'is required' else phrase}")
     return "; ".join(parts)
 
 

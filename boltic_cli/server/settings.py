@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from boltic_cli.webhooks import ATTEMPT_TIMEOUT, DEFAULT_SCHEDULE
+
 MAX_BODY_BYTES = 32 * 1024
 # POST /streams/events/batch's own body limit (design.md "Batch ingest").
 MAX_BATCH_BODY_BYTES = 512 * 1024
@@ -29,6 +31,21 @@ class ServerSettings:
     maintenance_interval: float = 60.0
     # Log every accepted request too (refused ones are always logged): `--access-log`.
     access_log: bool = False
+    # Webhook delivery (design.md, "Destinations that deliver"; boltic_cli.webhooks):
+    # the pauses after each failed attempt (seconds), how long a claim is leased, how
+    # long a destination may fail without a success before it is set inactive, the
+    # per-attempt timeout, and how often an idle worker looks for due deliveries (a new
+    # event wakes it at once: DeliveryWorker.nudge).
+    delivery_schedule: tuple[float, ...] = DEFAULT_SCHEDULE
+    delivery_lease: float = 60.0
+    delivery_auto_disable: float = 5 * 86400.0
+    delivery_timeout: float = ATTEMPT_TIMEOUT
+    delivery_poll_interval: float = 0.5
+    # False: no worker (deliveries are still written; they wait).
+    delivery: bool = True
+    # Benchmark-only: run the worker on the serving loop instead of in its own thread
+    # and event loop (bench_delivery.py compares the two).
+    delivery_in_loop: bool = False
 
 
 def resolve_admin_token(environ: Mapping[str, str], token: str | None = None) -> tuple[str, str]:

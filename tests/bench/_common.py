@@ -53,11 +53,34 @@ def wait_for_quiet(max_load: float, max_wait: float, poll_seconds: float) -> flo
     return time.monotonic() - started
 
 
+#: The libraries whose versions a result depends on (issue 10: every benchmark JSON
+#: records the versions it measured).
+MEASURED_LIBRARIES = (
+    "httpx", "pydantic", "typer", "rich", "fastapi", "starlette", "uvicorn", "uvloop",
+    "httptools", "aiohttp", "asyncpg", "standardwebhooks", "httpie",
+)  # fmt: skip
+
+
+def library_versions() -> dict[str, str]:
+    """name -> installed version of each of MEASURED_LIBRARIES that is installed."""
+    from importlib import metadata
+
+    versions = {}
+    for name in MEASURED_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
 def machine(**extra: object) -> dict:
-    """Platform, Python and CPU count, with whatever else a script records about the run."""
+    """Platform, Python, CPU count and the measured libraries' versions, with whatever
+    else a script records about the run."""
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "libraries": library_versions(),
         **extra,
     }

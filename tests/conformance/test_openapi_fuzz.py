@@ -438,13 +438,18 @@ def test_fuzz(server: Server, test_id: str) -> None:
 
 
 def within_model_limits(body: Any) -> bool:
-    """models.py bounds names and types to 1..100+ characters; the spec does not.
+    """models.py bounds names and types to 1..100+ characters and refuses U+0000 in
+    them (design.md: it cannot be an identifier in every store); the spec does not.
 
     The fuzz tests take the resulting 422s; the stateful run needs inputs that are stored.
     """
     if not isinstance(body, dict) or len(repr(body)) > 4000:
         return False
-    return all(0 < len(body[key]) <= 100 for key in ("name", "type") if key in body)
+    return all(
+        0 < len(body[key]) <= 100 and "\x00" not in body[key]
+        for key in ("name", "type")
+        if key in body
+    )
 
 
 def body_strategy(label: str) -> st.SearchStrategy[dict[str, Any]]:

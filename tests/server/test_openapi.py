@@ -3,6 +3,7 @@ shared spec: every operation, and per schema the property names, required fields
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -27,9 +28,24 @@ KNOWN_DIFFERENCES = {
 EXTENSION_PROPERTIES = {
     ("EventInput", "messageId"),
     ("Event", "messageId"),
+    ("StreamDestination", "disabledReason"),
 }
 # Schemas used only by extension operations.
-EXTENSION_SCHEMAS = {"EventBatchInput", "EventBatchResult", "BatchItemResult", "StreamSourceUpdate"}
+EXTENSION_SCHEMAS = {
+    "EventBatchInput",
+    "EventBatchResult",
+    "BatchItemResult",
+    # design.md, "Destinations that deliver"
+    "Delivery",
+    "DeliveryAttempt",
+    "DeliveryList",
+    "DeliveryTestResult",
+    "ReplayInput",
+    "ReplayResult",
+    "StreamDestinationUpdate",
+    # design.md, "Sources"
+    "StreamSourceUpdate",
+}
 # Extra named schemas: the spec's inline objects (response envelopes, Event.context)
 # become named models. FastAPI's own validation-error schemas (HTTPValidationError,
 # ValidationError) are absent: every 422 is documented with the spec's Error.
@@ -113,8 +129,6 @@ def operations(doc: dict[str, Any], prefix: str = "") -> dict[tuple[str, str], d
 
 def without_extensions(generated: dict[str, Any]) -> dict[str, Any]:
     """A copy of the generated document without the known extension properties."""
-    import copy
-
     doc = copy.deepcopy(generated)
     schemas = doc["components"]["schemas"]
     for name, prop in EXTENSION_PROPERTIES:
@@ -175,6 +189,25 @@ def differences(spec: dict[str, Any], generated: dict[str, Any]) -> set[str]:
 
 def test_generated_document_matches_the_spec(spec, generated):
     assert differences(spec, generated) == KNOWN_DIFFERENCES
+
+
+def test_extension_operations_are_marked(generated):
+    extensions = {
+        (path, method)
+        for path, item in generated["paths"].items()
+        for method, op in item.items()
+        if op.get("x-boltic-extension")
+    }
+    base = "/v1/streams/destinations/{id}"
+    assert {
+        (base, "get"),
+        (base, "patch"),
+        (base, "delete"),
+        (base + "/deliveries", "get"),
+        (base + "/deliveries/{deliveryId}", "get"),
+        (base + "/test", "post"),
+        (base + "/replay", "post"),
+    } <= extensions
 
 
 def test_every_operation_id(spec, generated):

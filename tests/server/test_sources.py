@@ -46,7 +46,8 @@ def test_validation_names_each_field(api):
     body = response.json()
     assert body["code"] == 422
     assert "name: field required" in body["details"]
-    assert "type: input should be" in body["details"]
+    assert "type: must be one of javascript, server, mobile, webhook (not 'fax')" in body["details"]
+    assert "Input should" not in body["details"] and "Value error" not in body["details"]
 
 
 def test_malformed_json_is_400(api):

@@ -75,7 +75,7 @@ def query(
             "--limit",
             min=1,
             max=MAX_LIMIT,
-            help="Events per page, 1..1000 (server default 100).",
+            help="Events in the one page, 1..1000 (server default 100); --all pages on its own.",
         ),
     ] = None,
     all_: Annotated[
@@ -105,15 +105,21 @@ def query(
         source_id = _source_filter(client, source)
         filters = {"source_id": source_id, "event_type": type_, "from_": from_, "to": to}
         if all_:
-            _query_all(ctx, client, filters, limit or MAX_LIMIT)
+            _query_all(ctx, client, filters)
         else:
             _query_page(ctx, client, filters, limit)
 
 
 def _source_filter(client: BolticClient, source: str | None) -> str | None:
-    from boltic_cli.lookup import cached_source_id
+    # Fetched even when given by id: an unknown id is "not found" (exit 3), not an
+    # empty result. A name seen in the last 30 s costs no request (the name cache).
+    from boltic_cli.lookup import SOURCE_ID_PREFIX, cached_source_id, resolve_source
 
-    return cached_source_id(client, source, current().source_names) if source else None
+    if not source:
+        return None
+    if source.startswith(SOURCE_ID_PREFIX):
+        return resolve_source(client, source).id
+    return cached_source_id(client, source, current().source_names)
 
 
 def _source_names(ctx: Context, client: BolticClient) -> dict[str, str]:
@@ -131,20 +137,39 @@ def _query_page(
         ctx.output.emit(result)
         return
     columns = event_columns(_source_names(ctx, client))
-    ctx.output.emit(result.data, columns=columns)
+    from boltic_cli.models import Event
+
+    ctx.output.emit(result.data, columns=columns, model=Event)
     if ctx.output.format == "table":
         counts = Counter(e.type or "" for e in result.data)
         _print_summary(ctx, result.summary, counts, "this page")
 
 
-def _query_all(ctx: Context, client: BolticClient, filters: dict[str, Any], page: int) -> None:
+def _query_all(ctx: Context, client: BolticClient, filters: dict[str, Any]) -> None:
     first_summary: list[EventSummary | None] = []
+    missed: list[int] = []
     events = client.iter_events(
         **filters,
-        page_size=page,
         on_summary=first_summary.append,
         on_warning=ctx.output.warn,
+        on_missed=lambda count, when: missed.append(count),
     )
+    _emit_all(ctx, client, events, first_summary)
+    if missed:
+        from boltic_cli.errors import PartialFailure
+
+        raise PartialFailure(
+            f"{sum(missed):,} matching events could not be fetched "
+            "(more than 1000 share one millisecond)"
+        )
+
+
+def _emit_all(
+    ctx: Context,
+    client: BolticClient,
+    events: Iterator[Event],
+    first_summary: list[EventSummary | None],
+) -> None:
     if ctx.output.format in ("json", "yaml"):
         from boltic_cli.models import EventQueryResult
 
@@ -160,7 +185,9 @@ def _query_all(ctx: Context, client: BolticClient, filters: dict[str, Any], page
             yield event
 
     columns = event_columns(_source_names(ctx, client))
-    ctx.output.emit_stream(counted(events), columns=columns)
+    from boltic_cli.models import Event
+
+    ctx.output.emit_stream(counted(events), columns=columns, model=Event)
     if ctx.output.format == "table":
         summary = first_summary[0] if first_summary else None
         _print_summary(ctx, summary, counts, "all pages")
@@ -183,26 +210,27 @@ def _print_summary(
         end = format_local_time(time_range.to, now)
         lines.append(f"Time range:    {start} to {end}")
     if counts:
-        lines += ["", f"Events per type ({scope}):", *bar_chart(counts, BAR_WIDTH)]
+        # A console that cannot show "█" (cp1252, ascii) gets "#" rather than escapes.
+        bar = "█" if ctx.output.can_show("█") else "#"
+        lines += ["", f"Events per type ({scope}):", *bar_chart(counts, BAR_WIDTH, bar=bar)]
     ctx.output.text_lines(lines)
 
 
-def bar_chart(counts: Counter[str], width: int, *, max_label: int = 24) -> list[str]:
-    """One line per key, most frequent first: label, a bar scaled to ``width``, count."""
-    from boltic_cli.output import sanitize
+def bar_chart(
+    counts: Counter[str], width: int, *, max_label: int = 24, bar: str = "█"
+) -> list[str]:
+    """One line per key, most frequent first: label, a bar of ``bar`` scaled to ``width``,
+    count. Labels are laid out by display cells (注文完了 is 8 wide), cut at ``max_label``."""
+    from boltic_cli.output import cell_width, clip_cells, pad_cells, sanitize
 
     if not counts:
         return []
     rows = counts.most_common()
-    labels = [_clip(sanitize(label) or "(none)", max_label) for label, _ in rows]
-    label_width = max(len(label) for label in labels)
+    labels = [clip_cells(sanitize(label) or "(none)", max_label) for label, _ in rows]
+    label_width = max(cell_width(label) for label in labels)
     top = rows[0][1]
     lines = []
     for label, (_, count) in zip(labels, rows, strict=True):
-        bar = "█" * max(1, round(count / top * width))
-        lines.append(f"{label.ljust(label_width)}  {bar} {count:,}")
+        bars = bar * max(1, round(count / top * width))
+        lines.append(f"{pad_cells(label, label_width)}  {bars} {count:,}")
     return lines
-
-
-def _clip(text: str, size: int) -> str:
-    return text if len(text) <= size else text[: size - 1] + "…"

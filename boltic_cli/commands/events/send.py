@@ -138,7 +138,7 @@ def _event_body(
     merged: dict[str, Any] = {}
     if properties is not None:
         merged.update(load_json_object(properties, ctx.env.stdin, option="--properties"))
-    merged.update(parse_fields(prop or []))
+    merged.update(parse_fields(prop or [], option="-p"))
     if merged:
         body["properties"] = merged
     if context is not None:

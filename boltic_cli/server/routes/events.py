@@ -20,6 +20,7 @@ from boltic_cli.models import (
     EventBatchResult,
     EventInput,
     EventQueryResult,
+    UtcTime,
     format_time,
 )
 from boltic_cli.server.auth import Principal, header, principal
@@ -79,6 +80,7 @@ async def send_event(request: Request) -> Response:
     except ItemRefused as e:
         raise e.problem() from None
     stored = await committed(rt.store.insert_event(record, idempotency(request, raw)))
+    rt.delivery.nudge()
     return Response(stored.body, stored.status, media_type="application/json")
 
 
@@ -126,6 +128,7 @@ async def send_event_batch(request: Request) -> Response:
         return _render_batch(len(items), refused, positions, outcomes)
 
     stored = await committed(store.insert_batch(records, render, idempotency(request, raw)))
+    rt.delivery.nudge()
     return Response(stored.body, stored.status, media_type="application/json")
 
 
@@ -317,8 +320,8 @@ async def query_events(
     request: Request,
     source_id: Annotated[str | None, Query(alias="sourceId")] = None,
     event_type: Annotated[str | None, Query(alias="eventType")] = None,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: Annotated[datetime | None, Query()] = None,
+    from_: Annotated[UtcTime | None, Query(alias="from")] = None,
+    to: Annotated[UtcTime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     result = await runtime(request).store.query_events(

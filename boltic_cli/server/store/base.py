@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from boltic_cli.server.store.outbox import DeliveryStore
+
 DAY_MS = 86_400_000
 # How long an Idempotency-Key is remembered.
 IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
@@ -107,7 +109,7 @@ def accepted(event_id: str) -> StoredResponse:
     return StoredResponse(202, f'{{"eventId":"{event_id}","status":"accepted"}}')
 
 
-class Store(abc.ABC):
+class Store(DeliveryStore):
     """One database behind the API. Open with ``await open()``, end with ``await close()``.
 
     ``clock`` (seconds since the epoch) is what ``now_ms`` reads; tests move it.

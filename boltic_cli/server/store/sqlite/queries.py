@@ -6,7 +6,6 @@ writer's, or a reader's snapshot); they hold no state.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Container, Sequence
 from typing import Any
@@ -174,22 +173,6 @@ def list_sources(conn: sqlite3.Connection, today: int) -> list[dict[str, Any]]:
 def get_source(conn: sqlite3.Connection, today: int, source_id: str) -> dict[str, Any] | None:
     row = conn.execute(SOURCE_COLUMNS + " WHERE s.id = ?", (today, source_id)).fetchone()
     return None if row is None else _source_row(row)
-
-
-def list_destinations(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": r[0],
-            "name": r[1],
-            "type": r[2],
-            "config": json.loads(r[3]),
-            "status": r[4],
-            "created_at": r[5],
-        }
-        for r in conn.execute(
-            "SELECT id, name, type, config, status, created_at FROM destinations ORDER BY id"
-        )
-    ]
 
 
 def debug_events(

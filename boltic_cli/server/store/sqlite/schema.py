@@ -13,8 +13,9 @@ import sqlite3
 from pathlib import Path
 
 from boltic_cli.server.store.base import SchemaTooNew
+from boltic_cli.server.store.sqlite import deliveries
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE sources (
@@ -108,7 +109,12 @@ CREATE TABLE message_ids (
 CREATE INDEX message_ids_by_age ON message_ids (created_at);
 """
 
-MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: COUNT_TRIGGERS, 3: MESSAGE_IDS}
+MIGRATIONS: dict[int, str] = {
+    1: SCHEMA,
+    2: COUNT_TRIGGERS,
+    3: MESSAGE_IDS,
+    4: deliveries.MIGRATION,
+}
 
 
 def connect(path: Path) -> sqlite3.Connection:

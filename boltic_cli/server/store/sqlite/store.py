@@ -29,11 +29,12 @@ from boltic_cli.server.store.base import (
     accepted,
 )
 from boltic_cli.server.store.sqlite import queries
+from boltic_cli.server.store.sqlite.deliveries import SQLiteDeliveries, list_destinations
 from boltic_cli.server.store.sqlite.schema import connect, migrate
 from boltic_cli.server.store.sqlite.writer import SourceCache, Writer
 
 
-class SQLiteStore(base.Store):
+class SQLiteStore(SQLiteDeliveries, base.Store):
     """The store on one SQLite file. Also usable without an event loop (tests, bulk
     loads): ``with SQLiteStore(path) as store`` opens it, ``run_in_writer`` runs SQL
     in the writer's transaction and ``submit`` queues a raw write job."""
@@ -323,7 +324,7 @@ class SQLiteStore(base.Store):
         return await self._read(lambda conn: queries.get_source(conn, today, source_id))
 
     async def list_destinations(self) -> list[dict[str, Any]]:
-        return await self._read(queries.list_destinations)
+        return await self._read(list_destinations)
 
     async def debug_events(self, source_id: str, limit: int) -> tuple[list[str], int | None]:
         return await self._read(lambda conn: queries.debug_events(conn, source_id, limit))

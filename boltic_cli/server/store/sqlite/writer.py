@@ -104,7 +104,7 @@ def _settle(outcomes: Iterable[tuple[_Job, Any, bool]]) -> None:
             loop.call_soon_threadsafe(_settle_waiters, items)
 
 
-def _name_os_thread(name: str) -> None:
+def name_os_thread(name: str) -> None:
     """Show the thread's name to the OS (top -H, /proc/PID/task/*/comm), where Python
     3.11 leaves the process name: per-thread CPU is then measurable from outside."""
     if not sys.platform.startswith("linux"):
@@ -190,7 +190,7 @@ class Writer:
         return await waiter
 
     def _loop(self) -> None:
-        _name_os_thread("boltic-writer")
+        name_os_thread("boltic-writer")
         stopping = False
         carry: _Job | None = None
         while not stopping:
