@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 # Global options that work after the command too (design.md, CLI conventions).
-HOISTED_FLAGS = {"--json", "--debug", "-v", "--verbose", "--no-color"}
+HOISTED_FLAGS = {"--json", "--debug", "-v", "--verbose", "--no-color", "--no-pager"}
 HOISTED_OPTIONS = {"-o", "--output", "--request-timeout"}
 
 
@@ -298,7 +298,8 @@ def run(invoke: Any, session: Session, argv: list[str]) -> int:
     except typer.Exit as e:
         return e.exit_code
     except typer.Abort:
-        (session.env.stderr or sys.stderr).write("Interrupted\n")
+        # Ctrl-C (or end of input) at a prompt: the cursor is still on the prompt's line.
+        (session.env.stderr or sys.stderr).write("\nInterrupted\n")
         return ExitStatus.INTERRUPTED
     except click.exceptions.NoArgsIsHelpError as e:
         (session.env.stdout or sys.stdout).write(e.ctx.get_help() + "\n")
@@ -398,6 +399,12 @@ def root(
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks and bodies.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="Never colour output.")] = False,
+    no_pager: Annotated[
+        bool,
+        typer.Option(
+            "--no-pager", help="Never page long output on a terminal [env: BOLTIC_PAGER]."
+        ),
+    ] = False,
     request_timeout: Annotated[
         float | None,
         typer.Option("--request-timeout", help="HTTP timeout in seconds.", metavar="SECONDS"),
@@ -424,6 +431,7 @@ def root(
         debug=debug,
         no_color=no_color,
         request_timeout=request_timeout,
+        no_pager=no_pager,
     )
     session.context = Context(env=session.env.resolved(), options=options)
 

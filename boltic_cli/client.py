@@ -62,6 +62,7 @@ from boltic_cli.models import (
     StreamDestinationUpdate,
     StreamSource,
     StreamSourceInput,
+    StreamSourceUpdate,
     WireModel,
     format_time,
 )
@@ -244,6 +245,13 @@ class BolticClient:
 
     def get_stream_source(self, source_id: str) -> StreamSource:
         return self._call("GET", f"/streams/sources/{self._segment(source_id)}", StreamSource)
+
+    def update_stream_source(self, source_id: str, body: StreamSourceUpdate | dict) -> StreamSource:
+        """``PATCH /streams/sources/{id}``: our server's extension (design.md, "Sources").
+        A spec-only server answers 404 or 405 (NotFound / APIError 405)."""
+        payload = self._wire(StreamSourceUpdate, body)
+        path = f"/streams/sources/{self._segment(source_id)}"
+        return self._call("PATCH", path, StreamSource, json=payload)
 
     def delete_stream_source(self, source_id: str) -> None:
         self._call("DELETE", f"/streams/sources/{self._segment(source_id)}", None)

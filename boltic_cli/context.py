@@ -23,10 +23,14 @@ from boltic_cli.output import JSON_FORMATS, OUTPUT_FORMATS
 
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient
+    from boltic_cli.lookup import SourceNameCache
     from boltic_cli.output import Output
     from boltic_cli.settings import Settings
 
 __all__ = ["JSON_FORMATS", "OUTPUT_FORMATS", "Context", "Environment", "GlobalOptions", "current"]
+
+
+DEFAULT_PAGER = "less -FRX"
 
 
 def utcnow() -> datetime:
@@ -138,6 +142,7 @@ class GlobalOptions:
     debug: bool = False
     no_color: bool = False
     request_timeout: float | None = None
+    no_pager: bool = False
 
 
 @dataclass
@@ -180,6 +185,26 @@ class Context:
     def is_json(self) -> bool:
         return self.output_format in JSON_FORMATS
 
+    def only_formats(self, *formats: str, command: str) -> str:
+        """The output format for a command that can print only ``formats``.
+
+        A format given with ``-o``/``--json`` that is not among them is refused
+        (UsageError, exit 2, one line): it is never silently ignored. A default that
+        does not apply (``BOLTIC_OUTPUT``, the ``output`` setting) gives way to the
+        first of ``formats``, which the Output then uses.
+        """
+        fmt = self.output_format
+        if fmt in formats:
+            return fmt
+        if self.options.output is not None:
+            from boltic_cli.errors import UsageError
+
+            raise UsageError(f"{command} cannot print -o {fmt} (it prints {', '.join(formats)})")
+        self.__dict__["output_format"] = formats[0]
+        if "output" in self.__dict__:
+            self.output.format = formats[0]
+        return formats[0]
+
     @cached_property
     def color(self) -> bool:
         """Colour on stdout: off when piped, with NO_COLOR or --no-color; FORCE_COLOR forces."""
@@ -220,6 +245,44 @@ class Context:
             stderr_color=self.stderr_color,
         )
 
+    def page_output(self) -> None:
+        """Send this command's stdout through a pager, as git and gh do: only when stdout
+        is a terminal and not with ``--no-pager``. The command is ``$BOLTIC_PAGER``, else
+        ``$PAGER``, else ``less -FRX`` (``-F``: short output just prints); an empty
+        ``BOLTIC_PAGER`` (or ``cat``) turns paging off. The pager is waited for when the
+        command ends (quitting it early ends the command quietly, like ``| head``).
+        Call it before the command prints anything."""
+        if not self.env.stdout_isatty or self.options.no_pager:
+            return
+        command = self.environ.get("BOLTIC_PAGER")
+        if command is None:
+            command = self.environ.get("PAGER") or DEFAULT_PAGER
+        if command.strip() in ("", "cat"):
+            return
+        if self.output.start_pager(command, self.environ):
+            from boltic_cli._compat import click
+
+            click.globals.get_current_context().call_on_close(self.output.close_pager)
+
+    @cached_property
+    def token(self) -> str | None:
+        """The profile's token, read once per command run (a keyring read can be slow)."""
+        return self.settings.token()
+
+    @cached_property
+    def source_names(self) -> SourceNameCache:
+        """The brief cache of source names -> ids for this profile's API URL and token
+        (``lookup.SourceNameCache``, in the cache dir)."""
+        from boltic_cli.lookup import NAME_CACHE_FILE, SourceNameCache
+        from boltic_cli.paths import cache_dir
+
+        return SourceNameCache(
+            cache_dir(self.environ) / NAME_CACHE_FILE,
+            self.settings.api_url,
+            self.token,
+            clock=lambda: self.env.clock().timestamp(),
+        )
+
     def log(self, message: str) -> None:
         """One informational line on stderr (never data)."""
         assert self.env.stderr is not None
@@ -242,7 +305,7 @@ class Context:
 
         return BolticClient(
             base_url or self.settings.api_url,
-            token if token is not None else self.settings.token(),
+            token if token is not None else self.token,
             retries=retries,
             timeout=timeout if timeout is not None else self._request_timeout(),
             transport=self.env.transport,

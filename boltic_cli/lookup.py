@@ -9,7 +9,13 @@ resolved with one (``UsageError``, exit 2).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from boltic_cli.errors import NotFound, UsageError
 
@@ -52,6 +58,100 @@ def resolve_source_id(client: BolticClient, ref: str) -> str:
     source = resolve_source(client, ref)
     assert source.id is not None
     return source.id
+
+
+def cached_source_id(client: BolticClient, ref: str, cache: SourceNameCache) -> str:
+    """``resolve_source_id``, but a name it answered in the last NAME_CACHE_SECONDS
+    (``cache``) costs no request. Ids and every lookup go through ``resolve_source_id``
+    (its rules, e.g. for write keys, hold); only a name it resolved is cached."""
+    if not ref.startswith(SOURCE_ID_PREFIX) and (cached := cache.get(ref)) is not None:
+        return cached
+    source_id = resolve_source_id(client, ref)
+    if not ref.startswith(SOURCE_ID_PREFIX):
+        cache.put(ref, source_id)
+    return source_id
+
+
+# How long a source name -> id answer is reused (as completion's cache: briefly, so a
+# rename or delete made elsewhere is seen soon; this CLI's own create, update and
+# delete clear it at once).
+NAME_CACHE_SECONDS = 30.0
+NAME_CACHE_FILE = "source-names.json"
+
+
+class SourceNameCache:
+    """Source ids by exact name, kept for NAME_CACHE_SECONDS in ``path`` (0600 JSON),
+    one entry per API URL and token (the token only as a hash prefix: never on disk).
+
+    A name is kept only once ``resolve_source`` found exactly one source by it.
+    Failures to read or write the file cost a lookup, nothing more.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        api_url: str,
+        token: str | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_age: float = NAME_CACHE_SECONDS,
+    ) -> None:
+        digest = hashlib.sha256((token or "").encode()).hexdigest()[:16]
+        self.path, self.key, self.clock, self.max_age = path, f"{api_url} {digest}", clock, max_age
+
+    def get(self, name: str) -> str | None:
+        """The id cached for ``name`` if looked up in the last ``max_age`` seconds."""
+        found = self._names().get(name)
+        if not isinstance(found, list) or len(found) != 2:
+            return None
+        source_id, at = found
+        try:
+            fresh = 0 <= self.clock() - float(at) <= self.max_age
+        except (TypeError, ValueError):
+            return None
+        ok = fresh and isinstance(source_id, str) and source_id.startswith(SOURCE_ID_PREFIX)
+        return source_id if ok else None
+
+    def put(self, name: str, source_id: str) -> None:
+        """Remember that ``name`` is ``source_id`` (as of now)."""
+        names = {k: v for k, v in self._names().items() if self._fresh(v)}
+        names[name] = [source_id, self.clock()]
+        self._store(names)
+
+    def forget(self) -> None:
+        """Drop this API URL and token's names (after a create, rename or delete)."""
+        self._store(None)
+
+    def _names(self) -> dict[str, Any]:
+        names = self._load().get(self.key)
+        return names if isinstance(names, dict) else {}
+
+    def _fresh(self, value: Any) -> bool:
+        try:
+            return 0 <= self.clock() - float(value[1]) <= self.max_age
+        except (IndexError, KeyError, TypeError, ValueError):
+            return False
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _store(self, names: dict[str, Any] | None) -> None:
+        from boltic_cli.paths import write_private
+
+        data = {
+            key: kept
+            for key, value in self._load().items()
+            if key != self.key and isinstance(value, dict)
+            if (kept := {n: v for n, v in value.items() if self._fresh(v)})
+        }
+        if names:
+            data[self.key] = names
+        with contextlib.suppress(OSError):
+            write_private(self.path, json.dumps(data))
 
 
 def _check_ref(client: BolticClient, ref: str) -> None:

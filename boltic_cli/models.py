@@ -122,6 +122,14 @@ class StreamSourceInput(WireModel):
     type: SourceType
 
 
+class StreamSourceUpdate(WireModel):
+    """The body of ``PATCH /streams/sources/{id}`` (our extension, design.md "Sources"):
+    a new ``name`` and/or ``status``; fields left out keep their value."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^\x00]*$")
+    status: Status | None = None
+
+
 class StreamSource(WireModel):
     id: str | None = None
     name: str | None = None

@@ -19,7 +19,7 @@ import csv
 import json
 import re
 import textwrap
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -200,7 +200,7 @@ def lookup(row: Any, path: str) -> Any:
 class Column:
     header: str
     key: str | Callable[[dict], Any]  # dotted path into the wire dict, or a function of it
-    kind: str = "text"  # text | time | json | number | secret-json
+    kind: str = "text"  # text | time | json | number | secret-json | id
     max_width: int | None = None
     name: str | None = None  # plain output's label for a computed value (default: the key)
 
@@ -318,6 +318,8 @@ class Output:
         self.width = width
         self.clock = clock
         self._progress: ProgressLine | None = None  # messages print above it while shown
+        self._pager: Any = None  # the pager process while stdout goes into it
+        self._unpaged_stdout = stdout
 
     @property
     def is_json(self) -> bool:
@@ -344,7 +346,14 @@ class Output:
     def _make_console(self, file: TextIO, color: bool) -> Console:
         from rich.console import Console
 
-        return Console(
+        class PipeAwareConsole(Console):
+            # Rich's own answer to a closed pipe is exit 1 after pointing fd 1 at
+            # /dev/null; a closed pipe (| head, a pager quit early) is app's to end
+            # quietly with 0 (design.md).
+            def on_broken_pipe(self) -> None:
+                raise BrokenPipeError
+
+        return PipeAwareConsole(
             file=file, force_terminal=color, no_color=not color, width=self.width, highlight=False
         )
 
@@ -392,7 +401,8 @@ class Output:
         columns: list[Column] | None = None,
         model: type | None = None,
     ) -> int:
-        """Print items as they arrive (json, ndjson, plain); table, yaml and csv print at the end.
+        """Print items as they arrive (json, ndjson, plain; a table STREAM_CHUNK rows at a
+        time, unboxed); yaml and csv print at the end.
 
         Columns as ``emit``'s (``model``, else the first item's). Returns how many
         items were printed.
@@ -414,6 +424,8 @@ class Output:
                     self.stdout.flush()
                 count += 1
             return count
+        if self.format == "table":
+            return self._stream_table(items, columns, fields)
         collected = list(items)
         self.emit(collected, columns=columns, fields=fields or schema_fields(collected))
         return len(collected)
@@ -467,7 +479,7 @@ class Output:
     ) -> Iterator[tuple[Callable[[TailRecord], None], Callable[[], None] | None]]:
         """``(show(record), refresh())`` for the format and terminal in use."""
         if not (self.format == "table" and self.stdout_isatty):
-            yield (lambda record: self.emit_tail_record(record, view)), None
+            yield self._tail_line_printer(view), None
             return
         from rich.live import Live
         from rich.text import Text
@@ -491,12 +503,42 @@ class Output:
             def show(record: TailRecord) -> None:
                 # "connected" lives in the status line; the rest scrolls by above it.
                 if record.kind == "event":
-                    live.console.print(view.terminal_line(record), **ONE_LINE)
+                    line = view.terminal_line(record, live.console.width)
+                    live.console.print(line, **ONE_LINE)
                 elif record.kind != "connected":
                     live.console.print(Text(view.notice(record), style="yellow"), **ONE_LINE)
                 refresh()
 
             yield show, refresh
+
+    def _tail_line_printer(self, view: TailView) -> Callable[[TailRecord], None]:
+        """``show(record)`` off a live terminal: one flushed line (or CSV row, or YAML
+        document) per event in the chosen format; notices on stderr (``emit_tail_record``).
+        ``-o table`` piped prints the terminal's aligned columns without colour."""
+        if self.format not in ("table", "csv", "yaml"):
+            return lambda record: self.emit_tail_record(record, view)
+        writer = csv.writer(self.stdout, lineterminator="\n")
+        started = False
+
+        def show(record: TailRecord) -> None:
+            nonlocal started
+            if record.kind != "event":
+                self.emit_tail_record(record, view)
+                return
+            if self.format == "table":
+                line = view.terminal_line(record, self.console.width)
+                self.console.print(line, **ONE_LINE)
+            elif self.format == "csv":
+                if not started:
+                    writer.writerow(view.csv_header())
+                writer.writerow(view.csv_row(record))
+            else:
+                assert record.event is not None
+                self.stdout.write("---\n" + _dump_yaml(record.event.to_wire()))
+            started = True
+            self.stdout.flush()
+
+        return show
 
     def follow_top(self, feed: TopFeed) -> TopSnapshot:
         """Run ``debug top``'s feed and show its snapshots until it ends or Ctrl-C: on a
@@ -513,10 +555,17 @@ class Output:
         _emit_stats(self, stats)
 
     def emit_ids(self, ids: Iterable[Any]) -> None:
-        """One id per line (``-q``)."""
-        for id_ in ids:
-            self.stdout.write(_scalar_text(id_) + "\n")
-        self.stdout.flush()
+        """Only the ids (``-q``): one per line in table and plain; a JSON array of
+        strings (json), one JSON string per line (ndjson), a YAML list, or a CSV
+        column ``id``."""
+        if self.format in ("table", "plain"):
+            for id_ in ids:
+                self.stdout.write(_scalar_text(id_) + "\n")
+            self.stdout.flush()
+        elif self.format == "csv":
+            self._write_csv([{"id": id_} for id_ in ids])
+        else:
+            self.emit(list(ids))
 
     def raw(self, data: str | bytes) -> None:
         """``data`` on stdout exactly as given, flushed: no format, no sanitising.
@@ -609,46 +658,137 @@ class Output:
         if not rows:
             self.info("No results.")
             return
+        layout = _TableLayout(columns, self.console.width, boxed=self.stdout_isatty)
+        layout.fit(self._cell_variants(rows, columns))
+        self._print_rows(rows, columns, layout, header=True)
+
+    def _cell_variants(
+        self, rows: list[dict], columns: list[Column]
+    ) -> dict[tuple[bool, bool], list[list[str]]]:
+        """The table cells of ``rows`` by (short times, short ids)."""
+        now = self.clock()
+        variants: dict[tuple[bool, bool], list[list[str]]] = {}
+        for short_times in (False, True):
+            cells = [
+                [self._table_cell(column, row, now, short=short_times) for column in columns]
+                for row in rows
+            ]
+            variants[(short_times, False)] = cells
+            variants[(short_times, True)] = [
+                [
+                    short_id(cell) if _is_id(column) else cell
+                    for column, cell in zip(columns, row_cells, strict=True)
+                ]
+                for row_cells in cells
+            ]
+        return variants
+
+    def _print_rows(
+        self, rows: list[dict], columns: list[Column], layout: _TableLayout, *, header: bool
+    ) -> None:
+        """``rows`` as a table in ``layout``'s widths (the header only with ``header``)."""
         from rich.text import Text
 
-        now = self.clock()
-        cells = [
-            [self._table_cell(column, row, now, short=True) for column in columns] for row in rows
-        ]
-        long_cells = [[self._table_cell(column, row, now) for column in columns] for row in rows]
-        boxed = self.stdout_isatty
-        layout = _TableLayout(columns, self.console.width, boxed=boxed)
-        short_times = layout.fit(cells, long_cells)
-        if boxed and not layout.fits:
-            # The box's rules cost three columns each: drop them before cutting more.
-            boxed = False
-            layout = _TableLayout(columns, self.console.width, boxed=boxed)
-            short_times = layout.fit(cells, long_cells)
-        if not short_times:
-            cells = long_cells
-        table = self._new_table(show_header=True, boxed=boxed)
+        table = self._new_table(show_header=header, boxed=layout.boxed)
         for column, width in zip(columns, layout.widths, strict=True):
             table.add_column(
-                Text(column.header),
+                Text(column.header, no_wrap=True, overflow="ellipsis"),
                 justify="right" if column.kind == "number" else "left",
                 width=width,
-                # A header may wrap at its spaces; the cells of a column that doesn't
-                # wrap are never wider than it.
-                overflow="ellipsis" if column.max_width else "fold",
+                no_wrap=True,
+                overflow="ellipsis",
             )
+        cells = self._cell_variants(rows, columns)[(layout.short_times, layout.short_ids)]
         for row_cells in cells:
-            table.add_row(
-                *(
-                    Text(cell, no_wrap=not wraps)
-                    for cell, wraps in zip(row_cells, layout.wraps, strict=True)
-                )
-            )
+            table.add_row(*(Text(cell, no_wrap=True, overflow="ellipsis") for cell in row_cells))
         total = layout.total_width
-        # Whole ids beat fitting the terminal: a table that can't fit is printed wider.
+        # A table that cannot fit even cut (a very narrow terminal) is printed wider.
         too_wide = total > self.console.width
         if too_wide:
             table.width = total
         self.console.print(table, crop=not too_wide)
+        self.stdout.flush()
+
+    def _stream_table(
+        self, items: Iterable[Any], columns: list[Column] | None, fields: list[str] | None
+    ) -> int:
+        """A table printed as its rows arrive, STREAM_CHUNK rows at a time: the first
+        chunk sets the column widths (and prints the header), later chunks keep them.
+        Without a box, which could only be closed at the end."""
+        count = 0
+        chunk: list[dict] = []
+        layout: _TableLayout | None = None
+
+        def flush() -> None:
+            nonlocal layout, columns
+            if not chunk:
+                return
+            columns = columns or columns_for(chunk, fields)
+            first = layout is None
+            if layout is None:
+                layout = _TableLayout(columns, self.console.width, boxed=False)
+                layout.fit(self._cell_variants(chunk, columns))
+            self._print_rows(chunk, columns, layout, header=first)
+            chunk.clear()
+
+        for item in items:
+            if fields is None and not count:
+                fields = schema_fields(item)
+            chunk.append(mask_secrets(_as_row(to_wire(item))))
+            count += 1
+            if len(chunk) >= STREAM_CHUNK:
+                flush()
+        flush()
+        if not count:
+            self.info("No results.")
+        return count
+
+    # the pager
+
+    def start_pager(self, command: str, environ: Mapping[str, str]) -> bool:
+        """From now on, write stdout into ``command`` (the pager: a program and its
+        arguments, split like a shell would, not run by one) instead; False when it
+        cannot be started (stdout stays as it was). ``LESS=FRX``
+        is set unless the environment sets ``LESS`` (as git does), so a plain ``less``
+        prints short output and keeps colours. The width stays the terminal's."""
+        import shlex
+        import shutil
+        import subprocess
+
+        env = dict(environ)
+        env.setdefault("LESS", "FRX")
+        try:
+            pager = subprocess.Popen(
+                shlex.split(command),
+                stdin=subprocess.PIPE,
+                env=env,
+                text=True,
+                encoding="utf-8",
+                errors="backslashreplace",
+            )
+        except (OSError, ValueError):  # not found, not executable, unbalanced quotes
+            return False
+        if self.width is None:
+            self.width = shutil.get_terminal_size().columns
+        self._pager = pager
+        self._unpaged_stdout = self.stdout
+        assert pager.stdin is not None
+        self.stdout = pager.stdin
+        self.__dict__.pop("console", None)  # a console made before writes to the old stdout
+        return True
+
+    def close_pager(self) -> None:
+        """End the pager's input and wait until the user leaves it; stdout is restored."""
+        pager = getattr(self, "_pager", None)
+        if pager is None:
+            return
+        self._pager = None
+        with contextlib.suppress(OSError, ValueError):
+            self.stdout.close()  # BrokenPipeError when the user quit early: nothing to say
+        with contextlib.suppress(KeyboardInterrupt):
+            pager.wait()
+        self.stdout = self._unpaged_stdout
+        self.__dict__.pop("console", None)
 
     def _emit_fields(self, row: dict, columns: list[Column]) -> None:
         if self.format == "plain":
@@ -656,14 +796,22 @@ class Output:
                 self.stdout.write(f"{sanitize(column.label)}\t{self._plain_cell(column, row)}\n")
             self.stdout.flush()
             return
+        from rich.cells import cell_len
         from rich.text import Text
 
         now = self.clock()
+        values = [self._table_cell(column, row, now) for column in columns]
         table = self._new_table(show_header=False)
-        table.add_column(style="bold")
-        table.add_column(overflow="fold")
-        for column in columns:
-            table.add_row(Text(column.header), Text(self._table_cell(column, row, now)))
+        label_width = max((cell_len(column.header) for column in columns), default=1)
+        # One line per field, cut with an ellipsis (a long name never wraps into
+        # fragments that read as continuous text); labels stay whole.
+        overhead = 7 if self.stdout_isatty else 2  # "│ " + " │ " + " │", or a 2-space gap
+        room = max(self.console.width - label_width - overhead, 1)
+        value_width = min(max((cell_len(v) for v in values), default=1), room)
+        table.add_column(style="bold", no_wrap=True, width=label_width)
+        table.add_column(no_wrap=True, overflow="ellipsis", width=max(value_width, 1))
+        for column, value in zip(columns, values, strict=True):
+            table.add_row(Text(column.header), Text(value, no_wrap=True, overflow="ellipsis"))
         self.console.print(table)
 
     def _new_table(self, *, show_header: bool, boxed: bool | None = None) -> Table:
@@ -782,37 +930,66 @@ class TailView:
         self.multi_source = multi_source
 
     def plain_line(self, record: TailRecord) -> str:
-        """One tab-separated line for a pipe: receivedAt, [source,] type, user, properties."""
+        """One tab-separated line for a pipe: receivedAt, [source,] type, user,
+        properties, id (whole)."""
         event = record.event
         assert event is not None
         cells = [_rfc3339(event.received_at) if event.received_at is not None else ""]
         if self.multi_source:
             cells.append(self._source_label(record.source_id))
-        cells += [event.type or "", _event_user(event), _event_properties(event)]
+        cells += [event.type or "", _event_user(event), _event_properties(event), event.id or ""]
         return "\t".join(sanitize(cell) for cell in cells)
 
-    def terminal_line(self, record: TailRecord) -> Text:
-        """The event as a styled line: local time, [source,] type, user, properties."""
+    def terminal_line(self, record: TailRecord, width: int | None = None) -> Text:
+        """The event as a styled line in columns: local time, [source,] type, id, user,
+        properties (the rest of the line, cut by the caller). Source, type and user are
+        padded or cut to fixed widths so lines align (narrower below WIDE_TAIL terminal
+        columns, so the id stays on screen at 60); the id is whole from WHOLE_ID_WIDTH
+        columns up, ``short_id`` below (``width`` None: a wide terminal)."""
         from rich.text import Text
 
         event = record.event
         assert event is not None
+        wide = width is None or width >= WIDE_TAIL
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(_clock_time(event.received_at), style="dim")
         if self.multi_source:
+            source = sanitize(self._source_label(record.source_id))
             line.append("  ")
-            line.append(sanitize(self._source_label(record.source_id)), style="magenta")
+            line.append(_fit(source, self._source_width(wide)), style="magenta")
         line.append("  ")
-        line.append(sanitize(event.type or "?"), style="bold cyan")
-        user = _event_user(event)
-        if user:
-            line.append("  ")
-            line.append(sanitize(user), style="green")
+        type_width = TAIL_TYPE_WIDTH if wide else TAIL_TYPE_WIDTH * 2 // 3
+        line.append(_fit(sanitize(event.type or "?"), type_width), style="bold cyan")
+        line.append("  ")
+        event_id = sanitize(event.id or "")
+        whole = width is None or width >= WHOLE_ID_WIDTH
+        line.append(event_id if whole else short_id(event_id), style="dim")
+        line.append("  ")
+        user_width = TAIL_USER_WIDTH if wide else TAIL_USER_WIDTH * 2 // 3
+        line.append(_fit(sanitize(_event_user(event)), user_width), style="green")
         properties = _event_properties(event)
         if properties:
             line.append("  ")
             line.append(sanitize(properties))
         return line
+
+    def _source_width(self, wide: bool) -> int:
+        from rich.cells import cell_len
+
+        longest = max((cell_len(sanitize(n)) for n in self.names.values()), default=8)
+        return min(longest, TAIL_SOURCE_WIDTH if wide else TAIL_SOURCE_WIDTH * 2 // 3)
+
+    def csv_header(self) -> list[str]:
+        """The fixed columns of ``debug tail -o csv`` (``csv_row``)."""
+        return ["receivedAt", "sourceId", "type", "userId", "anonymousId", "properties", "id"]
+
+    def csv_row(self, record: TailRecord) -> list[str]:
+        """An event as CSV cells (``csv_header``), each cell as every CSV cell is written
+        (``_scalar_text``: sanitised, nested values as JSON)."""
+        event = record.event
+        assert event is not None
+        wire = event.to_wire()
+        return [_scalar_text(wire.get(key)) for key in self.csv_header()]
 
     def notice(self, record: TailRecord) -> str:
         """A status record (gap, reconnecting, connected) as one stderr sentence."""
@@ -858,6 +1035,25 @@ class TailView:
         return self.names.get(source_id) or source_id
 
 
+# Tail lines in columns (``TailView.terminal_line``): type and user are padded or cut
+# to these widths (two thirds of them below WIDE_TAIL columns); ids are whole on
+# terminals at least WHOLE_ID_WIDTH wide.
+WIDE_TAIL = 100
+TAIL_TYPE_WIDTH = 18
+TAIL_USER_WIDTH = 16
+TAIL_SOURCE_WIDTH = 16
+WHOLE_ID_WIDTH = 120
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` padded to ``width`` cells, or cut to it with an ellipsis."""
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(text) > width:
+        return set_cell_size(text, width - 1) + "…"
+    return set_cell_size(text, width)
+
+
 def _event_user(event: Event) -> str:
     return event.user_id or event.anonymous_id or ""
 
@@ -875,99 +1071,122 @@ def _clock_time(value: datetime | None) -> str:
     return f"{local:%H:%M:%S}.{local.microsecond // 1000:03d}"
 
 
-# A text column whose values are all at most this wide (a type, a status) is never
-# wrapped: "webhook" cut into "web/hoo/k" is unreadable.
+# A streamed table (``emit_stream``) prints this many rows at a time.
+STREAM_CHUNK = 100
+# A text column whose values are all at most this wide (a type, a status) is cut
+# only after names and JSON.
 SHORT_TEXT = 16
-# Wrapping columns (names, JSON) keep at least this much before the others give way.
-COMFORTABLE = 12
-NARROW = 8
+# The narrowest a text column (a name, a type, JSON) is cut to before the table gives
+# up fitting the terminal; its header is cut to it too.
+NARROW = 6
+# A shortened id keeps its prefix and this many characters of its (random) tail.
+ID_TAIL = 6
+
+
+def short_id(value: str) -> str:
+    """``evt_01M8…`` ids on a narrow terminal: the prefix, an ellipsis, the last
+    ID_TAIL characters (a ULID's tail is its random part, so it tells ids apart):
+    ``evt_…NPNMMY``. Text that is not longer than that is returned as is."""
+    prefix = value[: value.index("_") + 1] if "_" in value[:5] else ""
+    if len(value) <= len(prefix) + 1 + ID_TAIL:
+        return value
+    return f"{prefix}…{value[-ID_TAIL:]}"
+
+
+def _is_id(column: Column) -> bool:
+    return column.kind == "id" or column.key == "id"
 
 
 class _TableLayout:
-    """Column widths for a table that fits ``width`` terminal columns where it can.
+    """Column widths for a table of one line per row that fits ``width`` terminal
+    columns where it can (design: every table cuts cleanly with an ellipsis).
 
-    Ids, numbers, times and short text (types, statuses) are never cut or wrapped.
-    When room runs short, the time column drops the local time for the age alone,
-    headers of short columns wrap at their spaces, and names and JSON wrap or are cut.
+    Headers and numbers are never cut. In order, as room runs short: times show the
+    age alone, names and JSON are cut (down to NARROW), the box goes, short text
+    (types, statuses) is cut, ids show their prefix and tail (``short_id``). Below
+    that the table is wider than the terminal.
     """
 
     def __init__(self, columns: list[Column], width: int, *, boxed: bool) -> None:
         self.columns = columns
-        count = len(columns)
+        self.width = width
+        self.boxed = boxed
+        self.widths: list[int] = []
+        self.short_times = False
+        self.short_ids = False
+
+    def _overhead(self, boxed: bool) -> int:
+        count = len(self.columns)
         # Rich's padding is one space either side of a cell (none at the edges without
         # a box); a box adds a rule between columns and one at each edge.
-        overhead = 3 * count + 1 if boxed else 2 * (count - 1)
-        self.room = max(width - overhead, 0)
-        self.overhead = overhead
-        self.widths: list[int] = []
-        self.wraps: list[bool] = []
-        self.fits = True
+        return 3 * count + 1 if boxed else 2 * (count - 1)
 
     @property
     def total_width(self) -> int:
-        return sum(self.widths) + self.overhead
+        return sum(self.widths) + self._overhead(self.boxed)
 
-    def _wraps(self, index: int, column: Column, cell_width: int) -> bool:
-        if index == 0 or column.key == "id" or column.kind in ("number", "time"):
-            return False
-        return column.max_width is not None or cell_width > SHORT_TEXT or column.kind != "text"
-
-    def _plan(self, cells: list[list[str]]) -> tuple[list[int], list[int], list[int]]:
-        """Each column's floor, its width before other columns give way, and its natural."""
+    def fit(self, variants: dict[tuple[bool, bool], list[list[str]]]) -> None:
+        """Choose the widths; ``variants[(short_times, short_ids)]`` are the cells."""
         from rich.cells import cell_len
 
-        floors, comfortable, naturals = [], [], []
-        self.wraps = []
-        for index, column in enumerate(self.columns):
-            widest = max((cell_len(row[index]) for row in cells), default=0)
-            header_word = max((cell_len(w) for w in column.header.split()), default=0)
-            natural = max(widest, cell_len(column.header))
-            if column.max_width is not None:
-                natural = max(min(natural, column.max_width), header_word)
-            wraps = self._wraps(index, column, widest)
-            self.wraps.append(wraps)
-            if wraps:
-                # The header stays whole; past that a cut name beats a hidden column.
-                floors.append(max(header_word, 1))
-                comfortable.append(max(header_word, min(natural, COMFORTABLE)))
-            else:
-                floors.append(max(widest, header_word))
-                comfortable.append(natural)
-            naturals.append(natural)
-        return floors, comfortable, naturals
+        def naturals(cells: list[list[str]]) -> list[int]:
+            result = []
+            for index, column in enumerate(self.columns):
+                widest = max((cell_len(row[index]) for row in cells), default=0)
+                natural = max(widest, cell_len(column.header))
+                if column.max_width is not None and not _is_id(column):
+                    natural = min(natural, max(column.max_width, cell_len(column.header)))
+                result.append(natural)
+            return result
 
-    def fit(self, short_cells: list[list[str]], long_cells: list[list[str]]) -> bool:
-        """Set the widths; True when times are shown as ages only (to fit)."""
-        floors, comfortable, naturals = self._plan(long_cells)
-        short = sum(comfortable) > self.room and short_cells != long_cells
-        if short:
-            floors, comfortable, naturals = self._plan(short_cells)
-        widths = list(floors)
-        # First the wrapping columns get a readable width, then short columns their
-        # whole header, then whatever is left goes to the wrapping columns.
-        order = [i for i, w in enumerate(self.wraps) if w]
-        order += [i for i, w in enumerate(self.wraps) if not w]
-        readable = [
-            max(floors[i], min(comfortable[i], NARROW)) if self.wraps[i] else floors[i]
-            for i in range(len(widths))
-        ]
-        for i in order:
-            widths[i] += max(0, min(readable[i] - widths[i], self.room - sum(widths)))
-        self.fits = sum(readable) <= self.room
-        if not self.fits:
-            # Too wide for the terminal anyway: lines will wrap there, so keep names
-            # readable rather than cut to a letter or two.
-            widths = readable
-        for i in order:
-            widths[i] += max(0, min(comfortable[i] - widths[i], self.room - sum(widths)))
-        wanting = [i for i in order if naturals[i] > widths[i]]
-        while wanting and self.room > sum(widths):
-            share = max((self.room - sum(widths)) // len(wanting), 1)
-            for i in wanting:
-                widths[i] += max(0, min(share, naturals[i] - widths[i], self.room - sum(widths)))
-            wanting = [i for i in wanting if naturals[i] > widths[i]]
-        self.widths = widths
-        return short
+        def floors(cells: list[list[str]], cut_short: bool) -> list[int]:
+            result = []
+            for index, column in enumerate(self.columns):
+                widest = max((cell_len(row[index]) for row in cells), default=0)
+                header = cell_len(column.header)
+                # Headers stay whole; values of ids, numbers and times too, and short
+                # text (a type, a status) until nothing else can give way.
+                short = column.kind == "text" and column.max_width is None and widest <= SHORT_TEXT
+                if _is_id(column) or column.kind in ("number", "time") or (short and not cut_short):
+                    result.append(max(widest, header))
+                else:
+                    result.append(max(header, min(widest, NARROW)))
+            return result
+
+        boxed_choices = (True, False) if self.boxed else (False,)
+        # Whole: everything at its natural width, the long times first.
+        for short_times in (False, True):
+            for boxed in boxed_choices:
+                wanted = naturals(variants[(short_times, False)])
+                if sum(wanted) + self._overhead(boxed) <= self.width:
+                    self._choose(wanted, boxed, short_times, False)
+                    return
+        # Cut: ages only; names and JSON share what is left, then short text; ids
+        # stay whole while they fit.
+        steps = [(False, False, b) for b in boxed_choices] + [(True, False, False)]
+        for cut_short, short_ids, boxed in [*steps, (True, True, False)]:
+            cells = variants[(True, short_ids)]
+            low = floors(cells, cut_short)
+            room = self.width - self._overhead(boxed)
+            if sum(low) <= room or short_ids:
+                self._choose(self._share(low, naturals(cells), room), boxed, True, short_ids)
+                return
+
+    def _share(self, low: list[int], high: list[int], room: int) -> list[int]:
+        """From ``low``, one cell at a time round the columns that want more, while
+        ``room`` lasts (water-filling: the narrowest grow first)."""
+        widths = list(low)
+        while sum(widths) < room:
+            wanting = [i for i in range(len(widths)) if widths[i] < high[i]]
+            if not wanting:
+                break
+            narrowest = min(wanting, key=lambda i: widths[i])
+            widths[narrowest] += 1
+        return widths
+
+    def _choose(self, widths: list[int], boxed: bool, short_times: bool, short_ids: bool) -> None:
+        self.widths, self.boxed = widths, boxed
+        self.short_times, self.short_ids = short_times, short_ids
 
 
 def _dump_yaml(data: Any) -> str:

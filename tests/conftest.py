@@ -63,6 +63,9 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
         "BOLTIC_CACHE_DIR": str(tmp_path / "cache"),
         "COLUMNS": "120",
         "NO_COLOR": "1",
+        # Commands that page on a terminal do not, unless a test asks (tty=True is a
+        # pretend terminal: a real pager would write past the captured stdout).
+        "BOLTIC_PAGER": "",
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path / "home"),
     }

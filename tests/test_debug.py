@@ -182,9 +182,9 @@ def test_tail_piped_prints_one_plain_line_per_event(tcli, api, source):
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 1
-    received, type_, user, props = lines[0].split("\t")
+    received, type_, user, props, id_ = lines[0].split("\t")
     stored = api.get("/streams/events", params={"sourceId": sid}).json()["data"][0]
-    assert stored["id"] == eid and received == stored["receivedAt"]
+    assert stored["id"] == eid == id_ and received == stored["receivedAt"]
     assert (type_, user, json.loads(props)) == ("signup", "user_42", {"plan": "pro"})
 
 
@@ -340,7 +340,12 @@ def test_tail_terminal_rendering_at_fixed_width(tcli, api, source, monkeypatch):
     line = result.stdout.rstrip("\n")
     assert "\n" not in line and len(line) == 80
     stored = api.get("/streams/events").json()["data"][0]["receivedAt"]
-    expected = f"{stored[11:23]}  purchase  user_7  " + '{"amount":42.5,"currency":"EUR","note":"xx'
+    event_id = api.get("/streams/events").json()["data"][0]["id"]
+    # Columns: time, type (12 below 100 columns), the id (short below 120), user (10),
+    # properties.
+    expected = (
+        f'{stored[11:23]}  {"purchase":12}  evt_…{event_id[-6:]}  {"user_7":10}  {{"amount":42.5'
+    )
     assert line.startswith(expected)
     assert line.endswith("…")
 
@@ -361,11 +366,17 @@ def test_status_line_and_event_line_rendering():
             id="evt_1", type="signup", received_at=when, anonymous_id="anon-1", properties={"a": 1}
         ),
     )
-    console = Console(width=40, color_system=None, file=io.StringIO(), record=True)
-    console.print(view.terminal_line(record), no_wrap=True, overflow="ellipsis", crop=True)
     local = when.astimezone()
-    # 45 characters at width 40: cut with an ellipsis, on one line.
-    assert console.export_text() == f'{local:%H:%M:%S}.250  web  signup  anon-1  {{"a"…\n'
+    console = Console(width=120, color_system=None, file=io.StringIO(), record=True)
+    console.print(view.terminal_line(record, 120), no_wrap=True, overflow="ellipsis", crop=True)
+    # In columns: the source as wide as its name, type padded, the id, user, properties.
+    assert console.export_text() == (
+        f"{local:%H:%M:%S}.250  web  {'signup':18}  evt_1  {'anon-1':16}  " + '{"a":1}\n'
+    )
+    console = Console(width=40, color_system=None, file=io.StringIO(), record=True)
+    console.print(view.terminal_line(record, 40), no_wrap=True, overflow="ellipsis", crop=True)
+    # Wider than 40: narrower columns, cut with an ellipsis, on one line.
+    assert console.export_text() == f"{local:%H:%M:%S}.250  web  {'signup':12}  evt_1 …\n"
     stats = TailStats(started=0.0, shown=30, connected=True, last_event_at=when)
     stats.arrivals.extend([1.0] * 5 + [float(t) for t in range(11, 21)])  # 10 in the last 10 s
     status = view.status_line(stats, elapsed=20.0, now=when + timedelta(seconds=3))

@@ -259,11 +259,16 @@ def test_table_with_summary_and_chart_at_fixed_width(cli_at, api, source, utc_zo
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert all(len(line) <= 120 for line in lines)
-    assert lines[0].split() == ["TIME", "TYPE", "SOURCE", "USER", "PROPERTIES"]
-    assert lines[1].split() == ["2026-03-01", "12:00:02", "(4m", "ago)", "signup", "web", "u1"]
-    assert lines[2].split() == ["2026-03-01", "12:00:01", "(4m", "ago)", "page_view", "web", "an-2"]
+    assert lines[0].split() == ["TIME", "TYPE", "SOURCE", "USER", "PROPERTIES", "ID"]
+    ids = [e["id"] for e in api.get("/streams/events").json()["data"]]
+    assert lines[1].split() == [
+        "2026-03-01", "12:00:02", "(4m", "ago)", "signup", "web", "u1", ids[0]
+    ]  # fmt: skip
+    assert lines[2].split() == [
+        "2026-03-01", "12:00:01", "(4m", "ago)", "page_view", "web", "an-2", ids[1]
+    ]  # fmt: skip
     assert lines[3].split() == [
-        "2026-03-01", "12:00:00", "(5m", "ago)", "page_view", "web", "u1", '{"path":"/"}'
+        "2026-03-01", "12:00:00", "(5m", "ago)", "page_view", "web", "u1", '{"path":"/"}', ids[2]
     ]  # fmt: skip
     summary = "\n".join(lines[4:])
     assert "Total events:  3" in summary

@@ -23,6 +23,7 @@ from boltic_cli.output import (
     format_local_time,
     mask_secrets,
     sanitize,
+    short_id,
 )
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
@@ -178,19 +179,24 @@ def test_plain_is_tab_separated_rows_with_utc_times():
 
 
 def test_table_piped_has_no_box_and_local_times_with_ages(india_time):
-    out, err = render("table", SOURCES, columns=COLUMNS)
-    # At 100 columns the name column gives way; ids, numbers and times never wrap.
+    out, err = render("table", SOURCES, columns=COLUMNS, width=120)
     assert stripped_lines(out) == [
-        "ID              NAME               TYPE        STATUS    EVENTS TODAY  CREATED",
-        "src_01JDW8K2M3  Website            javascript  active            1234  "
+        "ID              NAME                              TYPE        STATUS    EVENTS TODAY  "
+        "CREATED",
+        "src_01JDW8K2M3  Website                           javascript  active            1234  "
         "2026-11-26 17:29:47 (12s ago)",
-        "src_01JDW8K2M4  evil\\x1b[31mred\\x  server      inactive             0  "
+        "src_01JDW8K2M4  evil\\x1b[31mred\\x07               server      inactive             0  "
         "2026-11-23 17:30:00 (3d ago)",
-        "                07",
-        "src_01JDW8K2M5  [bold]Mobile[/bol  mobile      active                  "
+        "src_01JDW8K2M5  [bold]Mobile[/bold] café :smile:  mobile      active                  "
         "2026-11-26 15:30:00 (2h ago)",
-        "                d] café :smile:",
     ]
+    # Narrower, the times lose their dates before a name is cut; narrower still, the
+    # name is cut, still one line per row.
+    out, err = render("table", SOURCES, columns=COLUMNS, width=100)
+    assert "12s ago" in out and "17:29:47" not in out and "café :smile:" in out
+    out, err = render("table", SOURCES, columns=COLUMNS, width=80)
+    lines = stripped_lines(out)
+    assert len(lines) == 4 and "…" in lines[3] and ":smile:" not in out
     assert err == ""
 
 
@@ -210,37 +216,62 @@ LONG_IDS = [
 
 
 @pytest.mark.parametrize("tty", [False, True], ids=["piped", "terminal"])
-def test_table_at_80_columns_keeps_ids_whole_and_short_columns_unwrapped(india_time, tty):
+def test_table_at_80_columns_keeps_ids_whole_and_cuts_the_rest_on_one_line(india_time, tty):
     out, _ = render("table", LONG_IDS, columns=COLUMNS, tty=tty, width=80)
     lines = stripped_lines(out)
     assert all(len(line) <= 80 for line in lines)
-    words = out.split()
-    for header in ("ID", "NAME", "TYPE", "STATUS", "EVENTS", "TODAY", "CREATED"):
-        assert header in words
+    # One line per row and one header line: nothing wraps, no header splits.
+    assert len(lines) == len(LONG_IDS) + 1
+    assert lines[0].split() == ["ID", "NAME", "TYPE", "STATUS", "EVENTS", "TODAY", "CREATED"]
     for source in LONG_IDS:
         row = next(line for line in lines if source.id in line.split())
-        assert source.type in row.split() and source.status in row.split()
         assert f"{source.events_today}" in row.split()
+    assert "checkout-service-for-the-shop" not in out and "…" in out
     # The local time gives way to the age alone.
     assert "8s ago" in out and "17:29" not in out
 
 
-def test_table_at_60_columns_is_wider_rather_than_cut(india_time):
-    out, _ = render("table", LONG_IDS, columns=COLUMNS, width=60)
-    words = out.split()
+@pytest.mark.parametrize("width", [60, 80, 100, 200])
+@pytest.mark.parametrize("tty", [False, True], ids=["piped", "terminal"])
+def test_every_table_width_is_one_line_per_row_within_the_terminal(india_time, tty, width):
+    out, _ = render("table", LONG_IDS, columns=COLUMNS, tty=tty, width=width)
+    lines = stripped_lines(out)
+    boxed = lines[0].startswith("╭")
+    assert len(lines) == len(LONG_IDS) + (4 if boxed else 1)
+    assert all(len(line) <= width for line in lines)
+    assert [w for w in out.split() if w in ("EVENTS", "TODAY")][:2] == ["EVENTS", "TODAY"]
+    assert "EVENTS TODAY" in out
     for source in LONG_IDS:
-        assert source.id in words
-    for header in ("ID", "NAME", "TYPE", "STATUS", "EVENTS", "TODAY", "CREATED"):
-        assert header in words
-    assert {"javascript", "server", "mobile", "inactive"} <= set(words)
-    assert "…" not in " ".join(w for w in words if w.startswith("src_"))
+        shown = source.id if width >= 80 else short_id(source.id)
+        assert shown in out
+        assert f"{source.events_today}" in out
+    if width == 200:
+        assert "…" not in out and "17:29:52 (8s ago)" in out
 
 
-def test_table_id_column_anywhere_is_never_cut(india_time):
+def test_table_at_60_columns_shows_short_ids(india_time):
+    out, _ = render("table", LONG_IDS, columns=COLUMNS, width=60)
+    assert "src_…CYW60" not in out  # the tail is six characters
+    for source in LONG_IDS:
+        assert short_id(source.id) in out.split()
+        assert short_id(source.id) == f"src_…{source.id[-6:]}"
+
+
+def test_table_id_column_anywhere_is_kept_whole_while_it_fits(india_time):
     columns = [Column("NAME", "name", max_width=40), Column("ID", "id")]
     out, _ = render("table", LONG_IDS, columns=columns, width=40)
     for source in LONG_IDS:
         assert source.id in out.split()
+
+
+def test_a_single_resource_is_one_line_per_field_cut_with_an_ellipsis(india_time):
+    long_name = StreamSource(id="src_01M8BYP6ES6A0PP5B6X7CYW61", name="n" * 120, type="server")
+    for tty in (False, True):
+        out, _ = render("table", long_name, columns=COLUMNS[:3], tty=tty, width=60)
+        lines = stripped_lines(out)
+        assert len(lines) == 3 + (2 if tty else 0)
+        assert all(len(line) <= 60 for line in lines)
+        assert "n…" in out and "NAME" in out
 
 
 def test_plain_label_of_a_computed_column_is_its_name():
@@ -615,7 +646,7 @@ def test_follow_tail_piped_prints_lines_and_a_summary_and_stops_at_max_events():
     tail = ScriptedTail(tail_records())
     out.follow_tail(tail, TailView(names={"src_1": "web"}), max_events=2)
     lines = out.stdout.getvalue().splitlines()
-    assert lines == ["2026-11-26T12:00:01.250Z\tsign\\x1bup\tu1\t"] * 2
+    assert lines == ["2026-11-26T12:00:01.250Z\tsign\\x1bup\tu1\t\tevt_1"] * 2
     assert out.stderr.getvalue().splitlines() == [
         "connected to web",
         "Warning: gap in web: more than 500 events arrived",
@@ -632,6 +663,6 @@ def test_follow_tail_on_a_terminal_refreshes_through_the_idle_hook():
     out.follow_tail(tail, TailView(names={"src_1": "web"}))
     assert callable(tail.idle_hooks[0])  # the status line's refresh, not a swapped sleep
     text = out.stdout.getvalue()
-    assert text.count("sign\\x1bup  u1") == 3 and "sign\x1bup" not in text
+    assert text.count("sign\\x1bup    evt_1  u1") == 3 and "sign\x1bup" not in text
     assert "gap in web" in text and "connected to web" not in text
     assert out.stderr.getvalue() == "3 events shown in 5.0s (0.6/s)\n"

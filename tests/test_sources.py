@@ -112,8 +112,12 @@ def _table_ids_and_headers(cli, what: str, columns: str, tty: bool):
 
 
 @pytest.mark.parametrize("tty", [False, True], ids=["piped", "terminal"])
-@pytest.mark.parametrize("columns", ["80", "60"])
-def test_list_table_on_a_narrow_terminal_keeps_ids_whole_and_every_header(cli, api, columns, tty):
+@pytest.mark.parametrize("columns", ["100", "80", "60"])
+def test_list_table_on_a_narrow_terminal_is_one_line_per_row_with_every_header(
+    cli, api, columns, tty
+):
+    from boltic_cli.output import short_id
+
     sources = [
         create_source(api, "checkout-service-with-a-long-name", "javascript"),
         create_source(api, "web", "server"),
@@ -122,18 +126,22 @@ def test_list_table_on_a_narrow_terminal_keeps_ids_whole_and_every_header(cli, a
 
     out, words = _table_ids_and_headers(cli, "sources", columns, tty)
 
+    lines = [line.rstrip() for line in out.splitlines()]
+    boxed = lines[0].startswith("╭")
+    assert len(lines) == len(sources) + (4 if boxed else 1)
+    assert all(len(line) <= int(columns) for line in lines)
+    # Ids whole while they fit (80 and wider), their prefix and tail below.
     for source in sources:
-        assert source["id"] in words
-    for header in ("ID", "NAME", "TYPE", "STATUS", "EVENTS", "TODAY", "CREATED"):
+        assert (source["id"] if columns != "60" else short_id(source["id"])) in words
+    # Headers are never split (EVENTS TODAY stays one header on one line).
+    assert "EVENTS TODAY" in lines[1 if boxed else 0]
+    for header in ("ID", "NAME", "TYPE", "STATUS", "CREATED"):
         assert header in words
-    # Short columns are never wrapped into letters, nor squeezed out.
-    for value in ("javascript", "server", "mobile", "active"):
+    for value in ("server", "mobile", "active"):
         assert value in words
     # The long local time gives way to the age alone.
     assert "ago" in out or "just now" in out
     assert sources[0]["createdAt"][:10] not in out
-    if columns == "80":
-        assert all(len(line) <= 80 for line in out.splitlines())
 
 
 def test_list_table_at_120_columns_keeps_local_time_and_age(cli, api):
@@ -271,11 +279,34 @@ def test_delete_on_a_terminal_asks(cli, api, answer, exit_code, status):
     result = cli("sources", "delete", source["id"], tty=True, input=answer)
 
     assert result.exit_code == exit_code
-    assert "Delete source asked" in result.stderr
+    assert f"Source asked ({source['id']}) and all its events will be deleted." in result.stderr
+    assert "Delete it? [y/N]:" in result.stderr
     assert api.get(f"/streams/sources/{source['id']}").status_code == status
     if answer == "n\n":  # the user's choice, not an error
         assert result.stderr.splitlines()[-1].endswith("Nothing deleted.")
         assert "Error" not in result.stderr
+
+
+def test_delete_prompt_stays_short_whatever_the_name(cli, api):
+    source = create_source(api, "a-source-with-a-name-long-enough-to-fill-a-terminal-line")
+
+    result = cli("sources", "delete", source["id"], tty=True, input="n\n")
+
+    # The question is a line of its own; the prompt is short, so its ":" never wraps
+    # alone onto the next line of an 80-column terminal.
+    question, prompt = result.stderr.splitlines()[:2]
+    assert source["id"] in question
+    assert prompt.startswith("Delete it? [y/N]:") and len("Delete it? [y/N]: ") < 80
+
+
+def test_interrupting_the_prompt_ends_its_line_first(cli, api):
+    source = create_source(api, "kept")
+
+    result = cli("sources", "delete", source["id"], tty=True, input="")  # Ctrl-D / Ctrl-C
+
+    assert result.exit_code == 130
+    assert result.stderr.endswith("Delete it? [y/N]:\nInterrupted\n")
+    assert api.get(f"/streams/sources/{source['id']}").status_code == 200
 
 
 def test_declined_in_json_mode_is_an_error_object_without_null_fields(cli, api):
@@ -289,3 +320,60 @@ def test_declined_in_json_mode_is_an_error_object_without_null_fields(cli, api):
 def test_delete_unknown_source_exits_3(cli):
     result = cli("sources", "delete", "ghost", "--yes")
     assert result.exit_code == 3
+
+
+# -- source names are cached briefly ------------------------------------------------
+
+
+def _http_calls(result) -> list[str]:
+    """The -v lines: one per HTTP call, ``METHOD URL STATUS ms``."""
+    return [line for line in result.stderr.splitlines() if line.split(" ", 1)[0] in HTTP_VERBS]
+
+
+HTTP_VERBS = {"GET", "POST", "PATCH", "DELETE"}
+
+
+def test_a_source_name_is_looked_up_once_then_cached(cli, api, tmp_path):
+    source = create_source(api, "shop")
+
+    first = cli("events", "send", "shop", "--type", "a", "-v")
+    second = cli("events", "send", "shop", "--type", "b", "-v")
+    waited = cli("events", "query", "--source", "shop", "-v")
+
+    assert (first.exit_code, second.exit_code, waited.exit_code) == (0, 0, 0)
+    assert [c.split()[0] for c in _http_calls(first)] == ["GET", "POST"]
+    assert [c.split()[0] for c in _http_calls(second)] == ["POST"]
+    assert [c.split()[0] for c in _http_calls(waited)] == ["GET"]  # the query itself
+    stored = api.get("/streams/events", params={"sourceId": source["id"]}).json()["data"]
+    assert sorted(e["type"] for e in stored) == ["a", "b"]
+    cache = tmp_path / "cache" / "source-names.json"
+    assert oct(cache.stat().st_mode & 0o777) == "0o600"
+    assert "test-admin-token" not in cache.read_text()
+
+
+def test_the_cache_is_cleared_by_delete_create_and_rename(cli, api):
+    old = create_source(api, "shop")
+    assert cli("events", "send", "shop", "--type", "a").exit_code == 0
+
+    assert cli("sources", "delete", "shop", "--yes").exit_code == 0
+    new = cli("sources", "create", "--name", "shop", "--type", "server", "-o", "json").json()
+    sent = cli("events", "send", "shop", "--type", "b", "-o", "json")
+
+    assert sent.exit_code == 0, sent.stderr
+    assert [e["sourceId"] for e in api.get("/streams/events").json()["data"]] == [new["id"]]
+    assert old["id"] != new["id"]
+    assert cli("sources", "update", "shop", "--name", "store").exit_code == 0
+    assert cli("events", "send", "shop", "--type", "c").exit_code == 3
+
+
+def test_a_stale_cache_entry_is_not_used(cli, api):
+    from datetime import UTC, datetime, timedelta
+
+    create_source(api, "shop")
+    start = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    later = start + timedelta(seconds=31)
+
+    cli("events", "send", "shop", "--type", "a", clock=lambda: start)
+    result = cli("events", "send", "shop", "--type", "b", "-v", clock=lambda: later)
+
+    assert [c.split()[0] for c in _http_calls(result)] == ["GET", "POST"]

@@ -72,6 +72,8 @@ def api(
       boltic api POST /streams/events --input event.json
     """
     ctx = current()
+    # The answer is printed as the server sent it (JSON): other formats are refused.
+    ctx.only_formats("plain", "table", "json", command="boltic api")
     verb = _method(method)
     fields = parse_fields(field or [], option="-f")
     headers = parse_headers(header or [], option="--header")

@@ -180,6 +180,7 @@ def token(profile: ProfileOption = None) -> None:
     This is the one command that shows a token.
     """
     ctx = current()
+    ctx.only_formats("plain", "table", command="boltic auth token")
     settings = _settings_for(ctx, profile)
     value = settings.token()
     if not value:

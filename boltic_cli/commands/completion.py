@@ -47,10 +47,15 @@ def completion(
 ) -> None:
     """Print the completion script for SHELL.
 
-    bash: boltic completion bash > ~/.local/share/bash-completion/completions/boltic
-    zsh:  boltic completion zsh > "${fpath[1]}/_boltic"
-    fish: boltic completion fish > ~/.config/fish/completions/boltic.fish
+    Save it where your shell looks for completions (then open a new shell):
+
+    \b
+      boltic completion bash > ~/.local/share/bash-completion/completions/boltic
+      boltic completion zsh > "${fpath[1]}/_boltic"
+      boltic completion fish > ~/.config/fish/completions/boltic.fish
     """
     from boltic_cli.context import current
 
-    current().output.raw(completion_script(shell.value).rstrip("\n") + "\n")
+    ctx = current()
+    ctx.only_formats("plain", "table", command="boltic completion")
+    ctx.output.raw(completion_script(shell.value).rstrip("\n") + "\n")

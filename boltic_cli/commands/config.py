@@ -40,8 +40,10 @@ def get(
     value = settings.values[key]
     if not reveal:
         value = _masked(ctx, {key: value})[key]
-    text = json.dumps(value) if ctx.is_json or not isinstance(value, str) else value
-    ctx.output.raw(text + "\n")
+    if ctx.output_format not in ("table", "plain"):
+        ctx.output.emit(value)  # json, ndjson, yaml, csv: the value as data
+        return
+    ctx.output.raw((value if isinstance(value, str) else json.dumps(value)) + "\n")
 
 
 @app.command("set")

@@ -315,7 +315,7 @@ def wait(
       boltic debug wait web --type signup --where plan=pro --since 5m --timeout 2m
     """
     from boltic_cli.errors import WaitTimedOut
-    from boltic_cli.lookup import resolve_source_id
+    from boltic_cli.lookup import cached_source_id
     from boltic_cli.output import TailView
     from boltic_cli.tail import Tail
 
@@ -327,7 +327,7 @@ def wait(
         ctx.env.clock() - timedelta(seconds=since_seconds) if since_seconds is not None else None
     )
     with ctx.make_client() as client:
-        source_id = resolve_source_id(client, source)
+        source_id = cached_source_id(client, source, ctx.source_names)
         engine = Tail(
             client,
             [source_id],

@@ -54,6 +54,12 @@ def server(
             metavar="DURATION",
         ),
     ] = None,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log", help="Log every request on stderr (refused ones are always logged)."
+        ),
+    ] = False,
     delivery_schedule: Annotated[
         str | None,
         typer.Option(
@@ -101,8 +107,10 @@ def server(
     """Run the local Streams server.
 
     Prints the API URL (http://HOST:PORT/v1) as one line on stdout; the database
-    path, where the admin token is kept, and logs go to stderr. Stops cleanly on
-    Ctrl-C or SIGTERM after finishing in-flight requests.
+    path, where the admin token is kept, and logs go to stderr: one line per refused
+    request (time, method, path, status, reason, token kind; never the token), and
+    per accepted request with --access-log. Stops cleanly on Ctrl-C or SIGTERM once the
+    requests it is answering are done.
     """
     from boltic_cli import paths
     from boltic_cli.durations import parse_duration
@@ -118,6 +126,7 @@ def server(
     )
 
     ctx = current()
+    ctx.only_formats("plain", "table", command="boltic server")
     environ = ctx.environ
     admin_token, token_where = resolve_admin_token(environ, token)
     url = db if db is not None and is_database_url(db) else None
@@ -131,6 +140,7 @@ def server(
         ),
         commit_delay=float(environ.get(COMMIT_DELAY_ENV) or 0),
         bench_noop=environ.get(BENCH_NOOP_ENV) == "1",
+        access_log=access_log,
         delivery_in_loop=environ.get(DELIVERY_IN_LOOP_ENV) == "1",
         **delivery_settings(
             delivery_schedule, delivery_lease, delivery_auto_disable, delivery_timeout

@@ -1,4 +1,4 @@
-"""boltic sources: create, list, inspect and delete stream sources."""
+"""boltic sources: create, list, inspect, update and delete stream sources."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ if TYPE_CHECKING:
     from boltic_cli.models import StreamSource
     from boltic_cli.output import Column
 
-app = new_app(help="Create, list, inspect and delete stream sources.")
+app = new_app(help="Create, list, inspect, update and delete stream sources.")
 
 # The spec's enum (models.SourceType, not imported here: pydantic stays out of --help).
 SourceType = Literal["javascript", "server", "mobile", "webhook"]
+SourceStatus = Literal["active", "inactive"]
 
 
 def source_columns() -> list[Column]:
@@ -62,8 +63,9 @@ SourceArg = Annotated[
 def list_(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the ids.")] = False,
 ) -> None:
-    """List stream sources."""
+    """List stream sources (paged on a terminal: $BOLTIC_PAGER, $PAGER or less -FRX)."""
     ctx = current()
+    ctx.page_output()
     with ctx.make_client() as client:
         sources = client.list_stream_sources()
     if quiet:
@@ -88,6 +90,7 @@ def create(
     with ctx.make_client() as client:
         _warn_if_name_taken(ctx, client.list_stream_sources(), name)
         source = client.create_stream_source({"name": name, "type": type_})
+    ctx.source_names.forget()  # a name may now mean two sources
     if ctx.output.format == "table":
         _show_created(ctx, source)
     else:
@@ -141,6 +144,59 @@ def get(source: SourceArg) -> None:
     ctx.output.emit(found, columns=source_detail_columns())
 
 
+@app.command("update")
+def update(
+    source: SourceArg,
+    name: Annotated[str | None, typer.Option("--name", help="The new name.")] = None,
+    status: Annotated[
+        SourceStatus | None,
+        typer.Option("--status", help="inactive pauses the source: its events are refused."),
+    ] = None,
+) -> None:
+    """Rename a stream source or pause it (--status inactive) and resume it.
+
+    An inactive source refuses events (403) and keeps its write key; setting it
+    active again makes the key work again. Uses an extension of boltic server
+    (PATCH /streams/sources/{id}): a server that offers only the Streams API
+    says so and the command exits 1.
+    """
+    from boltic_cli.errors import APIError, BolticError, NotFound
+    from boltic_cli.lookup import resolve_source_id
+
+    ctx = current()
+    if name is None and status is None:
+        raise UsageError("nothing to update: give --name and/or --status")
+    if name is not None and not name.strip():
+        raise UsageError("--name must not be empty or only spaces")
+    body = {k: v for k, v in (("name", name), ("status", status)) if v is not None}
+    with ctx.make_client() as client:
+        source_id = resolve_source_id(client, source)
+        try:
+            updated = client.update_stream_source(source_id, body)
+        except APIError as e:
+            # 405: the path exists without PATCH. 404: either no such route or no such
+            # source; the spec's GET tells which (only on this error path).
+            if e.status == 405 or (isinstance(e, NotFound) and _source_exists(client, source_id)):
+                raise BolticError(
+                    "this server does not offer updating sources "
+                    "(PATCH /streams/sources/{id} is a boltic server extension)"
+                ) from None
+            raise
+    if name is not None:
+        ctx.source_names.forget()
+    ctx.output.emit(updated, columns=source_detail_columns())
+
+
+def _source_exists(client, source_id: str) -> bool:
+    from boltic_cli.errors import NotFound
+
+    try:
+        client.get_stream_source(source_id)
+    except NotFound:
+        return False
+    return True
+
+
 @app.command("delete")
 def delete(
     source: SourceArg,
@@ -159,10 +215,13 @@ def delete(
     with ctx.make_client() as client:
         found = resolve_source(client, source)
         label = f"{sanitize(found.name or '')} ({found.id})"
-        if not yes and not typer.confirm(
-            f"Delete source {label} and all its events?", default=False, err=True
-        ):
-            raise Declined("Nothing deleted.")
+        if not yes:
+            # The question on a line of its own and a short prompt: a long name never
+            # leaves the prompt's ":" alone on the next line of an 80-column terminal.
+            ctx.output.info(f"Source {label} and all its events will be deleted.")
+            if not typer.confirm("Delete it?", default=False, err=True):
+                raise Declined("Nothing deleted.")
         assert found.id is not None
         client.delete_stream_source(found.id)
+    ctx.source_names.forget()
     ctx.output.success(f"Deleted source {label}")

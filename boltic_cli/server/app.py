@@ -22,6 +22,7 @@ log = logging.getLogger("boltic.server")
 # Request-body schemas of routes that parse their own bodies (see routes.json_body).
 BODY_MODELS = (
     "StreamSourceInput",
+    "StreamSourceUpdate",
     "EventInput",
     "StreamDestinationInput",
     "EventBatchInput",
@@ -141,6 +142,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_batch_body_bytes=settings.max_batch_body_bytes,
         store=lambda: runtime.store,
+        access_log=settings.access_log,
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -1,15 +1,27 @@
-"""The gate every request passes: bearer auth, the body size limits, CORS for sending events.
+"""The gate every request passes: bearer auth, the body size limits, CORS for sending
+events, and the request log.
 
 A plain ASGI middleware (no per-request Request objects), because it runs on
 every event sent and its cost is paid by every sender.
+
+The request log (logger ``boltic.requests``, to stderr under ``boltic server``): one
+line per refused request (status 400 and above), always, so a broken integration
+leaves a trace; one per accepted request only with ``access_log``. A line is
+``TIME METHOD PATH STATUS REASON token=KIND``: TIME is UTC RFC 3339 with
+milliseconds, REASON the answer's ``message: details`` (for a refusal), KIND
+``admin``, ``write key``, ``none`` (no Authorization header) or ``invalid`` (a token
+that is neither). The token itself is never logged.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from boltic_cli.server.responses import Problem, error_body, store_read
@@ -33,6 +45,11 @@ CORS_PATHS = frozenset({EVENTS_PATH, BATCH_PATH})
 PRINCIPAL = "boltic.principal"
 HEADERS = "boltic.headers"
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+
+request_log = logging.getLogger("boltic.requests")
+# How much of an error body the log reads for its reason (an Error is small).
+REASON_BODY_BYTES = 2048
+REASON_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,7 @@ class RequestGate:
         max_body_bytes: int,
         store: Callable[[], Store],
         max_batch_body_bytes: int | None = None,
+        access_log: bool = False,
     ) -> None:
         self.app = app
         self._admin_token = admin_token.encode()
@@ -79,6 +97,7 @@ class RequestGate:
         # Per-route limits; every other route has max_body_bytes.
         self.route_limits = {BATCH_PATH: max_batch_body_bytes or max_body_bytes}
         self._store = store
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,6 +107,7 @@ class RequestGate:
         method: str = scope["method"]
         headers = _headers(scope)
         scope[HEADERS] = headers
+        send = _logged(send, scope, self, self.access_log)
         if method == "OPTIONS" and path in CORS_PATHS:
             await _send_preflight(headers, send)
             return
@@ -117,6 +137,16 @@ class RequestGate:
         if b"origin" in headers and path in CORS_PATHS:
             send = _allow_any_origin(send)
         await self.app(scope, receive, send)
+
+    def _token_kind(self, headers: dict[bytes, bytes]) -> str:
+        """What kind of token the request carries, for the log (never the token)."""
+        value = headers.get(b"authorization")
+        if not value:
+            return "none"
+        token = value.partition(b" ")[2].strip()
+        if hmac.compare_digest(token, self._admin_token):
+            return "admin"
+        return "write key" if token.startswith(b"wk_") else "invalid"
 
     def _length_refusal(self, length: bytes, limit: int) -> tuple[int, str, str]:
         if not length.isdigit():
@@ -159,6 +189,62 @@ class RequestGate:
             return message
 
         return limited
+
+
+def _logged(send: Send, scope: Scope, gate: RequestGate, access_log: bool) -> Send:
+    """``send`` that logs the request's answer when it is a refusal (or always, with
+    ``access_log``) once its body is complete. Accepted answers cost a comparison or
+    two; the token kind is worked out only for a line that is written."""
+    status = 0
+    body = b""
+
+    async def send_and_log(message: Message) -> None:
+        nonlocal status, body
+        await send(message)
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            return
+        if message["type"] != "http.response.body" or not (status >= 400 or access_log):
+            return
+        if status >= 400 and len(body) < REASON_BODY_BYTES:
+            body += message.get("body", b"")[: REASON_BODY_BYTES - len(body)]
+        if not message.get("more_body", False):
+            kind = gate._token_kind(scope[HEADERS])
+            line = log_line(scope, status, _reason(status, body), kind)
+            request_log.log(logging.WARNING if status >= 400 else logging.INFO, line)
+
+    return send_and_log
+
+
+def log_line(scope: Scope, status: int, reason: str, token_kind: str) -> str:
+    """One request-log line: time, method, path, status, reason, token kind."""
+    from boltic_cli.models import format_time
+
+    now = format_time(datetime.now(UTC))
+    path = _printable(scope.get("path", ""))
+    reason = f" {reason}" if reason else ""
+    return f"{now} {scope.get('method', '?')} {path} {status}{reason} token={token_kind}"
+
+
+def _reason(status: int, body: bytes) -> str:
+    """``message: details`` from an Error body, cut to REASON_CHARS; "" when accepted."""
+    if status < 400:
+        return ""
+    try:
+        error = json.loads(body)
+        parts = [str(error[k]) for k in ("message", "details") if error.get(k)]
+    except (ValueError, TypeError, AttributeError):
+        parts = []
+    text = _printable(": ".join(parts)) or "(no reason given)"
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"
+
+
+def _printable(text: str) -> str:
+    """``text`` with anything a terminal could act on escaped (paths and details may
+    carry what a stranger sent)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

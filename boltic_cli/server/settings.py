@@ -29,6 +29,8 @@ class ServerSettings:
     bench_noop: bool = False
     # How often retention pruning and idempotency-key expiry run.
     maintenance_interval: float = 60.0
+    # Log every accepted request too (refused ones are always logged): `--access-log`.
+    access_log: bool = False
     # Webhook delivery (design.md, "Destinations that deliver"; boltic_cli.webhooks):
     # the pauses after each failed attempt (seconds), how long a claim is leased, how
     # long a destination may fail without a success before it is set inactive, the

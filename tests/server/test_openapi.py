@@ -43,6 +43,8 @@ EXTENSION_SCHEMAS = {
     "ReplayInput",
     "ReplayResult",
     "StreamDestinationUpdate",
+    # design.md, "Sources"
+    "StreamSourceUpdate",
 }
 # Extra named schemas: the spec's inline objects (response envelopes, Event.context)
 # become named models. FastAPI's own validation-error schemas (HTTPValidationError,

@@ -103,6 +103,25 @@ def test_sources_are_known_by_id_and_key_until_deleted(run):
     run(scenario)
 
 
+def test_update_source_renames_and_pauses_keeping_the_key(run):
+    async def scenario(store: Store) -> None:
+        await new_source(store)
+        await store.update_source("src_a", name="renamed")
+        assert (await store.get_source("src_a"))["name"] == "renamed"
+        await store.update_source("src_a", status="inactive")
+        row = await store.get_source("src_a")
+        assert (row["name"], row["status"], row["write_key"]) == ("renamed", "inactive", "wk_src_a")
+        # The hot path sees the status at once (the routes answer 403 from it).
+        assert (await store.source("src_a")).status == "inactive"
+        assert (await store.source_for_key("wk_src_a")).status == "inactive"
+        await store.update_source("src_a", status="active")
+        assert (await store.source_for_key("wk_src_a")).status == "active"
+        with pytest.raises(SourceGone):
+            await store.update_source("src_missing", status="inactive")
+
+    run(scenario)
+
+
 def test_idempotency_key_replays_the_first_answer(run):
     async def scenario(store: Store) -> None:
         await new_source(store)

@@ -46,13 +46,13 @@ def generate(
     Prints a summary at the end (sent, failed, seconds, rate).
     """
     from boltic_cli.durations import duration_seconds
-    from boltic_cli.lookup import resolve_source_id
+    from boltic_cli.lookup import cached_source_id
     from boltic_cli.traffic import TrafficRunner
 
     ctx = current()
     seconds = duration_seconds(duration, option="--duration")
     with ctx.make_client() as client:
-        source_id = resolve_source_id(client, source)
+        source_id = cached_source_id(client, source, ctx.source_names)
         with ctx.output.progress("{task.completed:,.0f} events sent") as progress:
             on_sent = (lambda event: progress.advance()) if progress is not None else None
             runner = TrafficRunner(
@@ -77,7 +77,7 @@ def generate(
 
 
 def _report_generate_summary(ctx: Context, summary: TrafficSummary) -> None:
-    if ctx.is_json:
+    if ctx.output_format not in ("table", "plain"):  # the summary is the data
         ctx.output.emit(summary.to_dict())
         return
     figures = summary.to_dict()

@@ -40,6 +40,8 @@ def event_columns(source_names: dict[str, str] | None = None) -> list[Column]:
         Column("SOURCE", source_of, max_width=24),
         Column("USER", user_of, max_width=20),
         Column("PROPERTIES", "properties", kind="json", max_width=40),
+        # Whole in plain; prefix and tail on a narrow terminal (output.short_id).
+        Column("ID", "id", kind="id"),
     ]
 
 
@@ -85,8 +87,10 @@ def query(
 ) -> None:
     """Query events, newest first, with a summary of all matches.
 
-    On a terminal the table is followed by the totals and a chart of events per type.
-    -o json prints {data, summary}; -o ndjson one event per line.
+    On a terminal the table is followed by the totals and a chart of events per type,
+    rows print as they arrive, and long output goes through the pager ($BOLTIC_PAGER,
+    $PAGER or less -FRX; --no-pager). -o json prints {data, summary}; -o ndjson one
+    event per line.
     """
     from boltic_cli.durations import parse_time
 
@@ -96,6 +100,7 @@ def query(
     to = parse_time(until, now=now, end_of_day=True, option="--until") if until else None
     if from_ is not None and to is not None and from_ >= to:
         raise UsageError("--since must be before --until")
+    ctx.page_output()
     with ctx.make_client() as client:
         source_id = _source_filter(client, source)
         filters = {"source_id": source_id, "event_type": type_, "from_": from_, "to": to}
@@ -107,10 +112,14 @@ def query(
 
 def _source_filter(client: BolticClient, source: str | None) -> str | None:
     # Fetched even when given by id: an unknown id is "not found" (exit 3), not an
-    # empty result.
-    from boltic_cli.lookup import resolve_source
+    # empty result. A name seen in the last 30 s costs no request (the name cache).
+    from boltic_cli.lookup import SOURCE_ID_PREFIX, cached_source_id, resolve_source
 
-    return resolve_source(client, source).id if source else None
+    if not source:
+        return None
+    if source.startswith(SOURCE_ID_PREFIX):
+        return resolve_source(client, source).id
+    return cached_source_id(client, source, current().source_names)
 
 
 def _source_names(ctx: Context, client: BolticClient) -> dict[str, str]:

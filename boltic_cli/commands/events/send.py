@@ -158,9 +158,9 @@ def send(
         raise UsageError("--type is required")
     body = _event_body(ctx, type_, prop, properties, context, user_id, anonymous_id, timestamp)
     with ctx.make_client() as client:
-        from boltic_cli.lookup import resolve_source_id
+        from boltic_cli.lookup import cached_source_id
 
-        body["sourceId"] = resolve_source_id(client, source)
+        body["sourceId"] = cached_source_id(client, source, ctx.source_names)
         accepted = client.send_event(body)
     if ctx.output.format in ("table", "plain"):
         ctx.output.emit_ids([accepted.event_id])
@@ -213,7 +213,7 @@ class _FileOptions:
 
 
 def _send_file(ctx: Context, source: str | None, file: str, options: _FileOptions) -> None:
-    from boltic_cli.lookup import resolve_source_id
+    from boltic_cli.lookup import cached_source_id
     from boltic_cli.sender import BulkSender, read_items
 
     with ctx.make_client() as client, _open_input(ctx, file) as stream:
@@ -231,7 +231,7 @@ def _send_file(ctx: Context, source: str | None, file: str, options: _FileOption
                 f"the first event ({where}) has no sourceId",
                 hint="give SOURCE (it fills a missing sourceId) or add sourceId to the events",
             )
-        default_source = resolve_source_id(client, source) if source else None
+        default_source = cached_source_id(client, source, ctx.source_names) if source else None
         all_items = itertools.chain([first] if first is not None else [], items)
         counters = ("{task.completed:,.0f} sent", "{task.fields[failed]:,} failed")
         with ctx.output.progress(*counters, "{task.fields[rate]}", failed=0, rate="") as progress:
@@ -363,7 +363,7 @@ def _describe_error(error: dict[str, Any]) -> str:
 
 def _report_send_summary(ctx: Context, summary: SendSummary) -> None:
     figures = summary.to_dict()
-    if ctx.is_json:
+    if ctx.output_format not in ("table", "plain"):  # the summary is the data
         ctx.output.emit(figures)
         return
     text = (

@@ -69,7 +69,7 @@ def stats(
     """
     from boltic_cli.durations import parse_duration, parse_time
     from boltic_cli.errors import UsageError
-    from boltic_cli.lookup import resolve_source_id
+    from boltic_cli.lookup import cached_source_id
     from boltic_cli.stats import event_stats, plan_buckets
 
     ctx = current()
@@ -81,7 +81,7 @@ def stats(
         raise UsageError("--since must be before --until")
     plan_buckets(start, end, step)  # too many buckets: refused before any request
     with ctx.make_client() as client:
-        source_ids = [resolve_source_id(client, ref) for ref in source or []]
+        source_ids = [cached_source_id(client, ref, ctx.source_names) for ref in source or []]
         with ctx.output.progress(
             "counting events: {task.completed:,.0f}/{task.fields[planned]:,} queries", planned=0
         ) as line:

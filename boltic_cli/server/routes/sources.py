@@ -8,7 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from boltic_cli.models import DebugResult, SourceList, StreamSource, StreamSourceInput
+from boltic_cli.models import (
+    DebugResult,
+    SourceList,
+    StreamSource,
+    StreamSourceInput,
+    StreamSourceUpdate,
+)
 from boltic_cli.server.ids import new_write_key
 from boltic_cli.server.responses import Problem
 from boltic_cli.server.routes import (
@@ -97,6 +103,28 @@ async def get_stream_source(
 ) -> Response:
     row = await runtime(request).store.get_source(source_id)
     if row is None:
+        raise _not_found(source_id)
+    return _json(source_wire(row))
+
+
+@router.patch(
+    "/streams/sources/{sourceId}",
+    operation_id="updateStreamSource",
+    summary="Boltic Update a stream source (extension)",
+    description="Rename a source and/or set its status. An inactive source refuses events "
+    "(403); setting it active again restores its write key. Not in the Streams API spec.",
+    response_model=StreamSource,
+    responses=NOT_FOUND,
+    openapi_extra={**json_body("StreamSourceUpdate"), "x-boltic-extension": True},
+)
+async def update_stream_source(
+    request: Request, source_id: Annotated[str, Path(alias="sourceId")]
+) -> Response:
+    body, _ = await read_model(request, StreamSourceUpdate, "stream source update")
+    store = runtime(request).store
+    await committed(store.update_source(source_id, name=body.name, status=body.status))
+    row = await store.get_source(source_id)
+    if row is None:  # deleted between the update and the read
         raise _not_found(source_id)
     return _json(source_wire(row))
 

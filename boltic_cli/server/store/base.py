@@ -186,6 +186,16 @@ class Store(DeliveryStore):
         StoreUnavailable."""
 
     @abc.abstractmethod
+    async def update_source(
+        self, source_id: str, *, name: str | None = None, status: str | None = None
+    ) -> None:
+        """Set the source's ``name`` and/or ``status`` (``active``|``inactive``; None
+        keeps a field). Its write key is kept: an inactive source's key is refused
+        (403) by the routes, which read ``status`` through ``source()``/``source_for_key``;
+        setting it active again restores it for every request that starts after this
+        returns. Raises SourceGone, StoreUnavailable."""
+
+    @abc.abstractmethod
     async def create_destination(
         self,
         row: dict[str, Any],

@@ -215,6 +215,22 @@ class SQLiteStore(SQLiteDeliveries, base.Store):
 
         await self.writer.wait(run)
 
+    async def update_source(
+        self, source_id: str, *, name: str | None = None, status: str | None = None
+    ) -> None:
+        def run(conn: sqlite3.Connection, undo: list) -> None:
+            info = self._sources.by_id.get(source_id)
+            if info is None:
+                raise SourceGone(source_id)
+            if name is not None:
+                conn.execute("UPDATE sources SET name = ? WHERE id = ?", (name, source_id))
+            if status is not None and status != info.status:
+                conn.execute("UPDATE sources SET status = ? WHERE id = ?", (status, source_id))
+                self._sources.remember(SourceInfo(info.id, info.write_key, status))
+                undo.append(lambda: self._sources.remember(info))
+
+        await self.writer.wait(run)
+
     async def create_destination(
         self,
         row: dict[str, Any],
