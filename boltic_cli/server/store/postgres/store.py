@@ -698,6 +698,32 @@ class PostgresStore(PostgresDeliveries, base.Store):
         finally:
             self._forget(source_id)
 
+    async def update_source(
+        self, source_id: str, *, name: str | None = None, status: str | None = None
+    ) -> None:
+        if NUL in source_id:
+            raise SourceGone(source_id)
+        # Forgotten before and after, as in delete_source: the inserting statement
+        # checks ``status = 'active'`` itself, so a paused source refuses at once, and
+        # the sources trigger tells other processes to forget it too.
+        self._forget(source_id)
+
+        async def run(conn: Any) -> None:
+            found = await conn.fetchval(
+                "UPDATE sources SET name = coalesce($2, name), status = coalesce($3, status)"
+                " WHERE id = $1 RETURNING 1",
+                source_id,
+                name,
+                status,
+            )
+            if not found:
+                raise SourceGone(source_id)
+
+        try:
+            await self._call(run, transaction=True)
+        finally:
+            self._forget(source_id)
+
     # maintenance
 
     async def prune_received_before(self, cutoff_ms: int) -> int:
