@@ -392,6 +392,7 @@ class BulkSender:
         self._summary = SendSummary()
         self._senders: list[EventSender] = []
         self._workers: list[threading.Thread] = []
+        self._workers_running = 0
 
     def summary(self) -> SendSummary:
         """The figures so far (final once ``run`` has returned or raised)."""
@@ -485,11 +486,11 @@ class BulkSender:
         self._put(batch)
 
     def _decide(self, first: list[Pair]) -> None:
-        """Send the first batch from this thread: the answer decides the run's way."""
+        """Send the first batch and wait for it: the answer decides the run's way."""
         probe = self.client.event_sender()
         self._senders.append(probe)
         try:
-            self._send_batch(probe, first, probing=True)
+            self._probe(probe, first)
         except ExtensionUnavailable:
             self._mode = "single"
             self._start_workers()
@@ -498,6 +499,36 @@ class BulkSender:
             return
         self._mode = "batch"
         self._start_workers()
+
+    def _probe(self, probe: EventSender, first: list[Pair]) -> None:
+        """``_send_batch(first)`` on a thread of its own. A Ctrl-C or SIGTERM lands on
+        the calling thread: the batch may already be stored, so its answer is waited
+        for and counted before the interruption goes on (the summary must equal what
+        the server holds)."""
+        outcome: list[BaseException] = []
+        done = threading.Event()
+
+        def send() -> None:
+            try:
+                self._send_batch(probe, first, probing=True)
+            except BaseException as e:
+                outcome.append(e)
+            finally:
+                done.set()
+
+        threading.Thread(target=send, name="boltic-send-probe", daemon=True).start()
+        interrupted: BaseException | None = None
+        # An Event, not join(): after a join that Ctrl-C interrupted, is_alive() can
+        # report False while the thread still runs (CPython 3.11).
+        while not done.is_set():
+            try:
+                done.wait(timeout=0.2)
+            except BaseException as e:  # Ctrl-C or SIGTERM: finish the batch first
+                interrupted = interrupted or e
+        if interrupted is not None:
+            raise interrupted
+        if outcome:
+            raise outcome[0]
 
     def _start_workers(self) -> None:
         default = (
@@ -510,9 +541,11 @@ class BulkSender:
             self._senders.append(self.client.event_sender())
         for n, events in enumerate(self._senders):
             worker = threading.Thread(
-                target=self._work, args=(events,), name=f"boltic-send-{n}", daemon=True
+                target=self._work_then_mark, args=(events,), name=f"boltic-send-{n}", daemon=True
             )
             self._workers.append(worker)
+            with self._lock:
+                self._workers_running += 1
             worker.start()
 
     def _put(self, work: Any) -> None:
@@ -540,13 +573,24 @@ class BulkSender:
         if self._queue is not None:
             for _ in self._workers:
                 self._queue.put(_STOP)
-        for worker in self._workers:
-            while worker.is_alive():
-                worker.join(timeout=0.2)
+        # Events, not is_alive(): after a join that Ctrl-C interrupted, is_alive() can
+        # report False while the worker still records its answer (CPython 3.11).
+        while self._workers_running:
+            with self._lock:
+                if self._workers_running <= 0:
+                    break
+            time.sleep(0.02)
         for events in self._senders:
             events.close()
 
     # Sending (worker threads)
+
+    def _work_then_mark(self, events: EventSender) -> None:
+        try:
+            self._work(events)
+        finally:
+            with self._lock:
+                self._workers_running -= 1
 
     def _work(self, events: EventSender) -> None:
         assert self._queue is not None
