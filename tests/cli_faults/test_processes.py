@@ -164,7 +164,9 @@ def test_signal_during_tail_prints_the_summary_and_exits(http, spawn, sig, fmt):
         ids = [json.loads(line)["id"] for line in shown]
         assert ids[:3] == history
     else:
-        assert all(line.endswith("\n") and line.count("\t") == 3 for line in shown)
+        # Whole lines, the event id last (issue 13: plain output shows the id whole).
+        assert all(line.endswith("\n") and line.count("\t") == 4 for line in shown)
+        assert [line.rstrip("\n").split("\t")[-1] for line in shown][:3] == history
     err_lines = [line for line in stderr.splitlines() if not line.startswith("connected to ")]
     assert len(err_lines) == 2, stderr
     assert err_lines[0].startswith("4 events shown in ")
