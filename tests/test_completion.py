@@ -321,7 +321,7 @@ def test_top_level_commands(complete):
 
 
 def test_group_subcommands(complete):
-    assert complete("boltic sources ").lines == ["list", "create", "get", "delete"]
+    assert complete("boltic sources ").lines == ["list", "create", "get", "update", "delete"]
 
 
 @pytest.mark.parametrize(
