@@ -17,12 +17,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from boltic_cli.server.store.base import SchemaTooNew, StoreUnavailable
-from boltic_cli.server.store.postgres import deliveries
+from boltic_cli.server.store.postgres import deliveries, partitions
 
 if TYPE_CHECKING:
     import asyncpg
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # pg_advisory_xact_lock key for migrations: "boltic" in ASCII.
 MIGRATION_LOCK = 0x626F6C746963
 
@@ -141,7 +141,7 @@ CREATE TRIGGER events_count_delete AFTER DELETE ON events
     EXECUTE FUNCTION boltic_count_delete();
 """
 
-MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: deliveries.MIGRATION}
+MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: deliveries.MIGRATION, 3: partitions.MIGRATION}
 
 
 def prepare(url: str, connect_timeout: float = 5.0) -> None:
@@ -172,10 +172,12 @@ async def schema_version(conn: asyncpg.Connection) -> int:
     return version or 0
 
 
-async def migrate(conn: asyncpg.Connection) -> int:
-    """Create or upgrade the schema to SCHEMA_VERSION, one transaction per version, each
-    under the migration advisory lock (a second process waits, then finds it done).
-    Returns the version. Raises SchemaTooNew; the driver's errors otherwise."""
+async def migrate(conn: asyncpg.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Create or upgrade the schema to ``target`` (SCHEMA_VERSION; an older one only for
+    tests and benchmarks that need a database as an older boltic left it), one
+    transaction per version, each under the migration advisory lock (a second process
+    waits, then finds it done). Returns the version. Raises SchemaTooNew; the driver's
+    errors otherwise."""
     while True:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
@@ -185,7 +187,7 @@ async def migrate(conn: asyncpg.Connection) -> int:
                     f"database schema version {version} is newer than this boltic "
                     f"({SCHEMA_VERSION})"
                 )
-            if version == SCHEMA_VERSION:
+            if version >= target:
                 return version
             await conn.execute(MIGRATIONS[version + 1])
             # One row: the version now.

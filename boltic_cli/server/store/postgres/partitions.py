@@ -1,0 +1,245 @@
+"""PostgreSQL: events and deliveries in one partition per UTC day (schema migration 3),
+and the maintenance that keeps them: days made ahead of time, retention by dropping
+whole days.
+
+Why (tests/bench/bench_pg_retention.py, JSON beside it): pruning a week of a month of
+events by deleting rows writes every deleted row and index entry to the WAL, leaves
+the table and its indexes as large as before (VACUUM makes the space reusable, not
+smaller) and needs that VACUUM; dropping the week's partitions writes almost no WAL,
+gives the disk space back at once and takes a fraction of the time.
+
+Layout. ``events`` is ``PARTITION BY RANGE (received_at)``, ``deliveries`` ``PARTITION
+BY RANGE (created_at)`` (a delivery's ``created_at`` is its event's ``received_at``, so
+an event and its deliveries are in the same day); partition ``events_YYYYMMDD`` holds
+``[day * 86400000, (day + 1) * 86400000)``, and ``events_default`` /
+``deliveries_default`` take whatever falls in no day (a clock far off, a server that
+did not run maintenance). Indexes and the statement-level triggers (counters, outbox,
+deliveries dropped with their events) are on the parents, so every partition has
+them; triggers with transition tables fire once per statement for the rows of every
+partition it touched.
+
+Days ahead. ``boltic_add_day(day)`` (SQL, below) creates a day's pair of partitions if
+missing: as a plain table ``ATTACH``-ed to the parent (``SHARE UPDATE EXCLUSIVE`` on
+the parent, which inserts and reads do not wait for; ``CREATE TABLE ... PARTITION OF``
+would take ``ACCESS EXCLUSIVE``), after moving rows of that day out of the default
+partition (which it locks, ``ACCESS EXCLUSIVE`` while attaching). Maintenance makes
+today and DAYS_AHEAD days after it, so inserts land in their day in normal running.
+
+Dropping a day. In one transaction, under ``lock_timeout`` (DROP_LOCK_TIMEOUT_MS):
+lock the day's events partition (``SHARE``: no row can come or go while it is counted),
+subtract its rows from ``event_counts`` (grouped by the event ``timestamp``'s day) and
+delete its ``received_counts`` day, delete its deliveries' attempts, then ``DROP
+TABLE`` both partitions. DROP takes ``ACCESS EXCLUSIVE`` on the parent: inserts and
+reads of events wait for the rest of that transaction (milliseconds), and the DROP
+itself waits for statements already running on ``events``; if it cannot have the lock
+within the timeout it gives up (the day is tried again at the next maintenance),
+so a long query delays retention, never ingest for longer than the timeout. The
+timeout is shorter than ``deadlock_timeout`` (1 s), so in a lock cycle with a
+concurrent ``delete_source`` it is this transaction that gives way.
+
+Several processes: maintenance takes a transaction-scoped advisory lock
+(MAINTENANCE_LOCK) with ``pg_try_advisory_xact_lock``; a process that does not get it
+skips the DDL this time (another is doing it). ``CREATE ... IF NOT EXISTS``-style
+checks make a repeat harmless.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from typing import Any
+
+DAY_MS = 86_400_000
+# Days after today whose partitions maintenance makes ahead of time.
+DAYS_AHEAD = 3
+# Migration 3 makes partitions for days with rows at most this far back (older rows
+# go to the default partition, and retention deletes them row by row).
+MIGRATION_DAYS_BACK = 400
+# pg_try_advisory_xact_lock key for partition maintenance: "bolticp" in ASCII.
+MAINTENANCE_LOCK = 0x626F6C74696370
+# How long a partition DDL statement may wait for its lock (ms): inserts queued behind
+# it wait at most this long (bench_pg_retention.py measures what they waited).
+DROP_LOCK_TIMEOUT_MS = 500
+
+_DAY_NAME = re.compile(r"^events_(\d{8})$")
+
+
+def day_suffix(day: int) -> str:
+    """``YYYYMMDD`` of a UTC day number (days since 1970-01-01)."""
+    return (_dt.date(1970, 1, 1) + _dt.timedelta(days=day)).strftime("%Y%m%d")
+
+
+def day_of_suffix(suffix: str) -> int:
+    """The UTC day number of ``YYYYMMDD``."""
+    return (_dt.datetime.strptime(suffix, "%Y%m%d").date() - _dt.date(1970, 1, 1)).days
+
+
+ADD_DAY = """
+CREATE FUNCTION boltic_add_day(d bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    suffix text := to_char(date '1970-01-01' + d::integer, 'YYYYMMDD');
+    lo bigint := d * 86400000;
+    hi bigint := (d + 1) * 86400000;
+    parent text;
+    col text;
+BEGIN
+    IF to_regclass('events_' || suffix) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    FOR parent, col IN VALUES ('events', 'received_at'), ('deliveries', 'created_at') LOOP
+        -- No insert may land in the default partition's part for this day meanwhile.
+        EXECUTE format('LOCK TABLE %I IN EXCLUSIVE MODE', parent || '_default');
+        EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS)',
+                       parent || '_' || suffix, parent);
+        EXECUTE format('WITH moved AS (DELETE FROM %I WHERE %I >= $1 AND %I < $2 RETURNING *) '
+                       'INSERT INTO %I SELECT * FROM moved',
+                       parent || '_default', col, col, parent || '_' || suffix)
+            USING lo, hi;
+        EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%s) TO (%s)',
+                       parent, parent || '_' || suffix, lo, hi);
+    END LOOP;
+    RETURN true;
+END $$;
+"""
+
+EVENTS_INDEXES = """
+CREATE INDEX events_by_source_type_time ON events (source_id, type, timestamp, id);
+CREATE INDEX events_by_source_time ON events (source_id, timestamp, id);
+CREATE INDEX events_by_type_time ON events (type, timestamp, id);
+CREATE INDEX events_by_time ON events (timestamp, id);
+CREATE INDEX events_by_source_received ON events (source_id, received_at, id);
+"""
+
+MIGRATION = f"""
+-- The sources trigger told each process to forget its source hint; nothing listens
+-- any more (every lookup asks the database).
+DROP TRIGGER IF EXISTS sources_changed ON sources;
+DROP FUNCTION IF EXISTS boltic_source_changed();
+
+ALTER TABLE events RENAME TO events_v2;
+ALTER TABLE deliveries RENAME TO deliveries_v2;
+CREATE TABLE events (
+    id text COLLATE "C" NOT NULL,
+    source_id text COLLATE "C" NOT NULL,
+    type text COLLATE "C" NOT NULL,
+    timestamp bigint NOT NULL,
+    received_at bigint NOT NULL,
+    body text NOT NULL
+) PARTITION BY RANGE (received_at);
+CREATE TABLE events_default PARTITION OF events DEFAULT;
+CREATE TABLE deliveries (
+    id text COLLATE "C" NOT NULL,
+    destination_id text COLLATE "C" NOT NULL,
+    event_id text COLLATE "C" NOT NULL,
+    source_id text COLLATE "C" NOT NULL,
+    status text NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    round_attempts integer NOT NULL DEFAULT 0,
+    created_at bigint NOT NULL,
+    next_attempt_at bigint,
+    last_attempt_at bigint,
+    outcome text,
+    response_status integer,
+    duration_ms integer,
+    error text,
+    response_body text
+) PARTITION BY RANGE (created_at);
+CREATE TABLE deliveries_default PARTITION OF deliveries DEFAULT;
+{ADD_DAY}
+-- A day for each day with rows (up to {MIGRATION_DAYS_BACK} days back), today and the
+-- days ahead; then the rows, then the indexes (built once over the loaded partitions).
+SELECT boltic_add_day(d) FROM (
+    SELECT DISTINCT boltic_day(received_at) AS d FROM events_v2
+    WHERE received_at >= (boltic_day((extract(epoch FROM now()) * 1000)::bigint)
+                          - {MIGRATION_DAYS_BACK}) * 86400000
+      AND received_at < (boltic_day((extract(epoch FROM now()) * 1000)::bigint)
+                         + {DAYS_AHEAD} + 1) * 86400000
+    UNION
+    SELECT boltic_day((extract(epoch FROM now()) * 1000)::bigint) + generate_series(0, {DAYS_AHEAD})
+) days ORDER BY d;
+INSERT INTO events (id, source_id, type, timestamp, received_at, body)
+    SELECT id, source_id, type, timestamp, received_at, body FROM events_v2;
+INSERT INTO deliveries (id, destination_id, event_id, source_id, status, attempts,
+        round_attempts, created_at, next_attempt_at, last_attempt_at, outcome,
+        response_status, duration_ms, error, response_body)
+    SELECT id, destination_id, event_id, source_id, status, attempts, round_attempts,
+        created_at, next_attempt_at, last_attempt_at, outcome, response_status,
+        duration_ms, error, response_body FROM deliveries_v2;
+DROP TABLE events_v2;
+DROP TABLE deliveries_v2;
+{EVENTS_INDEXES}
+-- The partition key is part of every unique index of a partitioned table; a
+-- delivery's id (its event's id and its destination's number) is unique by itself.
+ALTER TABLE deliveries ADD PRIMARY KEY (destination_id, id, created_at);
+CREATE INDEX deliveries_due ON deliveries (destination_id, next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX deliveries_by_event ON deliveries (event_id);
+CREATE TRIGGER events_count_insert AFTER INSERT ON events
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION boltic_count_insert();
+CREATE TRIGGER events_count_delete AFTER DELETE ON events
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION boltic_count_delete();
+CREATE TRIGGER events_outbox AFTER INSERT ON events
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION boltic_outbox();
+CREATE TRIGGER events_drop_deliveries AFTER DELETE ON events
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION boltic_drop_deliveries();
+"""
+
+LIST_DAYS = """
+SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'events'::regclass
+"""
+
+SUBTRACT_DAY = """
+UPDATE event_counts c SET n = c.n - d.n
+FROM (SELECT source_id, type, boltic_day(timestamp) AS day, count(*) AS n
+      FROM {table} GROUP BY 1, 2, 3) d
+WHERE c.source_id = d.source_id AND c.type = d.type AND c.day = d.day
+"""
+
+
+async def days(conn: Any) -> list[int]:
+    """The UTC days that have an events partition, oldest first."""
+    names = [r[0] for r in await conn.fetch(LIST_DAYS)]
+    return sorted(day_of_suffix(m.group(1)) for n in names if (m := _DAY_NAME.match(n)))
+
+
+async def add_days(conn: Any, first: int, last: int) -> int:
+    """Create the partitions of days ``first..last`` that are missing, one transaction,
+    under the maintenance lock (skipped when another process holds it); returns how
+    many days were created. The driver's errors (a lock timeout among them) propagate."""
+    async with conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", MAINTENANCE_LOCK):
+            return 0
+        await conn.execute(f"SET LOCAL lock_timeout = {DROP_LOCK_TIMEOUT_MS}")
+        created = 0
+        for day in range(first, last + 1):
+            created += bool(await conn.fetchval("SELECT boltic_add_day($1)", day))
+        return created
+
+
+async def drop_day(conn: Any, day: int) -> int | None:
+    """Drop day ``day``'s events and deliveries partitions with their counts, in one
+    transaction under the maintenance lock; returns the events dropped, or None when
+    another process holds the lock or the day is already gone. Raises the driver's
+    LockNotAvailableError when a lock was not had within DROP_LOCK_TIMEOUT_MS."""
+    suffix = day_suffix(day)
+    events, deliveries = f"events_{suffix}", f"deliveries_{suffix}"
+    async with conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", MAINTENANCE_LOCK):
+            return None
+        if await conn.fetchval("SELECT to_regclass($1)", events) is None:
+            return None
+        await conn.execute(f"SET LOCAL lock_timeout = {DROP_LOCK_TIMEOUT_MS}")
+        await conn.execute(f"LOCK TABLE {events}, {deliveries} IN SHARE MODE")
+        n = await conn.fetchval(f"SELECT count(*) FROM {events}")
+        await conn.execute(SUBTRACT_DAY.format(table=events))
+        await conn.execute("DELETE FROM received_counts WHERE day = $1", day)
+        await conn.execute(
+            f"DELETE FROM delivery_attempts a USING {deliveries} d WHERE a.delivery_id = d.id"
+        )
+        await conn.execute(f"DROP TABLE {events}, {deliveries}")
+        return n

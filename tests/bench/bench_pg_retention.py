@@ -1,0 +1,404 @@
+"""Benchmark: retention on PostgreSQL, deleting rows (schema 2) against dropping day
+partitions (schema 3), on the same data in the same run.
+
+Run: .venv/bin/python tests/bench/bench_pg_retention.py [--events 1000000]
+     [--prune-days 7] [--writers 2]
+
+On a throwaway PostgreSQL (tests/pg.py; fsync and synchronous_commit at their
+defaults): N events over 30 days (10 sources, 20 types; built by
+bench_server.build_database), loaded with COPY into a schema-2 database while one
+active webhook destination exists, so the outbox trigger gives every event its
+delivery (N deliveries). That database is cloned (CREATE DATABASE ... TEMPLATE) and the
+clone migrated to schema 3 (timed: what an upgrade costs). Then, on each, retention
+with the cutoff ``now - (30 - prune-days) days`` (the oldest ~prune-days of events and
+their deliveries):
+
+  rows        the chunked DELETE of schema 2 (PRUNE_V2 below, the statement
+              prune_received_before ran before migration 3, in its transactions of
+              PRUNE_CHUNK rows) until a chunk comes back short;
+  partitions  PostgresStore.prune_received_before on schema 3 until short: whole
+              days dropped (counts subtracted in the same transaction), the partial
+              day at the cutoff deleted by rows.
+
+Each records wall time, WAL bytes written (pg_current_wal_lsn before/after), the
+size of events and deliveries (tables + indexes, every partition) before, after, and
+after a VACUUM of both (with the VACUUM's own time and WAL), and the latency of
+single-event inserts made meanwhile by ``--writers`` tasks, each inserting one event
+per statement back to back (the store's INSERT_EVENTS statement, autocommitted, on a
+connection of its own): before the prune (baseline) and during it. Afterwards the
+counters are checked against a brute-force count on both.
+
+Writes bench_pg_retention.json beside this file, with the machine and load averages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+from boltic_cli.server.store.base import DAY_MS, PRUNE_CHUNK  # noqa: E402
+from tests.bench import bench_server  # noqa: E402
+from tests.bench._common import load_averages, machine  # noqa: E402
+from tests.pg import PostgresServer, start_postgres  # noqa: E402
+
+# The retention statement of schema 2 (store.py before migration 3), run in the same
+# transaction as the counters' cleanup, as prune_received_before did.
+PRUNE_V2 = """
+DELETE FROM events WHERE ctid = ANY(ARRAY(
+    SELECT e.ctid FROM sources s CROSS JOIN LATERAL (
+        SELECT ctid FROM events WHERE source_id = s.id AND received_at < $1 LIMIT $2
+    ) e LIMIT $2
+))
+"""
+DESTINATION = (
+    "dst_bench",
+    "bench webhook",
+    "webhook",
+    json.dumps({"url": "http://127.0.0.1:9/hook"}),
+    "active",
+    0,
+)
+SIZE = """
+SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint
+FROM pg_partition_tree($1::regclass)
+"""
+
+
+async def load(sqlite_db: Path, url: str) -> float:
+    """Schema 2, the destination, then sources and events by COPY (the triggers write
+    counters and deliveries); seconds taken."""
+    import asyncpg
+
+    from boltic_cli.server.store.postgres.schema import migrate
+
+    started = time.perf_counter()
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn, target=2)
+        await conn.execute(
+            "INSERT INTO destinations (id, name, type, config, status, created_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            *DESTINATION,
+        )
+        src = sqlite3.connect(sqlite_db)
+        sources = src.execute(
+            "SELECT id, name, type, write_key, status, created_at FROM sources"
+        ).fetchall()
+        await conn.copy_records_to_table("sources", records=sources)
+        cursor = src.execute("SELECT id, source_id, type, timestamp, received_at, body FROM events")
+        columns = ["id", "source_id", "type", "timestamp", "received_at", "body"]
+        while rows := cursor.fetchmany(50_000):
+            await conn.copy_records_to_table("events", records=rows, columns=columns)
+        src.close()
+    finally:
+        await conn.close()
+    return time.perf_counter() - started
+
+
+async def migrate_to_latest(url: str) -> float:
+    import asyncpg
+
+    from boltic_cli.server.store.postgres.schema import migrate
+
+    started = time.perf_counter()
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return time.perf_counter() - started
+
+
+async def sizes(conn) -> dict:
+    return {
+        "events_bytes": await conn.fetchval(SIZE, "events"),
+        "deliveries_bytes": await conn.fetchval(SIZE, "deliveries"),
+    }
+
+
+async def wal_lsn(conn) -> str:
+    return await conn.fetchval("SELECT pg_current_wal_lsn()::text")
+
+
+async def wal_since(conn, lsn: str) -> int:
+    diff = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)"
+    return int(await conn.fetchval(diff, lsn))
+
+
+class Writers:
+    """``n`` tasks inserting one event per statement, back to back, each on its own
+    connection; ``latencies`` in ms since the last ``mark()``."""
+
+    def __init__(self, url: str, n: int, source_id: str) -> None:
+        self.url = url
+        self.n = n
+        self.source_id = source_id
+        self.latencies: list[float] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._seq = 0
+
+    async def start(self) -> None:
+        import asyncpg
+
+        self._conns = [await asyncpg.connect(self.url) for _ in range(self.n)]
+        self._tasks = [asyncio.create_task(self._run(c)) for c in self._conns]
+
+    def mark(self) -> None:
+        self.latencies = []
+
+    async def _run(self, conn) -> None:
+        from boltic_cli.server.store.postgres.store import INSERT_EVENTS
+
+        while not self._stop.is_set():
+            self._seq += 1
+            now = int(time.time() * 1000)
+            event_id = f"evt_writer{self._seq:020d}"
+            started = time.perf_counter()
+            await conn.fetch(
+                INSERT_EVENTS,
+                [event_id],
+                [self.source_id],
+                ["page_view"],
+                [now],
+                [now],
+                ['{"type":"page_view"}'],
+            )
+            self.latencies.append((time.perf_counter() - started) * 1000)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+        for conn in self._conns:
+            await conn.close()
+
+
+def summary(latencies: list[float]) -> dict:
+    if not latencies:
+        return {"inserts": 0}
+    ordered = sorted(latencies)
+    return {
+        "inserts": len(ordered),
+        "p50_ms": round(ordered[len(ordered) // 2], 2),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2),
+        "max_ms": round(ordered[-1], 2),
+        "mean_ms": round(statistics.fmean(ordered), 2),
+    }
+
+
+async def rows_pruner(url: str):
+    """Schema 2's retention: chunks until one comes back short; each call's seconds.
+    Returns (prune(cutoff), close())."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+
+    async def prune(cutoff: int) -> list[float]:
+        calls = []
+        while True:
+            started = time.perf_counter()
+            async with conn.transaction():
+                status = await conn.execute(PRUNE_V2, cutoff, PRUNE_CHUNK)
+                await conn.execute("DELETE FROM event_counts WHERE n <= 0")
+                await conn.execute("DELETE FROM received_counts WHERE n <= 0")
+            calls.append(time.perf_counter() - started)
+            if int(status.rsplit(" ", 1)[1]) < PRUNE_CHUNK:
+                return calls
+
+    return prune, conn.close
+
+
+async def partitions_pruner(url: str):
+    """Schema 3's retention through the store (opened before the clock starts), as
+    Runtime.maintain_once calls it. Returns (prune(cutoff), close())."""
+    from boltic_cli.server.store.postgres import PostgresStore
+
+    store = PostgresStore(url)
+    await store.open()
+
+    async def prune(cutoff: int) -> list[float]:
+        calls = []
+        while True:
+            started = time.perf_counter()
+            n = await store.prune_received_before(cutoff)
+            calls.append(time.perf_counter() - started)
+            if n < PRUNE_CHUNK:
+                return calls
+
+    return prune, store.close
+
+
+async def check(conn, cutoff: int) -> dict:
+    """Counters against brute force, and nothing left before the cutoff."""
+    events = await conn.fetchval("SELECT count(*) FROM events")
+    return {
+        "events_left": events,
+        "deliveries_left": await conn.fetchval("SELECT count(*) FROM deliveries"),
+        "events_before_cutoff": await conn.fetchval(
+            "SELECT count(*) FROM events WHERE received_at < $1", cutoff
+        ),
+        "deliveries_before_cutoff": await conn.fetchval(
+            "SELECT count(*) FROM deliveries WHERE created_at < $1", cutoff
+        ),
+        "received_counts_match": await conn.fetchval("SELECT sum(n) FROM received_counts")
+        == events,
+        "event_counts_match": await conn.fetchval(
+            "SELECT count(*) = 0 FROM (SELECT source_id, type, boltic_day(timestamp) AS day, "
+            "count(*) AS n FROM events GROUP BY 1, 2, 3) b FULL JOIN "
+            "(SELECT * FROM event_counts WHERE n > 0) c USING (source_id, type, day) "
+            "WHERE b.n IS DISTINCT FROM c.n"
+        ),
+    }
+
+
+async def measure(url: str, how: str, cutoff: int, writers: int, baseline_s: float) -> dict:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        to_prune = await conn.fetchval("SELECT count(*) FROM events WHERE received_at < $1", cutoff)
+        deliveries_to_prune = await conn.fetchval(
+            "SELECT count(*) FROM deliveries WHERE created_at < $1", cutoff
+        )
+        before = await sizes(conn)
+        source_id = await conn.fetchval("SELECT min(id) FROM sources")
+        await conn.execute("CHECKPOINT")
+        w = Writers(url, writers, source_id)
+        await w.start()
+        await asyncio.sleep(baseline_s)
+        baseline = summary(w.latencies)
+        w.mark()
+        prune, close = await (rows_pruner if how == "rows" else partitions_pruner)(url)
+        lsn = await wal_lsn(conn)
+        started = time.perf_counter()
+        calls = await prune(cutoff)
+        seconds = time.perf_counter() - started
+        await close()
+        during = summary(w.latencies)
+        await w.stop()
+        wal = await wal_since(conn, lsn)
+        after = await sizes(conn)
+        lsn = await wal_lsn(conn)
+        vacuum_started = time.perf_counter()
+        await conn.execute("VACUUM events, deliveries, delivery_attempts")
+        vacuum_s = time.perf_counter() - vacuum_started
+        vacuum_wal = await wal_since(conn, lsn)
+        after_vacuum = await sizes(conn)
+        return {
+            "events_before_cutoff": to_prune,
+            "deliveries_before_cutoff": deliveries_to_prune,
+            "prune_seconds": round(seconds, 2),
+            "prune_calls": len(calls),
+            "longest_call_seconds": round(max(calls), 3),
+            "wal_bytes": wal,
+            "wal_bytes_note": f"includes the {during['inserts']} concurrent inserts",
+            "size_before": before,
+            "size_after": after,
+            "vacuum_seconds": round(vacuum_s, 2),
+            "vacuum_wal_bytes": vacuum_wal,
+            "size_after_vacuum": after_vacuum,
+            "insert_latency_before_prune": baseline,
+            "insert_latency_during_prune": during,
+            "check": await check(conn, cutoff),
+        }
+    finally:
+        await conn.close()
+
+
+def clone(pg: PostgresServer, template: str, name: str) -> str:
+    pg.psql(f"CREATE DATABASE {name} TEMPLATE {template}")
+    return name
+
+
+async def vacuum_analyze(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--prune-days", type=int, default=7)
+    parser.add_argument("--writers", type=int, default=2)
+    parser.add_argument("--baseline-seconds", type=float, default=5.0)
+    parser.add_argument("--out", type=Path, default=HERE / "bench_pg_retention.json")
+    args = parser.parse_args()
+    report: dict = {
+        "command": "python tests/bench/bench_pg_retention.py " + " ".join(sys.argv[1:]),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average_before": load_averages(),
+        "caveat": "2 cores shared by PostgreSQL, this script and other developers' runs",
+    }
+    pg = start_postgres()
+    try:
+        report["machine"] = machine(
+            postgresql=pg.psql("SHOW server_version").strip(),
+            postgresql_fsync=pg.psql("SHOW fsync").strip(),
+            postgresql_synchronous_commit=pg.psql("SHOW synchronous_commit").strip(),
+        )
+        with tempfile.TemporaryDirectory(prefix="bench-pg-retention-") as tmp:
+            now = datetime.now(UTC)
+            sqlite_db = Path(tmp) / "events.db"
+            _, _, build_s = bench_server.build_database(sqlite_db, args.events, now)
+            rows_db = pg.new_database()
+            load_s = asyncio.run(load(sqlite_db, pg.url(rows_db)))
+            parts_db = clone(pg, rows_db, f"{rows_db}_parts")
+            migrate_s = asyncio.run(migrate_to_latest(pg.url(parts_db)))
+            for db in (rows_db, parts_db):
+                asyncio.run(vacuum_analyze(pg.url(db)))
+            now_ms = int(now.timestamp() * 1000)
+            cutoff = now_ms - (bench_server.DAYS - args.prune_days) * DAY_MS
+            report["data"] = {
+                "events": args.events,
+                "days": bench_server.DAYS,
+                "deliveries": "one per event (one active webhook destination)",
+                "sqlite_build_seconds": round(build_s, 1),
+                "copy_into_schema_2_seconds": round(load_s, 1),
+                "migration_2_to_3_seconds": round(migrate_s, 1),
+                "cutoff": f"now - {bench_server.DAYS - args.prune_days} days",
+                "writers": args.writers,
+            }
+            report["rows"] = asyncio.run(
+                measure(pg.url(rows_db), "rows", cutoff, args.writers, args.baseline_seconds)
+            )
+            print(json.dumps(report["rows"], indent=2), file=sys.stderr)
+            report["partitions"] = asyncio.run(
+                measure(pg.url(parts_db), "partitions", cutoff, args.writers, args.baseline_seconds)
+            )
+            print(json.dumps(report["partitions"], indent=2), file=sys.stderr)
+    finally:
+        pg.destroy()
+    rows, parts = report["rows"], report["partitions"]
+    report["ratios_rows_to_partitions"] = {
+        "prune_seconds": round(rows["prune_seconds"] / max(parts["prune_seconds"], 1e-6), 1),
+        "wal_bytes": round(rows["wal_bytes"] / max(parts["wal_bytes"], 1), 1),
+        "wal_bytes_with_vacuum": round(
+            (rows["wal_bytes"] + rows["vacuum_wal_bytes"])
+            / max(parts["wal_bytes"] + parts["vacuum_wal_bytes"], 1),
+            1,
+        ),
+    }
+    report["load_average_after"] = load_averages()
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
