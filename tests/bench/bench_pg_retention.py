@@ -70,9 +70,10 @@ DESTINATION = (
     "active",
     0,
 )
+# Tables and indexes, every partition (pg_partition_tree has no row for a plain table).
 SIZE = """
-SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint
-FROM pg_partition_tree($1::regclass)
+SELECT coalesce((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree($1::regclass)),
+                pg_total_relation_size($1::regclass))::bigint
 """
 
 
