@@ -26,7 +26,9 @@ after a VACUUM of both (with the VACUUM's own time and WAL), and the latency of
 single-event inserts made meanwhile by ``--writers`` tasks, each inserting one event
 per statement back to back (the store's INSERT_EVENTS statement, autocommitted, on a
 connection of its own): before the prune (baseline) and during it. Afterwards the
-counters are checked against a brute-force count on both.
+counters are checked against a brute-force count on both. Before the prunes, the p50
+of the store's four read shapes (as bench_postgres.py measures them) on each schema;
+after them, the steady state: the cutoff moved on by one more day in hourly steps.
 
 Writes bench_pg_retention.json beside this file, with the machine and load averages.
 """
@@ -241,6 +243,51 @@ async def partitions_pruner(url: str):
     return prune, store.close
 
 
+async def query_latencies(url: str, schema: int, now_ms: int) -> dict:
+    """The p50 (ms) of each query shape of bench_postgres.store_latencies as a store call
+    on this database (schema 2 kept as it is: the store's migration is pointed at it),
+    before any prune: what the partitions cost or save the reads."""
+    from boltic_cli.server.store.postgres import PostgresStore
+    from boltic_cli.server.store.postgres import schema as schema_module
+    from boltic_cli.server.store.postgres import store as store_module
+
+    week_ago = now_ms - 7 * DAY_MS
+    source, type_ = "src_bench03", "type_05"
+    calls = {
+        "source_type_7d": lambda s: s.query_events(
+            source_id=source, event_type=type_, from_ms=week_ago, to_ms=now_ms + 60_000
+        ),
+        "source_only": lambda s: s.query_events(source_id=source),
+        "no_filter": lambda s: s.query_events(),
+        "debug_read": lambda s: s.debug_events(source, 50),
+    }
+    latest = store_module.migrate
+
+    async def pinned(conn) -> int:
+        return await schema_module.migrate(conn, target=schema)
+
+    store_module.migrate = pinned
+    store = PostgresStore(url)
+    try:
+        await store.open()
+    finally:
+        store_module.migrate = latest
+    out = {}
+    try:
+        for name, call in calls.items():
+            for _ in range(20):
+                await call(store)
+            times = []
+            for _ in range(200):
+                started = time.perf_counter()
+                await call(store)
+                times.append(time.perf_counter() - started)
+            out[name] = round(sorted(times)[100] * 1000, 3)
+    finally:
+        await store.close()
+    return out
+
+
 async def check(conn, cutoff: int) -> dict:
     """Counters against brute force, and nothing left before the cutoff."""
     events = await conn.fetchval("SELECT count(*) FROM events")
@@ -261,6 +308,36 @@ async def check(conn, cutoff: int) -> dict:
             "(SELECT * FROM event_counts WHERE n > 0) c USING (source_id, type, day) "
             "WHERE b.n IS DISTINCT FROM c.n"
         ),
+    }
+
+
+# Steady state: the cutoff moved on by one day in hourly steps (maintenance runs every
+# minute in a server; hours keep the run short), as retention does day after day.
+STEADY_STEPS = 24
+STEADY_STEP_MS = DAY_MS // STEADY_STEPS
+
+
+async def steady_state(conn, url: str, how: str, cutoff: int) -> dict:
+    """After the catch-up prune: the cutoff advanced one day in STEADY_STEPS steps, each
+    pruned to the end (no concurrent writers); seconds, WAL, events removed. With
+    partitions, the day at the cutoff is deleted by rows as the cutoff passes through
+    it and its (by then almost empty) partition dropped at the day's end."""
+    before = await conn.fetchval("SELECT count(*) FROM events")
+    prune, close = await (rows_pruner if how == "rows" else partitions_pruner)(url)
+    await conn.execute("CHECKPOINT")
+    lsn = await wal_lsn(conn)
+    started = time.perf_counter()
+    try:
+        for step in range(1, STEADY_STEPS + 1):
+            await prune(cutoff + step * STEADY_STEP_MS)
+    finally:
+        await close()
+    seconds = time.perf_counter() - started
+    return {
+        "steps": STEADY_STEPS,
+        "events_removed": before - await conn.fetchval("SELECT count(*) FROM events"),
+        "seconds": round(seconds, 2),
+        "wal_bytes": await wal_since(conn, lsn),
     }
 
 
@@ -297,6 +374,7 @@ async def measure(url: str, how: str, cutoff: int, writers: int, baseline_s: flo
         vacuum_s = time.perf_counter() - vacuum_started
         vacuum_wal = await wal_since(conn, lsn)
         after_vacuum = await sizes(conn)
+        steady = await steady_state(conn, url, how, cutoff)
         return {
             "events_before_cutoff": to_prune,
             "deliveries_before_cutoff": deliveries_to_prune,
@@ -312,7 +390,8 @@ async def measure(url: str, how: str, cutoff: int, writers: int, baseline_s: flo
             "size_after_vacuum": after_vacuum,
             "insert_latency_before_prune": baseline,
             "insert_latency_during_prune": during,
-            "check": await check(conn, cutoff),
+            "steady_state": steady,
+            "check": await check(conn, cutoff + STEADY_STEPS * STEADY_STEP_MS),
         }
     finally:
         await conn.close()
@@ -376,6 +455,11 @@ def main() -> None:
                 "cutoff": f"now - {bench_server.DAYS - args.prune_days} days",
                 "writers": args.writers,
             }
+            report["query_p50_ms_before_prune"] = {
+                "schema_2_rows": asyncio.run(query_latencies(pg.url(rows_db), 2, now_ms)),
+                "schema_3_partitions": asyncio.run(query_latencies(pg.url(parts_db), 3, now_ms)),
+            }
+            print(json.dumps(report["query_p50_ms_before_prune"]), file=sys.stderr)
             report["rows"] = asyncio.run(
                 measure(pg.url(rows_db), "rows", cutoff, args.writers, args.baseline_seconds)
             )

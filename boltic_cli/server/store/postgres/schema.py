@@ -10,6 +10,8 @@ carries (a group commit of 16 events is two counter upserts, not 32).
 
 ``migrate(conn)`` runs under a transaction-scoped advisory lock, so simultaneous
 starts (several ``boltic server`` processes on one database) apply each version once.
+Versions: 1 this module's tables, 2 the delivery outbox (``deliveries.py``), 3 events
+and deliveries partitioned by UTC day (``partitions.py``).
 """
 
 from __future__ import annotations
