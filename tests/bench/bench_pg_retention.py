@@ -15,7 +15,10 @@ their deliveries):
 
   rows        the chunked DELETE of schema 2 (PRUNE_V2 below, the statement
               prune_received_before ran before migration 3, in its transactions of
-              PRUNE_CHUNK rows) until a chunk comes back short;
+              PRUNE_CHUNK rows, with the store's session settings) until a chunk
+              comes back short;
+  rows_indexed  the same with its per-source scan ordered by received_at
+              (PRUNE_V2_INDEXED): deleting rows when the planner uses the index;
   partitions  PostgresStore.prune_received_before on schema 3 until short: whole
               days dropped (counts subtracted in the same transaction), the partial
               day at the cutoff deleted by rows.
@@ -64,6 +67,22 @@ DELETE FROM events WHERE ctid = ANY(ARRAY(
     ) e LIMIT $2
 ))
 """
+# The same with the per-source scan ordered by received_at: under a generic plan
+# (the store sets plan_cache_mode=force_generic_plan) PRUNE_V2's ``received_at < $1``
+# has no known selectivity and the planner scans the table for each source, past
+# every row already deleted; the ORDER BY makes it walk events_by_source_received. What
+# deleting rows costs when it is planned well.
+PRUNE_V2_INDEXED = """
+DELETE FROM events WHERE ctid = ANY(ARRAY(
+    SELECT e.ctid FROM sources s CROSS JOIN LATERAL (
+        SELECT ctid FROM events WHERE source_id = s.id AND received_at < $1
+        ORDER BY received_at LIMIT $2
+    ) e LIMIT $2
+))
+"""
+# The pool's session settings of PostgresStore.open (the row deletes run as the
+# store runs them).
+STORE_SETTINGS = {"plan_cache_mode": "force_generic_plan", "random_page_cost": "1.1"}
 DESTINATION = (
     "dst_bench",
     "bench webhook",
@@ -201,19 +220,20 @@ def summary(latencies: list[float]) -> dict:
     }
 
 
-async def rows_pruner(url: str):
-    """Schema 2's retention: chunks until one comes back short; each call's seconds.
-    Returns (prune(cutoff), close())."""
+async def rows_pruner(url: str, statement: str = PRUNE_V2):
+    """Schema 2's retention: chunks of ``statement`` until one comes back short, each in
+    a transaction with the counters' cleanup, with the store's session settings.
+    Returns (prune(cutoff) -> each call's seconds, close())."""
     import asyncpg
 
-    conn = await asyncpg.connect(url)
+    conn = await asyncpg.connect(url, server_settings=STORE_SETTINGS)
 
     async def prune(cutoff: int) -> list[float]:
         calls = []
         while True:
             started = time.perf_counter()
             async with conn.transaction():
-                status = await conn.execute(PRUNE_V2, cutoff, PRUNE_CHUNK)
+                status = await conn.execute(statement, cutoff, PRUNE_CHUNK)
                 await conn.execute("DELETE FROM event_counts WHERE n <= 0")
                 await conn.execute("DELETE FROM received_counts WHERE n <= 0")
             calls.append(time.perf_counter() - started)
@@ -221,6 +241,17 @@ async def rows_pruner(url: str):
                 return calls
 
     return prune, conn.close
+
+
+async def rows_indexed_pruner(url: str):
+    return await rows_pruner(url, PRUNE_V2_INDEXED)
+
+
+PRUNERS = {
+    "rows": rows_pruner,
+    "rows_indexed": rows_indexed_pruner,
+    "partitions": None,  # set below
+}
 
 
 async def partitions_pruner(url: str):
@@ -241,6 +272,9 @@ async def partitions_pruner(url: str):
                 return calls
 
     return prune, store.close
+
+
+PRUNERS["partitions"] = partitions_pruner
 
 
 async def query_latencies(url: str, schema: int, now_ms: int) -> dict:
@@ -323,7 +357,7 @@ async def steady_state(conn, url: str, how: str, cutoff: int) -> dict:
     partitions, the day at the cutoff is deleted by rows as the cutoff passes through
     it and its (by then almost empty) partition dropped at the day's end."""
     before = await conn.fetchval("SELECT count(*) FROM events")
-    prune, close = await (rows_pruner if how == "rows" else partitions_pruner)(url)
+    prune, close = await PRUNERS[how](url)
     await conn.execute("CHECKPOINT")
     lsn = await wal_lsn(conn)
     started = time.perf_counter()
@@ -358,7 +392,7 @@ async def measure(url: str, how: str, cutoff: int, writers: int, baseline_s: flo
         await asyncio.sleep(baseline_s)
         baseline = summary(w.latencies)
         w.mark()
-        prune, close = await (rows_pruner if how == "rows" else partitions_pruner)(url)
+        prune, close = await PRUNERS[how](url)
         lsn = await wal_lsn(conn)
         started = time.perf_counter()
         calls = await prune(cutoff)
@@ -439,9 +473,10 @@ def main() -> None:
             _, _, build_s = bench_server.build_database(sqlite_db, args.events, now)
             rows_db = pg.new_database()
             load_s = asyncio.run(load(sqlite_db, pg.url(rows_db)))
+            indexed_db = clone(pg, rows_db, f"{rows_db}_indexed")
             parts_db = clone(pg, rows_db, f"{rows_db}_parts")
             migrate_s = asyncio.run(migrate_to_latest(pg.url(parts_db)))
-            for db in (rows_db, parts_db):
+            for db in (rows_db, indexed_db, parts_db):
                 asyncio.run(vacuum_analyze(pg.url(db)))
             now_ms = int(now.timestamp() * 1000)
             cutoff = now_ms - (bench_server.DAYS - args.prune_days) * DAY_MS
@@ -460,26 +495,35 @@ def main() -> None:
                 "schema_3_partitions": asyncio.run(query_latencies(pg.url(parts_db), 3, now_ms)),
             }
             print(json.dumps(report["query_p50_ms_before_prune"]), file=sys.stderr)
-            report["rows"] = asyncio.run(
-                measure(pg.url(rows_db), "rows", cutoff, args.writers, args.baseline_seconds)
-            )
-            print(json.dumps(report["rows"], indent=2), file=sys.stderr)
-            report["partitions"] = asyncio.run(
-                measure(pg.url(parts_db), "partitions", cutoff, args.writers, args.baseline_seconds)
-            )
-            print(json.dumps(report["partitions"], indent=2), file=sys.stderr)
+            for how, db in (
+                ("rows", rows_db),
+                ("rows_indexed", indexed_db),
+                ("partitions", parts_db),
+            ):
+                report[how] = asyncio.run(
+                    measure(pg.url(db), how, cutoff, args.writers, args.baseline_seconds)
+                )
+                print(json.dumps(report[how], indent=2), file=sys.stderr)
     finally:
         pg.destroy()
-    rows, parts = report["rows"], report["partitions"]
-    report["ratios_rows_to_partitions"] = {
-        "prune_seconds": round(rows["prune_seconds"] / max(parts["prune_seconds"], 1e-6), 1),
-        "wal_bytes": round(rows["wal_bytes"] / max(parts["wal_bytes"], 1), 1),
-        "wal_bytes_with_vacuum": round(
-            (rows["wal_bytes"] + rows["vacuum_wal_bytes"])
-            / max(parts["wal_bytes"] + parts["vacuum_wal_bytes"], 1),
-            1,
-        ),
-    }
+    parts = report["partitions"]
+    for how in ("rows", "rows_indexed"):
+        rows = report[how]
+        report[f"ratios_{how}_to_partitions"] = {
+            "prune_seconds": round(rows["prune_seconds"] / max(parts["prune_seconds"], 1e-6), 1),
+            "wal_bytes": round(rows["wal_bytes"] / max(parts["wal_bytes"], 1), 1),
+            "wal_bytes_with_vacuum": round(
+                (rows["wal_bytes"] + rows["vacuum_wal_bytes"])
+                / max(parts["wal_bytes"] + parts["vacuum_wal_bytes"], 1),
+                1,
+            ),
+            "steady_state_seconds": round(
+                rows["steady_state"]["seconds"] / max(parts["steady_state"]["seconds"], 1e-6), 1
+            ),
+            "steady_state_wal_bytes": round(
+                rows["steady_state"]["wal_bytes"] / max(parts["steady_state"]["wal_bytes"], 1), 2
+            ),
+        }
     report["load_average_after"] = load_averages()
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -109,15 +109,17 @@ FROM sources s LEFT JOIN received_counts c ON c.source_id = s.id AND c.day = $1
 # One chunk of retention by rows: the day at the cutoff (its partition is kept) and the
 # default partition (rows of days that have none); older days are dropped whole
 # (partitions.drop_day) before this runs. Rows are found per source through
-# events_by_source_received and deleted by (partition, ctid): a ctid alone is not
-# unique across partitions.
+# events_by_source_received (the ORDER BY keeps a generic plan on that index: without
+# it, ``received_at < $1`` of unknown selectivity made schema 2's statement scan the
+# table per source, past every row already deleted; bench_pg_retention.py) and deleted
+# by (partition, ctid): a ctid alone is not unique across partitions.
 PRUNE = """
 DELETE FROM events e USING (
     SELECT x.tableoid AS t, x.ctid AS c FROM sources s CROSS JOIN LATERAL (
         SELECT tableoid, ctid FROM events
         WHERE source_id = s.id AND received_at < $1
           AND (received_at >= $3 OR tableoid = 'events_default'::regclass)
-        LIMIT $2
+        ORDER BY received_at LIMIT $2
     ) x LIMIT $2
 ) old
 WHERE e.received_at < $1 AND e.tableoid = old.t AND e.ctid = old.c
