@@ -2,11 +2,18 @@
 and the maintenance that keeps them: days made ahead of time, retention by dropping
 whole days.
 
-Why (tests/bench/bench_pg_retention.py, JSON beside it): pruning a week of a month of
-events by deleting rows writes every deleted row and index entry to the WAL, leaves
-the table and its indexes as large as before (VACUUM makes the space reusable, not
-smaller) and needs that VACUUM; dropping the week's partitions writes almost no WAL,
-gives the disk space back at once and takes a fraction of the time.
+What it measured (tests/bench/bench_pg_retention.py, JSON beside it; 1,000,000 events
+over 30 days with one delivery each, the oldest 7 days pruned at once): dropping the
+days wrote ~8x less WAL than deleting the rows (15 MB against 118 MB, and the
+deleted rows' VACUUM another 126 MB), gave the space back at once (events 744 -> 591
+MB; deleting rows leaves the files as large, the space reusable), and was somewhat
+faster (2.1 s against 3.4 s), with inserts meanwhile no slower. In the steady state
+(the cutoff moving a day in hourly steps) the day at the cutoff is deleted row by row
+as the cutoff passes through it, so the WAL is the same as deleting rows (22 MB a day
+either way). The price is on reads: with ~35 partitions each query on ``events``
+opens every partition (the filters are on ``timestamp``, the partition key is
+``received_at``), and the p50 of the store's read shapes went from 0.1-1.4 ms to
+0.6-2.8 ms; it grows with the number of days kept.
 
 Layout. ``events`` is ``PARTITION BY RANGE (received_at)``, ``deliveries`` ``PARTITION
 BY RANGE (created_at)`` (a delivery's ``created_at`` is its event's ``received_at``, so

@@ -109,10 +109,10 @@ FROM sources s LEFT JOIN received_counts c ON c.source_id = s.id AND c.day = $1
 # One chunk of retention by rows: the day at the cutoff (its partition is kept) and the
 # default partition (rows of days that have none); older days are dropped whole
 # (partitions.drop_day) before this runs. Rows are found per source through
-# events_by_source_received (the ORDER BY keeps a generic plan on that index: without
-# it, ``received_at < $1`` of unknown selectivity made schema 2's statement scan the
-# table per source, past every row already deleted; bench_pg_retention.py) and deleted
-# by (partition, ctid): a ctid alone is not unique across partitions.
+# events_by_source_received (the ORDER BY keeps even a generic plan on that index: with
+# PostgreSQL's default random_page_cost, schema 2's unordered statement was planned as
+# a scan of the table per source, past every row already deleted) and deleted by
+# (partition, ctid): a ctid alone is not unique across partitions.
 PRUNE = """
 DELETE FROM events e USING (
     SELECT x.tableoid AS t, x.ctid AS c FROM sources s CROSS JOIN LATERAL (
