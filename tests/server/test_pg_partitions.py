@@ -315,3 +315,49 @@ def test_two_maintenance_runs_at_once_do_not_fail(pg_database, rounds):
             await b.close()
 
     asyncio.run(main())
+
+
+def test_a_drop_waiting_for_a_long_read_gives_up_and_ingest_goes_on(pg_database):
+    """DROP needs ACCESS EXCLUSIVE on events: behind a transaction that has read events
+    it waits at most the lock timeout, then leaves the day for the next run; an insert
+    queued behind it meanwhile is stored."""
+    clock = [time.time()]
+    rng = random.Random(5)
+    old = today() - 5
+    records = events_over(range(old, old + 1), 20, rng)
+
+    async def main() -> None:
+        store = await open_store(pg_database, clock=lambda: clock[0])
+        reader = await connect(pg_database)
+        conn = await connect(pg_database)
+        try:
+            await with_sources_and_webhook(store)
+            clock[0] = old * 86400 + 1
+            await store.prepare_days()
+            clock[0] = time.time()
+            await store.insert_records(records)
+            reading = reader.transaction()
+            await reading.start()
+            assert await reader.fetchval("SELECT count(*) FROM events") == 20
+            fresh = events_over(range(today(), today() + 1), 1, rng, prefix="late")
+
+            async def insert_soon() -> int:
+                await asyncio.sleep(0.1)  # behind the DROP's lock request
+                return await store.insert_records(fresh)
+
+            pruned, inserted = await asyncio.gather(
+                store.prune_received_before((old + 2) * DAY_MS), insert_soon()
+            )
+            assert (pruned, inserted) == (0, 1)
+            assert old in await partition_days(conn)  # left for the next run
+            assert reader.is_in_transaction()  # the prune did not wait for the reader
+            await reading.rollback()
+            assert await store.prune_received_before((old + 2) * DAY_MS) == 20
+            assert old not in await partition_days(conn)
+            await assert_counts(conn)
+        finally:
+            await reader.close()
+            await conn.close()
+            await store.close()
+
+    asyncio.run(main())

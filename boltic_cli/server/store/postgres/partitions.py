@@ -44,10 +44,13 @@ so a long query delays retention, never ingest for longer than the timeout. The
 timeout is shorter than ``deadlock_timeout`` (1 s), so in a lock cycle with a
 concurrent ``delete_source`` it is this transaction that gives way.
 
-Several processes: maintenance takes a transaction-scoped advisory lock
-(MAINTENANCE_LOCK) with ``pg_try_advisory_xact_lock``; a process that does not get it
-skips the DDL this time (another is doing it). ``CREATE ... IF NOT EXISTS``-style
-checks make a repeat harmless.
+Several processes: every maintenance transaction on events (a day made, a day
+dropped, a chunk of rows deleted: ``lock()``) first takes a transaction-scoped
+advisory lock (MAINTENANCE_LOCK), so they take turns across processes, each short.
+Without it one process's chunk DELETE (which, under the store's generic plans,
+locks every partition of ``events``) and another's DROP would lock each other out
+until the lock timeout, and the day would wait for the next run. Existence checks
+(``pg_class`` read after the lock) make a repeat harmless.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ DAYS_AHEAD = 3
 # Migration 3 makes partitions for days with rows at most this far back (older rows
 # go to the default partition, and retention deletes them row by row).
 MIGRATION_DAYS_BACK = 400
-# pg_try_advisory_xact_lock key for partition maintenance: "bolticp" in ASCII.
+# pg_advisory_xact_lock key for maintenance on events: "bolticp" in ASCII.
 MAINTENANCE_LOCK = 0x626F6C74696370
 # How long a partition DDL statement may wait for its lock (ms): inserts queued behind
 # it wait at most this long (bench_pg_retention.py measures what they waited).
@@ -90,7 +93,10 @@ DECLARE
     parent text;
     col text;
 BEGIN
-    IF to_regclass('events_' || suffix) IS NOT NULL THEN
+    -- pg_class read with this statement's snapshot (to_regclass may answer from a
+    -- cache not yet told of another process's change made while this one waited).
+    IF EXISTS (SELECT 1 FROM pg_class WHERE relname = 'events_' || suffix
+               AND pg_table_is_visible(oid)) THEN
         RETURN false;
     END IF;
     FOR parent, col IN VALUES ('events', 'received_at'), ('deliveries', 'created_at') LOOP
@@ -200,12 +206,24 @@ SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = 'events'::regclass
 """
 
+# Whether a table exists, read from pg_class with the statement's snapshot: after
+# waiting for the maintenance lock, to_regclass can still answer from this backend's
+# catalog cache, which has not yet seen another process's DROP (committed meanwhile).
+EXISTS = "SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = $1 AND pg_table_is_visible(oid))"
 SUBTRACT_DAY = """
 UPDATE event_counts c SET n = c.n - d.n
 FROM (SELECT source_id, type, boltic_day(timestamp) AS day, count(*) AS n
       FROM {table} GROUP BY 1, 2, 3) d
 WHERE c.source_id = d.source_id AND c.type = d.type AND c.day = d.day
 """
+
+
+async def lock(conn: Any) -> None:
+    """In the caller's transaction: wait for the maintenance lock (other processes'
+    maintenance transactions are short), then limit every later lock wait of the
+    transaction to DROP_LOCK_TIMEOUT_MS."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", MAINTENANCE_LOCK)
+    await conn.execute(f"SET LOCAL lock_timeout = {DROP_LOCK_TIMEOUT_MS}")
 
 
 async def days(conn: Any) -> list[int]:
@@ -216,12 +234,10 @@ async def days(conn: Any) -> list[int]:
 
 async def add_days(conn: Any, first: int, last: int) -> int:
     """Create the partitions of days ``first..last`` that are missing, one transaction,
-    under the maintenance lock (skipped when another process holds it); returns how
-    many days were created. The driver's errors (a lock timeout among them) propagate."""
+    under the maintenance lock; returns how many days were created. The driver's
+    errors (a lock timeout among them) propagate."""
     async with conn.transaction():
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", MAINTENANCE_LOCK):
-            return 0
-        await conn.execute(f"SET LOCAL lock_timeout = {DROP_LOCK_TIMEOUT_MS}")
+        await lock(conn)
         created = 0
         for day in range(first, last + 1):
             created += bool(await conn.fetchval("SELECT boltic_add_day($1)", day))
@@ -231,16 +247,14 @@ async def add_days(conn: Any, first: int, last: int) -> int:
 async def drop_day(conn: Any, day: int) -> int | None:
     """Drop day ``day``'s events and deliveries partitions with their counts, in one
     transaction under the maintenance lock; returns the events dropped, or None when
-    another process holds the lock or the day is already gone. Raises the driver's
-    LockNotAvailableError when a lock was not had within DROP_LOCK_TIMEOUT_MS."""
+    the day is already gone. Raises the driver's LockNotAvailableError when a lock
+    was not had within DROP_LOCK_TIMEOUT_MS."""
     suffix = day_suffix(day)
     events, deliveries = f"events_{suffix}", f"deliveries_{suffix}"
     async with conn.transaction():
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", MAINTENANCE_LOCK):
+        await lock(conn)
+        if not await conn.fetchval(EXISTS, events):
             return None
-        if await conn.fetchval("SELECT to_regclass($1)", events) is None:
-            return None
-        await conn.execute(f"SET LOCAL lock_timeout = {DROP_LOCK_TIMEOUT_MS}")
         await conn.execute(f"LOCK TABLE {events}, {deliveries} IN SHARE MODE")
         n = await conn.fetchval(f"SELECT count(*) FROM {events}")
         await conn.execute(SUBTRACT_DAY.format(table=events))

@@ -782,6 +782,7 @@ class PostgresStore(PostgresDeliveries, base.Store):
             return dropped
 
         async def delete(conn: Any) -> int:
+            await partitions.lock(conn)
             deleted = _rowcount(
                 await conn.execute(PRUNE, cutoff_ms, PRUNE_CHUNK, cutoff_day * DAY_MS)
             )
