@@ -125,13 +125,14 @@ class ServerProcess:
 
     The one launcher of ``boltic server`` subprocesses in the tests. ``url`` is the API
     URL the server printed as its first stdout line; ``stdout_lines``/``stderr_text()``
-    what it wrote. Its dirs (config, data, cache) live under ``home``, so it never
-    reads or writes the developer's real token.
+    what it wrote. ``db`` is a SQLite file or a ``postgresql://`` URL (several
+    processes may serve one PostgreSQL database). Its dirs (config, data, cache) live
+    under ``home``, so it never reads or writes the developer's real token.
     """
 
     def __init__(
         self,
-        db: Path,
+        db: Path | str,
         *,
         token: str | None,
         home: Path,
@@ -241,8 +242,9 @@ class ServerProcess:
         self.stop()
 
 
-def server_command(db: Path, *args: str) -> list[str]:
-    """The command line of every ``boltic server`` the tests start: a free port, ``db``."""
+def server_command(db: Path | str, *args: str) -> list[str]:
+    """The command line of every ``boltic server`` the tests start: a free port, ``db``
+    (a SQLite file or a PostgreSQL URL)."""
     return [sys.executable, "-m", "boltic_cli", "server", "--port", "0", "--db", str(db), *args]
 
 
