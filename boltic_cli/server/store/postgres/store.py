@@ -12,9 +12,16 @@ alone (``SourceGone``), by the database, in the inserting statement. Writes with
 Idempotency-Key claim the key by its primary key (``INSERT ... ON CONFLICT``) in their
 own transaction, so the database dedupes them across processes too.
 
-Sources. ``source``/``source_for_key`` read the database (no per-process cache that
-could go stale when another process deletes a source); the lookups waiting together
-go as one statement per group as well.
+Sources. ``source``/``source_for_key`` read the database on every call: no process
+keeps sources, so nothing can go stale when another process deletes or pauses one
+(design.md "Several server processes": a request that starts after the delete's 204
+is refused on every process, with the status a gone key gets, 401, and the debug read
+answers 404). Lookups waiting together go as one statement per group, as inserts do.
+A per-process hint kept fresh by LISTEN/NOTIFY was removed (issue 19): NOTIFY arrives
+after the commit, asynchronously, so a request on another process could still pass the
+gate from the hint (then 404 from the inserting statement instead of 401; a paused
+source 404 instead of 403; a deleted source's debug read 200). What the lookup costs:
+tests/bench/bench_write_key.json.
 
 Failures. A lost connection, a refused connect, a timeout, or any database error
 raises ``StoreUnavailable`` (the routes answer 503 with Retry-After); the pool opens
@@ -73,8 +80,6 @@ RETURNING id
 # (design.md: it is 422 in identifiers); a lookup by such a value finds nothing
 # without asking (the database would refuse the parameter).
 NUL = "\x00"
-# pg_notify channel of the sources trigger (schema.py): payload the source id.
-SOURCES_CHANNEL = "boltic_sources"
 LOOKUP_SOURCES = """
 SELECT id, write_key, status FROM sources
 WHERE id = ANY($1::text[]) OR write_key = ANY($2::text[])
@@ -220,19 +225,7 @@ class PostgresStore(PostgresDeliveries, base.Store):
         self._inserts: _Group[EventRecord, StoredResponse] = _Group(
             self._insert_group, parallel=max(1, min(group_parallel, pool_size - 1))
         )
-        # Active sources this process has looked up: a hint for the request gate and
-        # the routes, never the last word (the inserting statement checks the source
-        # itself). Emptied of a source when this process deletes it or an insert finds
-        # it gone; ``_generation`` counts those, so a lookup that raced one is not kept.
-        self._by_id: dict[str, SourceInfo] = {}
-        self._by_key: dict[str, SourceInfo] = {}
-        self._generation = 0
-        # The hint is read and filled only while LISTEN runs (another process's
-        # change then empties it within milliseconds); without it, every lookup
-        # asks the database.
-        self._hint_ok = False
-        self._listener: Any = None
-        self._relisten: asyncio.Task | None = None
+        # Source lookups (by id or write key) waiting together: one statement.
         self._lookups: _Group[tuple[str, str], SourceInfo | None] = _Group(
             self._lookup_group, parallel=max(1, min(group_parallel, pool_size - 1))
         )
@@ -270,7 +263,6 @@ class PostgresStore(PostgresDeliveries, base.Store):
                     "application_name": "boltic-server",
                 },
             )
-            await self._listen()
         except BaseException as e:
             if self._pool is not None:
                 self._pool.terminate()
@@ -279,65 +271,10 @@ class PostgresStore(PostgresDeliveries, base.Store):
                 raise StoreUnavailable(f"cannot open the database: {_reason(e)}") from None
             raise
 
-    # the source hint's invalidation
-
-    async def _listen(self) -> None:
-        """LISTEN for source changes (a trigger notifies every update or delete of a
-        source, whichever process made it) on a connection of its own; the hint is
-        used only while this connection is up."""
-        import asyncpg
-
-        conn = await asyncpg.connect(self.url, timeout=self.connect_timeout)
-        try:
-            await conn.add_listener(SOURCES_CHANNEL, self._on_source_changed)
-        except BaseException:
-            await conn.close()
-            raise
-        conn.add_termination_listener(self._on_listener_lost)
-        self._listener = conn
-        self._forget_all()  # changes missed while not listening
-        self._hint_ok = True
-
-    def _on_source_changed(self, conn: Any, pid: int, channel: str, source_id: str) -> None:
-        self._forget(source_id)
-
-    def _on_listener_lost(self, conn: Any) -> None:
-        self._hint_ok = False
-        self._forget_all()
-        self._listener = None
-        if not self._closed and self._relisten is None:
-            self._relisten = asyncio.get_running_loop().create_task(self._listen_again())
-
-    async def _listen_again(self) -> None:
-        delay = 0.2
-        try:
-            while not self._closed:
-                try:
-                    await self._listen()
-                    return
-                except self._errors:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-        finally:
-            self._relisten = None
-
-    def _forget_all(self) -> None:
-        self._generation += 1
-        self._by_id.clear()
-        self._by_key.clear()
-
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._hint_ok = False
-        if self._relisten is not None:
-            self._relisten.cancel()
-        if self._listener is not None:
-            listener, self._listener = self._listener, None
-            listener.remove_termination_listener(self._on_listener_lost)
-            with contextlib.suppress(*self._errors):
-                await asyncio.wait_for(listener.close(), 5)
         if self._pool is not None:
             with contextlib.suppress(*self._errors):
                 await asyncio.wait_for(self._pool.close(), 10)
@@ -383,39 +320,16 @@ class PostgresStore(PostgresDeliveries, base.Store):
         return [(by_id if kind == "id" else by_key).get(value) for kind, value in items]
 
     async def source(self, source_id: str) -> SourceInfo | None:
+        """The source as the database has it now (a statement sent after this call)."""
         if NUL in source_id:
             return None
-        cached = self._by_id.get(source_id) if self._hint_ok else None
-        if cached is not None:
-            return cached
-        return self._remember(self._generation, await self._lookups.submit(("id", source_id)))
+        return await self._lookups.submit(("id", source_id))
 
     async def source_for_key(self, write_key: str) -> SourceInfo | None:
+        """The write key's source as the database has it now (see ``source``)."""
         if NUL in write_key:
             return None
-        cached = self._by_key.get(write_key) if self._hint_ok else None
-        if cached is not None:
-            return cached
-        return self._remember(self._generation, await self._lookups.submit(("key", write_key)))
-
-    def _remember(self, generation: int, info: SourceInfo | None) -> SourceInfo | None:
-        """Keep an active source found by a lookup, unless a source was forgotten while
-        the lookup ran (its answer may predate that delete)."""
-        if (
-            info is not None
-            and info.status == "active"
-            and self._hint_ok
-            and generation == self._generation
-        ):
-            self._by_id[info.id] = info
-            self._by_key[info.write_key] = info
-        return info
-
-    def _forget(self, source_id: str) -> None:
-        self._generation += 1
-        info = self._by_id.pop(source_id, None)
-        if info is not None:
-            self._by_key.pop(info.write_key, None)
+        return await self._lookups.submit(("key", write_key))
 
     # writes
 
@@ -430,10 +344,6 @@ class PostgresStore(PostgresDeliveries, base.Store):
         except StoreUnavailable as e:
             return [e] * len(records)
         stored = {row[0] for row in rows}
-        if len(stored) < len(records):
-            for r in records:
-                if r.id not in stored:
-                    self._forget(r.source_id)  # deleted or deactivated, maybe elsewhere
         return [accepted(r.id) if r.id in stored else SourceGone(r.source_id) for r in records]
 
     async def insert_event(
@@ -465,7 +375,10 @@ class PostgresStore(PostgresDeliveries, base.Store):
         if idem is None and all(r.message_id is None for r in records):
             # The batch is its own group: one autocommitted statement.
             rows = await self._call(lambda conn: conn.fetch(INSERT_EVENTS, *_columns(records)))
-            return StoredResponse(200, render(self._outcomes(records, {r[0] for r in rows})))
+            stored = {r[0] for r in rows}
+            return StoredResponse(
+                200, render([r.id if r.id in stored else SourceGone(r.source_id) for r in records])
+            )
 
         async def run(conn: Any) -> StoredResponse:
             # The key is claimed first (its row lock makes a concurrent retry wait for
@@ -478,17 +391,6 @@ class PostgresStore(PostgresDeliveries, base.Store):
             return response
 
         return await self._call(run, transaction=True)
-
-    def _outcomes(self, records: list[EventRecord], stored: set[str]) -> list[str | StoreError]:
-        """Each record's id, or SourceGone for those the inserting statement refused."""
-        outcomes: list[str | StoreError] = []
-        for r in records:
-            if r.id in stored:
-                outcomes.append(r.id)
-            else:
-                self._forget(r.source_id)  # deleted or deactivated, maybe elsewhere
-                outcomes.append(SourceGone(r.source_id))
-        return outcomes
 
     async def _store_records(self, conn: Any, records: list[EventRecord]) -> list[str | StoreError]:
         """Insert ``records`` (inside the caller's transaction) but those whose source is
@@ -547,7 +449,6 @@ class PostgresStore(PostgresDeliveries, base.Store):
             if origin.id in stored:
                 outcomes.append(origin.id)
             else:
-                self._forget(r.source_id)
                 outcomes.append(SourceGone(r.source_id))
                 if key is not None and first[key] == i:
                     refused_claims.append(key)
@@ -680,9 +581,6 @@ class PostgresStore(PostgresDeliveries, base.Store):
             raise SourceGone(source_id)
         # Events queued before this call go first (and are deleted with the source).
         await self._inserts.drain()
-        # Forgotten before the delete and again after it: a lookup that read the row
-        # meanwhile cannot put it back (see _remember).
-        self._forget(source_id)
 
         async def run(conn: Any) -> None:
             # The source row first: its lock waits for inserts holding it (FOR KEY
@@ -693,20 +591,16 @@ class PostgresStore(PostgresDeliveries, base.Store):
                 return
             raise SourceGone(source_id)
 
-        try:
-            await self._call(run, transaction=True)
-        finally:
-            self._forget(source_id)
+        await self._call(run, transaction=True)
 
     async def update_source(
         self, source_id: str, *, name: str | None = None, status: str | None = None
     ) -> None:
         if NUL in source_id:
             raise SourceGone(source_id)
-        # Forgotten before and after, as in delete_source: the inserting statement
-        # checks ``status = 'active'`` itself, so a paused source refuses at once, and
-        # the sources trigger tells other processes to forget it too.
-        self._forget(source_id)
+        # Every process reads ``status`` from the database for each request, and the
+        # inserting statement checks ``status = 'active'`` itself: a paused source
+        # refuses at once, on every process.
 
         async def run(conn: Any) -> None:
             found = await conn.fetchval(
@@ -719,10 +613,7 @@ class PostgresStore(PostgresDeliveries, base.Store):
             if not found:
                 raise SourceGone(source_id)
 
-        try:
-            await self._call(run, transaction=True)
-        finally:
-            self._forget(source_id)
+        await self._call(run, transaction=True)
 
     # maintenance
 
