@@ -153,9 +153,11 @@ def test_a_source_deleted_on_one_process_is_refused_on_the_other_at_once(start_t
                 on_a.delete(f"{a.url}/streams/sources/{source['id']}", headers=AUTH).status_code
                 == 204
             )
-            # A gone write key is 401 (unknown token), as on SQLite, on every route...
+            # A gone write key is 401 (unknown token) on every route, as on one process
+            # (test_sources.py::test_delete_cascades_and_kills_the_write_key, both stores)...
             refused = on_b.post(f"{b.url}/streams/events", json=event, headers=key)
             assert refused.status_code == 401, (i, refused.text)
+            assert refused.headers["WWW-Authenticate"] == "Bearer"
             batch = on_b.post(f"{b.url}/streams/events/batch", json={"batch": [event]}, headers=key)
             assert batch.status_code == 401, (i, batch.text)
             # ...the admin sending to it gets 404, and so does the debug read.
