@@ -3,16 +3,18 @@
 Run: .venv/bin/python tests/bench/bench_write_key.py [--seconds 15] [--rounds 3]
      [--before-tree DIR]
 
-A request sent with a write key looks its source up twice (the request gate finds the
-key's source, the route checks the event's ``sourceId``): on SQLite from the one
-process's table in memory, on PostgreSQL from the database on every request (issue 19:
-no per-process state that can go stale; lookups waiting together go as one statement).
+A request sent with a write key needs its source: the request gate finds the key's
+source (the route then checks the event's ``sourceId`` against it): on SQLite from the
+one process's table in memory, on PostgreSQL from the database on every request (issue
+19: no per-process state that can go stale; lookups waiting together go as one
+statement).
 Under wrk (16 keep-alive connections, ``tests/bench/bench_server.py``'s settings), per
 round and alternately (the machine is shared): SQLite, PostgreSQL, and with
 ``--before-tree DIR`` PostgreSQL again served from the source tree DIR (e.g. ``git
 worktree add --detach /tmp/before COMMIT``: the code before a change, for a
 before/after in one run). Events/s, p50, p99, the server's CPU per request per thread,
-PostgreSQL's backends' CPU per request, events per transaction; the ratio to SQLite
+PostgreSQL's backends' CPU per request, requests per PostgreSQL transaction (each
+group of inserts and each group of source lookups is one); the ratio to SQLite
 (issue 18's target: PostgreSQL at least 0.8). Writes bench_write_key.json beside this
 file, with versions and load averages.
 """
