@@ -45,22 +45,42 @@ DELIVERY_ENV = {
 ROUNDS = 20
 
 
-@pytest.fixture
-def start_two(pg_database: str, tmp_path: Path) -> Iterator[Callable[..., tuple]]:
-    """``start_two(env)``: processes A and B on one fresh PostgreSQL database (each with
-    its own home dir); both are killed at the end."""
+Pair = tuple[ServerProcess, ServerProcess]
+
+
+def start_both(
+    database: str, home: Path, started: list[ServerProcess], env: dict[str, str] | None = None
+) -> Pair:
+    """Processes A and B on the PostgreSQL ``database`` (a URL), each with a home dir of
+    its own under ``home``; appended to ``started`` before they start (for the kill)."""
+    for name in ("a", "b"):
+        server = ServerProcess(database, token=ADMIN_TOKEN, home=home / name, extra_env=env)
+        started.append(server)
+        server.start()
+    return started[-2], started[-1]
+
+
+@pytest.fixture(scope="module")
+def two(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
+    """(A, B, database URL), started once for the tests that kill neither (each test
+    makes sources of its own); killed, and the database dropped, after the module."""
+    name = pg_server.new_database()
     started: list[ServerProcess] = []
+    try:
+        a, b = start_both(pg_server.url(name), tmp_path_factory.mktemp("two"), started)
+        yield a, b, pg_server.url(name)
+    finally:
+        for server in started:
+            server.kill()
+        pg_server.drop_database(name)
 
-    def start(env: dict[str, str] | None = None) -> tuple[ServerProcess, ServerProcess]:
-        for name in ("a", "b"):
-            server = ServerProcess(
-                pg_database, token=ADMIN_TOKEN, home=tmp_path / name, extra_env=env
-            )
-            started.append(server)
-            server.start()
-        return started[-2], started[-1]
 
-    yield start
+@pytest.fixture
+def start_two(pg_database: str, tmp_path: Path) -> Iterator[Callable[..., Pair]]:
+    """``start_two(env)``: A and B of their own on a fresh database, for a test that
+    kills one; both are killed at the end."""
+    started: list[ServerProcess] = []
+    yield lambda env=None: start_both(pg_database, tmp_path, started, env)
     for server in started:
         server.kill()
 
@@ -122,8 +142,8 @@ def at_once(*calls: Callable[[], httpx.Response]) -> list[httpx.Response]:
 
 
 @pytest.mark.e2e
-def test_a_source_made_on_one_process_is_usable_on_the_other_at_once(start_two):
-    a, b = start_two()
+def test_a_source_made_on_one_process_is_usable_on_the_other_at_once(two):
+    a, b, _ = two
     source = new_source(a.url)
     sent = httpx.post(
         f"{b.url}/streams/events",
@@ -138,8 +158,8 @@ def test_a_source_made_on_one_process_is_usable_on_the_other_at_once(start_two):
 
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_a_source_deleted_on_one_process_is_refused_on_the_other_at_once(start_two):
-    a, b = start_two()
+def test_a_source_deleted_on_one_process_is_refused_on_the_other_at_once(two):
+    a, b, _ = two
     with httpx.Client() as on_a, httpx.Client() as on_b:
         for i in range(ROUNDS):
             source = new_source(a.url, f"s{i}")
@@ -167,10 +187,9 @@ def test_a_source_deleted_on_one_process_is_refused_on_the_other_at_once(start_t
     assert stored_count(b.url, source["id"]) == 0
 
 
-@pytest.mark.slow
 @pytest.mark.e2e
-def test_a_source_paused_on_one_process_is_refused_on_the_other_at_once(start_two):
-    a, b = start_two()
+def test_a_source_paused_on_one_process_is_refused_on_the_other_at_once(two):
+    a, b, _ = two
     source = new_source(a.url)
     event = {"sourceId": source["id"], "type": "page_view"}
     key = bearer(source["writeKey"])
@@ -192,8 +211,8 @@ def test_a_source_paused_on_one_process_is_refused_on_the_other_at_once(start_tw
 
 
 @pytest.mark.e2e
-def test_one_idempotency_key_sent_to_both_at_once_stores_one_event(start_two):
-    a, b = start_two()
+def test_one_idempotency_key_sent_to_both_at_once_stores_one_event(two):
+    a, b, _ = two
     source = new_source(a.url)
     rounds = 5
     with httpx.Client() as on_a, httpx.Client() as on_b:
@@ -214,8 +233,8 @@ def test_one_idempotency_key_sent_to_both_at_once_stores_one_event(start_two):
 
 
 @pytest.mark.e2e
-def test_one_message_id_sent_to_both_at_once_stores_one_event(start_two, pg_server, pg_database):
-    a, b = start_two()
+def test_one_message_id_sent_to_both_at_once_stores_one_event(two, pg_server):
+    a, b, database = two
     source = new_source(a.url)
     key = bearer(source["writeKey"])
     rounds = 5
@@ -246,7 +265,7 @@ def test_one_message_id_sent_to_both_at_once_stores_one_event(start_two, pg_serv
             assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
             ids = [[item["eventId"] for item in r.json()["data"]] for r in answers]
             assert ids[0] == ids[1] and len(set(ids[0])) == 3, ids
-    rows = stored_rows(pg_server, pg_database, source["id"])
+    rows = stored_rows(pg_server, database, source["id"])
     assert len(rows) == rounds + 3 * rounds
     assert len({message_id for _, message_id in rows}) == len(rows)
 
