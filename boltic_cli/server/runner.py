@@ -153,15 +153,37 @@ def tune_interpreter() -> None:
     gc.freeze()
 
 
-def worker_app(settings: ServerSettings) -> Any:
+def worker_app(settings: ServerSettings, supervisor: int | None = None) -> Any:
     """The app factory each ``--workers`` process calls (uvicorn pickles
-    ``functools.partial(worker_app, settings)`` into every child it spawns): the app
-    from ``create_app(settings)``, with the interpreter tuned as ``serve`` tunes it."""
+    ``functools.partial(worker_app, settings, supervisor_pid)`` into every child it
+    spawns): the app from ``create_app(settings)``, with the interpreter tuned as
+    ``serve`` tunes it, in a process that ends with its supervisor."""
     from boltic_cli.server.app import create_app
 
+    end_with_parent(supervisor)
     app = create_app(settings)
     tune_interpreter()
     return app
+
+
+def end_with_parent(parent: int | None) -> None:
+    """Linux: ask the kernel for SIGTERM when ``parent`` dies, even by SIGKILL, so a
+    worker never outlives its supervisor and keeps serving the port alone (it then
+    stops as on any SIGTERM, finishing its requests). Elsewhere: nothing."""
+    import os
+    import sys
+
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _config(app: Any, level: str, **extra: Any) -> Any:
@@ -277,10 +299,12 @@ def _supervise(
     the signal handlers restored and the stopping signal raised again after the last
     worker ended; BolticError when a worker failed to start (uvicorn then stops)."""
     import functools
+    import os
 
     from uvicorn.supervisors import Multiprocess
 
-    config = _config(functools.partial(worker_app, settings), level, factory=True)
+    app = functools.partial(worker_app, settings, os.getpid())
+    config = _config(app, level, factory=True)
     config.workers = workers
     saved = {
         sig: signal.getsignal(sig)

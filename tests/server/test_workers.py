@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -296,3 +297,17 @@ def test_how_a_worker_ended_is_said_in_words():
     assert how_it_ended(-9) == "killed by SIGKILL"
     assert how_it_ended(1) == "exit code 1"
     assert how_it_ended(None) == "still running"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_end_with_a_killed_supervisor(workers_server):
+    server = workers_server(2)
+    workers = workers_of(server.pid)
+    port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+
+    server.kill()  # SIGKILL: the supervisor runs no code
+
+    wait_until(lambda: not any(alive(pid) for pid in workers), what="the workers to end")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/v1/health")
