@@ -337,12 +337,13 @@ def _supervise(
             for old, new in zip(before, self.processes, strict=False):
                 if new is old:
                     continue
-                why = (
-                    how_it_ended(old.exitcode)
-                    if old.pid in dead
-                    else f"did not answer the health check in "
-                    f"{config.timeout_worker_healthcheck}s and was killed"
-                )
+                why = how_it_ended(old.exitcode)
+                if old.pid not in dead and old.exitcode == -signal.SIGKILL:
+                    # Alive a moment ago: uvicorn killed it for not answering its ping.
+                    why = (
+                        f"did not answer the health check in "
+                        f"{config.timeout_worker_healthcheck}s: killed"
+                    )
                 log.warning(f"worker {old.pid} died ({why}); started worker {new.pid}")
             if not self.should_exit.is_set():
                 self.announce_when_ready()

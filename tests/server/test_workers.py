@@ -311,3 +311,47 @@ def test_workers_end_with_a_killed_supervisor(workers_server):
     wait_until(lambda: not any(alive(pid) for pid in workers), what="the workers to end")
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/v1/health")
+
+
+SUPERVISE_UNREACHABLE = """
+import sys
+from pathlib import Path
+
+from boltic_cli.errors import BolticError
+from boltic_cli.server.runner import _supervise, bind
+from boltic_cli.server.settings import ServerSettings
+
+settings = ServerSettings(
+    db_path=Path("unused.db"),
+    admin_token="x" * 32,
+    database_url="postgresql://postgres@127.0.0.1:{port}/none",
+    pg_connect_timeout=2,
+)
+try:
+    _supervise(settings, bind("127.0.0.1", 0), 2, lambda: print("READY"), "info")
+except BolticError as e:
+    print("ERROR", e.message)
+    sys.exit(1)
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_start_stops_the_server(tmp_path):
+    # The command migrates the database before any worker starts, so this needs the
+    # database gone between that and the workers' start: _supervise on its own, on a
+    # PostgreSQL port where nothing listens.
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    result = subprocess.run(
+        [sys.executable, "-c", SUPERVISE_UNREACHABLE.format(port=port)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == ["ERROR a worker failed to start (see the log above)"]
+    assert "failed to start, stopping the parent process" in result.stderr
