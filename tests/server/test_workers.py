@@ -154,6 +154,13 @@ def test_two_workers_serve_one_address_and_one_database(workers_server):
         f"{server.url}/streams/events", params={"sourceId": source["id"]}, headers=ADMIN
     ).json()["summary"]["totalEvents"]
     assert total == 70
+    # Each worker serves on its own: with the other one stopped, requests still succeed.
+    for stopped in workers:
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            send_and_count(server.url, source, 3)
+        finally:
+            os.kill(stopped, signal.SIGCONT)
 
 
 @pytest.mark.slow
@@ -195,6 +202,7 @@ def test_sigint_and_sigterm_stop_every_worker_after_its_requests(
         sender.join(30)
 
     assert code == status, server.stderr_text()
+    assert server.stdout_lines == [server.url + "\n"]
     stderr = server.stderr_text()
     assert stderr.splitlines()[-1] == last_line
     assert "Traceback" not in stderr and "died" not in stderr, stderr
