@@ -136,7 +136,10 @@ def run(kind: str, workers: int, pg: PostgresServer, work: Path, seconds: int) -
     try:
         # The supervisor, its workers and multiprocessing's resource tracker.
         tree = process_tree(server.process.pid)
-        assert len(tree) >= (1 if workers == 1 else 1 + workers), tree
+        names = {pid: name_of(pid, server.process.pid) for pid in tree}
+        assert sum(n.startswith("worker") for n in names.values()) == (
+            0 if workers == 1 else workers
+        ), names
         source = bench_server.create_source(server.url)
         if kind == "single":
             body: dict = {
@@ -178,9 +181,10 @@ def run(kind: str, workers: int, pg: PostgresServer, work: Path, seconds: int) -
         server.stop()
     commits = bench_postgres.transactions(pg, url) - commits_before
     per_process = {
-        name_of(pid, server.process.pid): round(server_after[pid] - server_before.get(pid, 0.0), 2)
+        names[pid]: round(server_after[pid] - server_before.get(pid, 0.0), 2)
         for pid in server_after
     }
+    serving = [v for k, v in per_process.items() if k.startswith("worker")]
     server_cpu = sum(per_process.values())
     pg_cpu = pg_after - pg_before
     wrk_cpu = (wrk_after.ru_utime + wrk_after.ru_stime) - (
@@ -204,6 +208,14 @@ def run(kind: str, workers: int, pg: PostgresServer, work: Path, seconds: int) -
                 "machine_busy_share": round(1 - (idle + iowait) / max(total, 1), 3),
                 "machine_iowait_share": round(iowait / max(total, 1), 3),
                 "server_runqueue_wait_s": round(waits, 2),
+                # How the connections fell to the workers: the busiest one's share of
+                # their CPU (wrk opens its keep-alive connections at once; whichever
+                # worker wakes first accepts them, nothing balances them afterwards).
+                **(
+                    {"busiest_worker_share": round(max(serving) / max(sum(serving), 1e-9), 3)}
+                    if serving
+                    else {}
+                ),
             },
             "cpu_s_per_1000_events": {
                 "server": round(server_cpu / thousands, 4),
@@ -247,6 +259,9 @@ def summary(rounds: list[dict], kind: str) -> dict:
                 4,
             ),
         }
+    out["2_processes"]["busiest_worker_share_per_round"] = [
+        r[kind]["2"]["cpu_s"]["busiest_worker_share"] for r in rounds
+    ]
     out["ratio_2_to_1_events_per_s"] = round(
         out["2_processes"]["events_per_s"] / out["1_process"]["events_per_s"], 3
     )
