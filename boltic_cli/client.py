@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -30,6 +30,7 @@ import pydantic
 
 from boltic_cli import __version__
 from boltic_cli.client_transport import LazyTLSTransport, PreparedPost
+from boltic_cli.durations import parse_retry_after
 from boltic_cli.errors import (
     APIError,
     BolticError,
@@ -119,25 +120,6 @@ def _clean(text: str, limit: int = 500) -> str:
 def _full_jitter(attempt: int) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
     return random.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    import email.utils  # only for the rare HTTP-date form; ~5 ms to import
-
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    now = now or datetime.now(UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 def _connection_reason(exc: BaseException) -> str:
