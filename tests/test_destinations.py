@@ -656,6 +656,39 @@ def test_delete_asks_and_yes_deletes(cli, api, receiver):
     assert cli("destinations", "get", "no-such-name").exit_code == 3
 
 
+@pytest.mark.parametrize("group", ["sources", "destinations"])
+def test_sources_and_destinations_confirm_a_delete_the_same_way(cli, api, receiver, group):
+    # One owner (Context.require_yes_off_terminal / confirm_delete): the two groups
+    # cannot drift apart in what they ask, when, and what a "no" or a pipe does.
+    if group == "sources":
+        created = cli(
+            "sources", "create", "--name", "kept", "--type", "server", "-o", "json"
+        ).json()
+        consequence = f"Source kept ({created['id']}) and all its events will be deleted."
+    else:
+        created = create_webhook(cli, receiver.url, "kept")
+        consequence = f"Destination kept ({created['id']}) and its deliveries will be deleted."
+    kind = group[:-1]
+
+    piped = cli(group, "delete", "kept")
+    declined = cli(group, "delete", "kept", tty=True, input="n\n")
+
+    assert piped.exit_code == 2
+    assert (
+        piped.stderr.strip()
+        .splitlines()[-1]
+        .endswith(f"deleting a {kind} needs --yes when not run from a terminal")
+    )
+    assert declined.exit_code == 1
+    question, prompt = declined.stderr.splitlines()
+    assert question == consequence
+    assert prompt.startswith("Delete it? [y/N]:") and prompt.endswith("Nothing deleted.")
+    assert api.get(f"/streams/{group}/{created['id']}").status_code == 200
+    confirmed = cli(group, "delete", "kept", tty=True, input="y\n")
+    assert confirmed.exit_code == 0, confirmed.stderr
+    assert api.get(f"/streams/{group}/{created['id']}").status_code == 404
+
+
 def test_several_destinations_of_one_name_need_an_id(cli, receiver):
     create_webhook(cli, receiver.url, "twin")
     create_webhook(cli, receiver.url, "twin")

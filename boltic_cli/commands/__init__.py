@@ -1,10 +1,18 @@
-"""Command groups, one module each. Each module exposes ``app``, a Typer app."""
+"""Command groups, one module each. Each module exposes ``app``, a Typer app.
+
+What every group shares lives here (groups never import each other): ``new_app`` and
+the declarations of options that mean the same in every group (``YesOption``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
+
+# --yes on every destructive command (design.md: they ask on a terminal; without one
+# they need --yes); Context.require_yes_off_terminal and confirm_delete read it.
+YesOption = Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")]
 
 
 def new_app(**kwargs: Any) -> typer.Typer:

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from boltic_cli._compat import click
-from boltic_cli.commands import new_app
+from boltic_cli.commands import YesOption, new_app
 from boltic_cli.completers import complete_destination_type, complete_event_type
 from boltic_cli.context import current
-from boltic_cli.errors import BolticError, Declined, UsageError
+from boltic_cli.errors import BolticError, UsageError
 
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient
@@ -316,7 +316,7 @@ def _set_status(dest: str, status: str) -> None:
 @app.command("delete")
 def delete(
     dest: DestArg,
-    yes: Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
 ) -> None:
     """Delete a destination and its delivery log; pending deliveries are dropped.
 
@@ -326,15 +326,11 @@ def delete(
     from boltic_cli.output import sanitize
 
     ctx = current()
-    if not yes and not ctx.env.stdin_isatty:
-        raise UsageError("deleting a destination needs --yes when not run from a terminal")
+    ctx.require_yes_off_terminal(yes, "deleting a destination")
     with ctx.make_client() as client:
         found = resolve_destination(client, dest)
         label = f"{sanitize(found.name or '')} ({found.id})"
-        if not yes and not typer.confirm(
-            f"Delete destination {label} and its deliveries?", default=False, err=True
-        ):
-            raise Declined("Nothing deleted.")
+        ctx.confirm_delete(f"Destination {label} and its deliveries will be deleted.", yes=yes)
         assert found.id is not None
         client.delete_stream_destination(found.id)
     ctx.output.success(f"Deleted destination {label}")

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from boltic_cli._compat import click
-from boltic_cli.commands import new_app
+from boltic_cli.commands import YesOption, new_app
 from boltic_cli.context import current
-from boltic_cli.errors import Declined, UsageError
+from boltic_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from boltic_cli.context import Context
@@ -200,7 +200,7 @@ def _source_exists(client, source_id: str) -> bool:
 @app.command("delete")
 def delete(
     source: SourceArg,
-    yes: Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
 ) -> None:
     """Delete a stream source and all its events; its write key stops working at once.
 
@@ -210,17 +210,11 @@ def delete(
     from boltic_cli.output import sanitize
 
     ctx = current()
-    if not yes and not ctx.env.stdin_isatty:
-        raise UsageError("deleting a source needs --yes when not run from a terminal")
+    ctx.require_yes_off_terminal(yes, "deleting a source")
     with ctx.make_client() as client:
         found = resolve_source(client, source)
         label = f"{sanitize(found.name or '')} ({found.id})"
-        if not yes:
-            # The question on a line of its own and a short prompt: a long name never
-            # leaves the prompt's ":" alone on the next line of an 80-column terminal.
-            ctx.output.info(f"Source {label} and all its events will be deleted.")
-            if not typer.confirm("Delete it?", default=False, err=True):
-                raise Declined("Nothing deleted.")
+        ctx.confirm_delete(f"Source {label} and all its events will be deleted.", yes=yes)
         assert found.id is not None
         client.delete_stream_source(found.id)
     ctx.source_names.forget()
