@@ -309,6 +309,20 @@ def test_tail_needs_sources_or_all(tcli, source):
     assert tcli("debug", "tail", "web", "--where", "novalue").exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("verb", "extra"), [("tail", ()), ("forward", ("--to", "http://127.0.0.1:9/hook"))]
+)
+def test_tail_and_forward_take_sources_or_all_alike(cli, source, verb, extra):
+    # One rule and one set of declarations (SOURCE..., --duration) for both commands.
+    for args in ((), ("web", "--all")):
+        result = cli("debug", verb, *args, *extra)
+        assert result.exit_code == 2
+        assert f"name the sources to {verb}, or use --all (not both)" in result.stderr
+    bad = cli("debug", verb, "web", "--duration", "soon", *extra)
+    assert bad.exit_code == 2 and "invalid --duration 'soon'" in bad.stderr
+    assert cli("debug", verb, "missing", *extra).exit_code == 3
+
+
 def test_tail_ctrl_c_prints_summary_and_exits_130(tcli, api, source):
     send_many(api, source["id"], 2)
 
