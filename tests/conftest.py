@@ -46,6 +46,15 @@ def api(server_app) -> Iterator[Any]:
 
 
 @pytest.fixture
+def source(api) -> dict:
+    """A javascript source named ``web``, created through the API (its JSON, write key
+    included). tests/server has its own (``make_source``)."""
+    response = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.fixture
 def client(api):
     """A BolticClient talking to the in-process server as admin."""
     from boltic_cli.client import BolticClient

@@ -78,13 +78,6 @@ def tcli(cli_env, api):
     return run
 
 
-@pytest.fixture
-def source(api) -> dict:
-    r = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
-    assert r.status_code == 201
-    return r.json()
-
-
 def send(api, source_id: str, event_type: str = "page_view", **fields: Any) -> str:
     r = api.post("/streams/events", json={"sourceId": source_id, "type": event_type, **fields})
     assert r.status_code == 202, r.text

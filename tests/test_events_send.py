@@ -17,13 +17,6 @@ from tests.conftest import ADMIN_TOKEN
 from tests.support import AppTransport
 
 
-@pytest.fixture
-def source(api) -> dict:
-    response = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
-    assert response.status_code == 201
-    return response.json()
-
-
 def stored_events(api, **params) -> dict:
     response = api.get("/streams/events", params={"limit": 1000, **params})
     assert response.status_code == 200
