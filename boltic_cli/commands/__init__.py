@@ -1,7 +1,8 @@
 """Command groups, one module each. Each module exposes ``app``, a Typer app.
 
 What every group shares lives here (groups never import each other): ``new_app`` and
-the declarations of options that mean the same in every group (``YesOption``).
+the declarations of arguments and options that mean the same in every group
+(``SourceArg``, ``YesOption``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,15 @@ from typing import Annotated, Any
 
 import typer
 
+from boltic_cli.completers import complete_source
+
+# SOURCE where a command takes one source (design.md: its id or its exact name).
+SourceArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="SOURCE", help="Source id or exact name.", autocompletion=complete_source
+    ),
+]
 # --yes on every destructive command (design.md: they ask on a terminal; without one
 # they need --yes); Context.require_yes_off_terminal and confirm_delete read it.
 YesOption = Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")]

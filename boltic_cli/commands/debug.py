@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from boltic_cli.commands import new_app
+from boltic_cli.commands import SourceArg, new_app
 from boltic_cli.completers import complete_event_type, complete_source
 from boltic_cli.context import Context, current
 from boltic_cli.durations import duration_seconds
@@ -22,12 +22,6 @@ if TYPE_CHECKING:
 app = new_app(help="Watch live traffic: status, tail, top, wait.")
 
 # Declarations the debug commands share: one each, so the same flag cannot drift.
-SourceArg = Annotated[
-    str,
-    typer.Argument(
-        metavar="SOURCE", help="Source id or exact name.", autocompletion=complete_source
-    ),
-]
 SourcesArg = Annotated[
     list[str] | None,
     typer.Argument(

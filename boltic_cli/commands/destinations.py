@@ -14,7 +14,11 @@ import typer
 
 from boltic_cli._compat import click
 from boltic_cli.commands import YesOption, new_app
-from boltic_cli.completers import complete_destination_type, complete_event_type
+from boltic_cli.completers import (
+    complete_destination_type,
+    complete_event_type,
+    complete_source,
+)
 from boltic_cli.context import current
 from boltic_cli.errors import BolticError, UsageError
 
@@ -58,12 +62,6 @@ def _complete_destination(ctx: click.Context, incomplete: str) -> list[tuple[str
     from boltic_cli.completers import complete_destination
 
     return complete_destination(ctx, incomplete)
-
-
-def _complete_source(ctx: click.Context, incomplete: str) -> list[tuple[str, str]]:
-    from boltic_cli.completers import complete_source
-
-    return complete_source(ctx, incomplete)
 
 
 DestArg = Annotated[
@@ -144,7 +142,7 @@ def create(
             "--source",
             metavar="SOURCE",
             help="Deliver only events of this source, id or name (repeatable; default all).",
-            autocompletion=_complete_source,
+            autocompletion=complete_source,
         ),
     ] = None,
     config_field: ConfigFieldOption = None,

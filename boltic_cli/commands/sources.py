@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from boltic_cli._compat import click
-from boltic_cli.commands import YesOption, new_app
+from boltic_cli.commands import SourceArg, YesOption, new_app
 from boltic_cli.context import current
 from boltic_cli.errors import UsageError
 
@@ -43,20 +42,6 @@ def source_detail_columns() -> list[Column]:
     columns = source_columns()
     status = next(i for i, c in enumerate(columns) if c.key == "status")
     return [*columns[: status + 1], Column("WRITE KEY", "writeKey"), *columns[status + 1 :]]
-
-
-def _complete_source(ctx: click.Context, incomplete: str) -> list[tuple[str, str]]:
-    from boltic_cli.completers import complete_source
-
-    return complete_source(ctx, incomplete)
-
-
-SourceArg = Annotated[
-    str,
-    typer.Argument(
-        metavar="SOURCE", help="Source id or exact name.", autocompletion=_complete_source
-    ),
-]
 
 
 @app.command("list")

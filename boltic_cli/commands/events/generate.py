@@ -6,18 +6,14 @@ from typing import Annotated
 
 import typer
 
+from boltic_cli.commands import SourceArg
 from boltic_cli.commands.events.send import report_send_figures
-from boltic_cli.completers import complete_event_type, complete_source
+from boltic_cli.completers import complete_event_type
 from boltic_cli.context import current
 
 
 def generate(
-    source: Annotated[
-        str,
-        typer.Argument(
-            metavar="SOURCE", help="Source id or exact name.", autocompletion=complete_source
-        ),
-    ],
+    source: SourceArg,
     rate: Annotated[
         float | None,
         typer.Option("--rate", min=0.001, help="Events per second (default: as fast as it can)."),
