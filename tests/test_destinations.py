@@ -925,3 +925,13 @@ def test_readme_flow_end_to_end(tmp_path, receiver):
         [delivery] = eventually(listed, timeout=20)
         assert delivery["eventId"] == event["id"]
         assert delivered.headers["webhook-id"] == delivery["id"]
+
+
+def test_delivery_statuses_are_the_models_in_the_same_order():
+    # Two declarations (the command's keeps pydantic out of startup); typing caches
+    # `Literal[...] | None` by the set of values, so a different order would make
+    # `--status`'s help depend on which module was imported first.
+    from boltic_cli import models
+    from boltic_cli.commands import destinations
+
+    assert destinations.DeliveryStatus.__args__ == models.DeliveryStatus.__args__

@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 
 app = new_app(help="Manage stream destinations and their webhook deliveries.")
 
-DeliveryStatus = Literal["failed", "succeeded", "pending"]
+# models.DeliveryStatus, in its order (not imported: pydantic stays out of startup). The
+# order must match: typing caches `Literal[...] | None` by set, so whichever module built
+# it first would set the order --help shows. tests/test_destinations.py holds them equal.
+DeliveryStatus = Literal["pending", "succeeded", "failed"]
 VERIFY_HINT = (
     "Receivers verify the webhook-signature header with any Standard Webhooks library, "
     "e.g. Python: standardwebhooks.Webhook(secret).verify(body, headers)."
