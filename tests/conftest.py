@@ -112,6 +112,33 @@ def cli(run_cli, api):
 
 
 @pytest.fixture
+def spawn_boltic() -> Iterator[Any]:
+    """``start(*args, env=..., **popen_kwargs)``: the installed ``boltic ARGS`` as a
+    subprocess (text pipes, stdin closed unless given); every one is reaped (killed if
+    still running, pipes closed) when the test ends."""
+    import subprocess
+
+    from tests.support import BOLTIC, reap
+
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str, env: dict[str, str], **kwargs: Any) -> subprocess.Popen:
+        options = {
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.PIPE,
+            "stdin": subprocess.DEVNULL,
+            "text": True,
+        }
+        process = subprocess.Popen([BOLTIC, *args], env=env, **{**options, **kwargs})
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        reap(process)
+
+
+@pytest.fixture
 def memory_keyring():
     """The system keyring replaced by an in-memory one (``.entries``, ``.reads``)."""
     import keyring

@@ -23,7 +23,6 @@ import pytest
 from tests.support import AppTransport, invoke_cli
 
 from .conftest import ADMIN_TOKEN, CliResult
-from .support import BOLTIC, reap
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -601,28 +600,12 @@ class LineReader:
 
 
 @pytest.fixture
-def tail_process(cli_env):
-    started: list[subprocess.Popen] = []
-
+def tail_process(cli_env, spawn_boltic):
     def start(url: str, *args: str) -> subprocess.Popen:
-        env = {
-            **cli_env,
-            "BOLTIC_API_URL": url,
-            "BOLTIC_TOKEN": ADMIN_TOKEN,
-        }
-        process = subprocess.Popen(
-            [BOLTIC, "debug", "tail", *args, "-o", "ndjson"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        started.append(process)
-        return process
+        env = {**cli_env, "BOLTIC_API_URL": url, "BOLTIC_TOKEN": ADMIN_TOKEN}
+        return spawn_boltic("debug", "tail", *args, "-o", "ndjson", env=env)
 
-    yield start
-    for process in started:
-        reap(process)
+    return start
 
 
 def create_source(url: str) -> str:
