@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -452,20 +453,27 @@ def test_test_against_a_failing_receiver_exits_1_with_the_attempt(cli, api, rece
     assert plain.stderr.strip().splitlines() == ["Error: test delivery failed: transient (500)"]
 
 
+def send_at_first_pause(api, source: dict, receiver) -> tuple[list[str], Callable[[float], None]]:
+    """``(sent, sleep)`` for a follow run: the first pause between polls sends an event
+    (its id lands in ``sent``) and waits until its first attempt reached the receiver;
+    every pause then really sleeps. Clear ``sent`` to send again on the next run."""
+    sent: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        if not sent:
+            sent.append(send(api, source))
+            receiver.wait_for(1)
+        time.sleep(seconds)
+
+    return sent, sleep
+
+
 def test_follow_prints_attempts_as_they_happen(cli, api, receiver, server_settings):
     source = make_source(api)
     server_settings.delivery_schedule = (0.5,)  # polls every 0.1 s see the retry wait
     receiver.script(Reply(500))
     create_webhook(cli, receiver.url)
-    sent: list[str] = []
-
-    def sleep(seconds: float) -> None:
-        # Called between polls: the first pause sends an event and waits until its
-        # first (failing) attempt reached the receiver; the retry comes 0.5 s later.
-        if not sent:
-            sent.append(send(api, source))
-            receiver.wait_for(1)
-        time.sleep(seconds)
+    sent, sleep = send_at_first_pause(api, source, receiver)
 
     result = cli(
         "destinations",
@@ -519,13 +527,7 @@ def test_follow_ctrl_c_prints_its_summary_and_exits_130(cli, api, receiver):
 def test_follow_plain_and_table_lines(cli, api, receiver):
     source = make_source(api)
     create_webhook(cli, receiver.url)
-    sent: list[str] = []
-
-    def sleep(seconds: float) -> None:
-        if not sent:
-            sent.append(send(api, source))
-            receiver.wait_for(1)
-        time.sleep(seconds)
+    sent, sleep = send_at_first_pause(api, source, receiver)
 
     for fmt in ("plain", "table"):
         sent.clear()
