@@ -145,7 +145,6 @@ def update(
     (PATCH /streams/sources/{id}): a server that offers only the Streams API
     says so and the command exits 1.
     """
-    from boltic_cli.errors import APIError, BolticError, NotFound
     from boltic_cli.lookup import resolve_source_id
 
     ctx = current()
@@ -156,30 +155,10 @@ def update(
     body = {k: v for k, v in (("name", name), ("status", status)) if v is not None}
     with ctx.make_client() as client:
         source_id = resolve_source_id(client, source)
-        try:
-            updated = client.update_stream_source(source_id, body)
-        except APIError as e:
-            # 405: the path exists without PATCH. 404: either no such route or no such
-            # source; the spec's GET tells which (only on this error path).
-            if e.status == 405 or (isinstance(e, NotFound) and _source_exists(client, source_id)):
-                raise BolticError(
-                    "this server does not offer updating sources "
-                    "(PATCH /streams/sources/{id} is a boltic server extension)"
-                ) from None
-            raise
+        updated = client.update_stream_source(source_id, body)
     if name is not None:
         ctx.source_names.forget()
     ctx.output.emit(updated, columns=source_detail_columns())
-
-
-def _source_exists(client, source_id: str) -> bool:
-    from boltic_cli.errors import NotFound
-
-    try:
-        client.get_stream_source(source_id)
-    except NotFound:
-        return False
-    return True
 
 
 @app.command("delete")
