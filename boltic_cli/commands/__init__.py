@@ -2,7 +2,7 @@
 
 What every group shares lives here (groups never import each other): ``new_app`` and
 the declarations of arguments and options that mean the same in every group
-(``SourceArg``, ``YesOption``).
+(``SourceArg``, ``QuietOption``, ``YesOption``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ SourceArg = Annotated[
         metavar="SOURCE", help="Source id or exact name.", autocompletion=complete_source
     ),
 ]
+# -q on every list command: only the ids (Output.emit_ids).
+QuietOption = Annotated[bool, typer.Option("-q", "--quiet", help="Print only the ids.")]
 # --yes on every destructive command (design.md: they ask on a terminal; without one
 # they need --yes); Context.require_yes_off_terminal and confirm_delete read it.
 YesOption = Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")]

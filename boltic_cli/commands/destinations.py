@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from boltic_cli._compat import click
-from boltic_cli.commands import YesOption, new_app
+from boltic_cli.commands import QuietOption, YesOption, new_app
 from boltic_cli.completers import (
     complete_destination_type,
     complete_event_type,
@@ -105,7 +105,7 @@ HeaderOption = Annotated[
 
 @app.command("list")
 def list_(
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the ids.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """List stream destinations."""
     ctx = current()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from boltic_cli.commands import SourceArg, YesOption, new_app
+from boltic_cli.commands import QuietOption, SourceArg, YesOption, new_app
 from boltic_cli.context import current
 from boltic_cli.errors import UsageError
 
@@ -46,7 +46,7 @@ def source_detail_columns() -> list[Column]:
 
 @app.command("list")
 def list_(
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the ids.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """List stream sources (paged on a terminal: $BOLTIC_PAGER, $PAGER or less -FRX)."""
     ctx = current()
