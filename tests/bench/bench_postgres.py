@@ -375,7 +375,7 @@ def queries(work: Path, pg: PostgresServer, n: int, seconds: int, rounds: int) -
             store_runs = runs[name][store]
             both[store] = {
                 "p50_ms": round(median([r["p50_ms"] for r in store_runs]), 3),
-                "p50_ms_per_round": [r["p50_ms"] for r in store_runs],
+                "p50_ms_per_round": [round(r["p50_ms"], 3) for r in store_runs],
                 "runs": store_runs,
             }
         both["p50_ratio_postgresql_to_sqlite"] = round(
