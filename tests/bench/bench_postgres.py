@@ -477,12 +477,14 @@ def main() -> None:
         for part in ("single_event_ingest", "batch_ingest", "queries"):
             if part not in report and part in previous:
                 report[part] = previous[part]
-                report.setdefault("parts_from_an_earlier_run", {})[part] = {
+                # The run that measured it (kept when that file had it from another).
+                origin = previous.get("parts_from_an_earlier_run", {}).get(part) or {
                     "when": previous.get("when"),
                     "command": previous.get("command"),
                     "load_average_before": previous.get("load_average_before"),
                     "load_average_after": previous.get("load_average_after"),
                 }
+                report.setdefault("parts_from_an_earlier_run", {})[part] = origin
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
