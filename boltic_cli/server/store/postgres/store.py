@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -742,131 +743,149 @@ def _source_row(r: Any) -> dict[str, Any]:
     }
 
 
-class _Params:
-    """Numbered placeholders ($1, $2, ...) for values added as the SQL is built."""
-
-    def __init__(self) -> None:
-        self.values: list[Any] = []
-
-    def __call__(self, value: Any) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}"
-
-
-def _where(
-    p: _Params,
-    source_id: str | None,
-    event_type: str | None,
-    lo: int | None,
-    hi: int | None,
-    *,
-    day: bool = False,
-) -> list[str]:
-    """Conditions on events (or, with ``day``, on counter rows: ``lo``/``hi`` are days)."""
-    column = "day" if day else "timestamp"
-    clauses = []
-    if source_id is not None:
-        clauses.append(f"source_id = {p(source_id)}")
-    if event_type is not None:
-        clauses.append(f"type = {p(event_type)}")
-    if lo is not None:
-        clauses.append(f"{column} >= {p(lo)}")
-    if hi is not None:
-        clauses.append(f"{column} < {p(hi)}")
-    return clauses
-
-
-def _and(clauses: list[str]) -> str:
-    return " AND ".join(clauses) if clauses else "TRUE"
-
-
 def _query(
     source_id: str | None, event_type: str | None, lo: int | None, hi: int | None, limit: int
 ) -> tuple[str, list[Any]]:
-    """ONE statement (one round trip, one snapshot) for GET /streams/events: the page
-    (body, timestamp; newest first, ties by id), each row carrying the summary (the
-    earliest match, the count of matches and of their types); with no match, one row
-    whose body is NULL.
+    """ONE statement (one round trip, one snapshot) for GET /streams/events, and its
+    parameters: the page (body, timestamp; newest first, ties by id), each row carrying
+    the summary (the earliest match, the count of matches and of their types); with no
+    match, one row whose body is NULL.
 
     As in SQLite: whole UTC days inside the window are added up from the counters;
-    the partial days at its edges are counted from the events, and their types not
-    already known are each confirmed by one index probe (candidates from the
-    counters of the edge days), not by a DISTINCT scan.
+    the partial days at its edges are counted from the events, and (without a type
+    filter) their types not already known are each confirmed by one index probe
+    (candidates from the counters of the edge days), not by a DISTINCT scan. With a
+    type filter the types are that one type, when anything matches.
+
+    The text depends only on which filters are given and where the window's edges
+    fall (``_query_text``, cached): the same few statements, prepared once per
+    connection; each value is one parameter however often the text uses it.
     """
-    p = _Params()
     first_full = None if lo is None else -(-lo // DAY_MS)  # ceil
     end_full = None if hi is None else hi // DAY_MS
-    edges: list[tuple[int | None, int | None]] = []
-    days: tuple[int | None, int | None] | None
-    if first_full is not None and end_full is not None and first_full >= end_full:
-        days = None  # no whole day inside: the window is at most two partial days
-        edges.append((lo, hi))
-    else:
-        days = (first_full, end_full)
-        if lo is not None and first_full is not None and lo < first_full * DAY_MS:
-            edges.append((lo, first_full * DAY_MS))
-        if hi is not None and end_full is not None and end_full * DAY_MS < hi:
-            edges.append((end_full * DAY_MS, hi))
-    earliest = (
-        f"SELECT min(timestamp) FROM events WHERE {_and(_where(p, source_id, event_type, lo, hi))}"
+    whole_days = first_full is None or end_full is None or first_full < end_full
+    first_ms = None if first_full is None else first_full * DAY_MS
+    end_ms = None if end_full is None else end_full * DAY_MS
+    values = {
+        "source": source_id,
+        "type": event_type,
+        "lo": lo,
+        "hi": hi,
+        "limit": limit,
+        "first_day": first_full,
+        "end_day": end_full,
+        "first_ms": first_ms,
+        "end_ms": end_ms,
+        "lo_day": None if lo is None else lo // DAY_MS,
+        "hi_day_end": None if hi is None else (hi - 1) // DAY_MS + 1,
+    }
+    sql, names = _query_text(
+        source_id is not None,
+        event_type is not None,
+        lo is not None,
+        hi is not None,
+        whole_days,
+        whole_days and lo is not None and first_ms is not None and lo < first_ms,
+        whole_days and hi is not None and end_ms is not None and end_ms < hi,
     )
-    if days is None:
-        day_types = "SELECT NULL::text AS type, 0::bigint AS n WHERE FALSE"
-    else:
-        day_clauses = ["n > 0", *_where(p, source_id, event_type, *days, day=True)]
-        day_types = (
-            f"SELECT type, sum(n) AS n FROM event_counts WHERE {_and(day_clauses)} GROUP BY type"
-        )
-    if not edges:
-        edge_count = "SELECT 0::bigint AS n"
-        edge_types = "SELECT NULL::text AS type WHERE FALSE"
-    else:
-        # One subquery per edge (not an OR of ranges), so each is an index range scan.
-        ranges = [_and(_where(p, None, None, edge_lo, edge_hi)) for edge_lo, edge_hi in edges]
-        base_where = _and(_where(p, source_id, event_type, None, None))
-        edge_count = "SELECT " + " + ".join(
-            f"(SELECT count(*) FROM events WHERE {base_where} AND {r})" for r in ranges
-        )
-        edge_count += " AS n"
-        cand_days = " OR ".join(
-            "("
-            + _and(
-                _where(
-                    p,
-                    None,
-                    None,
-                    None if edge_lo is None else edge_lo // DAY_MS,
-                    None if edge_hi is None else (edge_hi - 1) // DAY_MS + 1,
-                    day=True,
-                )
-            )
-            + ")"
-            for edge_lo, edge_hi in edges
-        )
-        cand_where = _and(["n > 0", *_where(p, source_id, event_type, None, None, day=True)])
-        probe_where = _and(["e.type = c.type", *_where(p, source_id, None, None, None)])
-        edge_types = (
-            f"SELECT c.type FROM (SELECT DISTINCT type FROM event_counts "
-            f"WHERE {cand_where} AND ({cand_days})) c "
-            f"WHERE NOT EXISTS (SELECT 1 FROM day_types d WHERE d.type = c.type) "
-            "AND ("
-            + " OR ".join(
-                f"EXISTS (SELECT 1 FROM events e WHERE {probe_where} AND {r})" for r in ranges
-            )
-            + ")"
-        )
+    return sql, [values[name] for name in names]
+
+
+@functools.lru_cache(maxsize=128)
+def _query_text(
+    by_source: bool,
+    by_type: bool,
+    has_lo: bool,
+    has_hi: bool,
+    whole_days: bool,
+    lo_edge: bool,
+    hi_edge: bool,
+) -> tuple[str, tuple[str, ...]]:
+    """``_query``'s statement for one shape, and the names of its parameters in order
+    ($1, $2, ...): ``whole_days``, a whole UTC day lies inside the window (else it is
+    at most two partial days, counted from the events); ``lo_edge``/``hi_edge``, the
+    window starts/ends inside a day."""
+    names: list[str] = []
+
+    def p(name: str) -> str:
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    def where(*conditions: tuple[bool, str, str], prefix: str = "") -> str:
+        clauses = [f"{prefix}{column} {p(name)}" for given, column, name in conditions if given]
+        return " AND ".join(clauses) if clauses else "TRUE"
+
+    source = (by_source, "source_id =", "source")
+    type_ = (by_type, "type =", "type")
+    matches = where(source, type_, (has_lo, "timestamp >=", "lo"), (has_hi, "timestamp <", "hi"))
+    # Each edge: its time range and the range of days whose counters may hold its types.
+    edges: list[tuple[str, str, str, str]] = []
+    if not whole_days:
+        edges.append(("lo", "hi", "lo_day", "hi_day_end"))
+    if lo_edge:
+        edges.append(("lo", "first_ms", "lo_day", "first_day"))
+    if hi_edge:
+        edges.append(("end_ms", "hi", "end_day", "hi_day_end"))
+
     page = (
-        f"SELECT body, timestamp, id FROM events "
-        f"WHERE {_and(_where(p, source_id, event_type, lo, hi))} "
-        f"ORDER BY timestamp DESC, id DESC LIMIT {p(limit)}"
+        f"SELECT body, timestamp, id FROM events WHERE {matches} "
+        f"ORDER BY timestamp DESC, id DESC LIMIT {p('limit')}"
     )
+    earliest = f"SELECT min(timestamp) FROM events WHERE {matches}"
+    if whole_days:
+        day_where = where(
+            source,
+            type_,
+            (has_lo, "day >=", "first_day"),
+            (has_hi, "day <", "end_day"),
+        )
+        day_types = (
+            f"SELECT type, sum(n) AS n FROM event_counts WHERE n > 0 AND {day_where} GROUP BY type"
+        )
+    else:
+        day_types = "SELECT NULL::text AS type, 0::bigint AS n WHERE FALSE"
+    # One subquery per edge (not an OR of ranges), so each is an index range scan.
+    ranges = [
+        where((True, "timestamp >=", edge_lo), (True, "timestamp <", edge_hi))
+        for edge_lo, edge_hi, _, _ in edges
+    ]
+    edge_count = (
+        " + ".join(
+            f"(SELECT count(*) FROM events WHERE {where(source, type_)} AND {r})" for r in ranges
+        )
+        or "0::bigint"
+    )
+    total = f"(SELECT coalesce(sum(n), 0) FROM day_types)::bigint + {edge_count}"
+    if by_type:
+        # The one type is there when anything matches.
+        types = "(total > 0)::int"
+        ctes = f"page AS ({page}), day_types AS ({day_types})"
+    else:
+        types = "(SELECT count(*) FROM day_types) + (SELECT count(*) FROM edge_types)"
+        if edges:
+            cand_days = " OR ".join(
+                f"({where((True, 'day >=', day_lo), (True, 'day <', day_hi))})"
+                for _, _, day_lo, day_hi in edges
+            )
+            probes = " OR ".join(
+                f"EXISTS (SELECT 1 FROM events e WHERE e.type = c.type AND "
+                f"{where(source, prefix='e.')} AND {r})"
+                for r in ranges
+            )
+            edge_types = (
+                "SELECT c.type FROM (SELECT DISTINCT type FROM event_counts "
+                f"WHERE n > 0 AND {where(source)} AND ({cand_days})) c "
+                "WHERE NOT EXISTS (SELECT 1 FROM day_types d WHERE d.type = c.type) "
+                f"AND ({probes})"
+            )
+        else:
+            edge_types = "SELECT NULL::text AS type WHERE FALSE"
+        ctes = f"page AS ({page}), day_types AS ({day_types}), edge_types AS ({edge_types})"
     sql = (
-        f"WITH page AS ({page}), day_types AS ({day_types}), edge_count AS ({edge_count}), "
-        f"edge_types AS ({edge_types}), summary AS (SELECT ({earliest}) AS earliest, "
-        f"(SELECT coalesce(sum(n), 0) FROM day_types)::bigint "
-        f"+ (SELECT n FROM edge_count) AS total, "
-        f"(SELECT count(*) FROM day_types) + (SELECT count(*) FROM edge_types) AS types) "
-        f"SELECT p.body, p.timestamp, s.earliest, s.total, s.types "
-        f"FROM summary s LEFT JOIN page p ON TRUE ORDER BY p.timestamp DESC, p.id DESC"
+        f"WITH {ctes}, counted AS (SELECT ({earliest}) AS earliest, {total} AS total), "
+        f"summary AS (SELECT earliest, total, {types} AS types FROM counted) "
+        "SELECT p.body, p.timestamp, s.earliest, s.total, s.types "
+        "FROM summary s LEFT JOIN page p ON TRUE ORDER BY p.timestamp DESC, p.id DESC"
     )
-    return sql, p.values
+    return sql, tuple(names)
