@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -30,12 +30,14 @@ import pydantic
 
 from boltic_cli import __version__
 from boltic_cli.client_transport import LazyTLSTransport, PreparedPost
+from boltic_cli.durations import parse_retry_after
 from boltic_cli.errors import (
     APIError,
     BolticError,
     ConfigError,
     ExtensionUnavailable,
     NetworkError,
+    NotFound,
     RequestTimeout,
     UnexpectedResponse,
     UsageError,
@@ -119,25 +121,6 @@ def _clean(text: str, limit: int = 500) -> str:
 def _full_jitter(attempt: int) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
     return random.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    import email.utils  # only for the rare HTTP-date form; ~5 ms to import
-
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    now = now or datetime.now(UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 def _connection_reason(exc: BaseException) -> str:
@@ -248,10 +231,27 @@ class BolticClient:
 
     def update_stream_source(self, source_id: str, body: StreamSourceUpdate | dict) -> StreamSource:
         """``PATCH /streams/sources/{id}``: our server's extension (design.md, "Sources").
-        A spec-only server answers 404 or 405 (NotFound / APIError 405)."""
+
+        A spec-only server has the path (GET, DELETE) but not the method: its 405, or a
+        404 for a source the spec's GET then finds, is ``ExtensionUnavailable``; a 404
+        for a source that is not there stays ``NotFound``.
+        """
         payload = self._wire(StreamSourceUpdate, body)
         path = f"/streams/sources/{self._segment(source_id)}"
-        return self._call("PATCH", path, StreamSource, json=payload)
+        try:
+            return self._call("PATCH", path, StreamSource, json=payload)
+        except APIError as e:
+            # Only on this error path: a GET tells a missing route from a missing source.
+            if e.status == 405 or (isinstance(e, NotFound) and self._source_exists(source_id)):
+                raise _extension_unavailable(e.status, "PATCH", path, "updating sources") from None
+            raise
+
+    def _source_exists(self, source_id: str) -> bool:
+        try:
+            self.get_stream_source(source_id)
+        except NotFound:
+            return False
+        return True
 
     def delete_stream_source(self, source_id: str) -> None:
         self._call("DELETE", f"/streams/sources/{self._segment(source_id)}", None)
@@ -491,11 +491,7 @@ class BolticClient:
         if response.status_code in (404, 405) and (
             response.status_code == 405 or _route_missing(response)
         ):
-            raise ExtensionUnavailable(
-                response.status_code,
-                f"this server does not offer {what} ({method} {_template(path)} is a "
-                "boltic server extension)",
-            )
+            raise _extension_unavailable(response.status_code, method, path, what)
         self.raise_for_status(response)
         return None if model is None else self._parse(response, model)
 
@@ -886,6 +882,16 @@ def _route_missing(response: httpx.Response) -> bool:
     if isinstance(details, str) and details.lower().startswith("no route"):
         return True
     return body["message"].strip().lower() in _GENERIC_NOT_FOUND
+
+
+def _extension_unavailable(status: int, method: str, path: str, what: str) -> ExtensionUnavailable:
+    """The one way a missing extension is said (design.md "Extensions beyond the spec"):
+    ``this server does not offer WHAT (METHOD /template is a boltic server extension)``."""
+    return ExtensionUnavailable(
+        status,
+        f"this server does not offer {what} ({method} {_template(path)} is a "
+        "boltic server extension)",
+    )
 
 
 def _template(path: str) -> str:

@@ -116,16 +116,21 @@ def write_cache(key: str, sources: list[Source], now: float) -> None:
         write_private(_cache_file(), json.dumps(cache))
 
 
-def _fetch_sources(settings: Any) -> list[Source]:
+def _completion_client(settings: Any) -> Any:
+    """A client for one completion lookup: one try, answering within the deadline."""
     from boltic_cli.client import BolticClient
 
     # The client bounds the connect phase by the read timeout too.
-    with BolticClient(
+    return BolticClient(
         settings.api_url,
         settings.token(),
         timeout=max(COMPLETION_TIMEOUT, lookup_deadline() - 0.1),
         retries=1,
-    ) as client:
+    )
+
+
+def _fetch_sources(settings: Any) -> list[Source]:
+    with _completion_client(settings) as client:
         return [{"id": s.id, "name": s.name or ""} for s in client.list_stream_sources() if s.id]
 
 
@@ -153,14 +158,7 @@ def run_with_deadline(fn: Callable[[], T], seconds: float) -> T:
 
 
 def _fetch_destinations(settings: Any) -> list[Source]:
-    from boltic_cli.client import BolticClient
-
-    with BolticClient(
-        settings.api_url,
-        settings.token(),
-        timeout=max(COMPLETION_TIMEOUT, lookup_deadline() - 0.1),
-        retries=1,
-    ) as client:
+    with _completion_client(settings) as client:
         return [
             {"id": d.id, "name": d.name or ""} for d in client.list_stream_destinations() if d.id
         ]

@@ -289,6 +289,33 @@ class Context:
         self.env.stderr.write(message + "\n")
         self.env.stderr.flush()
 
+    def require_yes_off_terminal(self, yes: bool, action: str) -> None:
+        """design.md "Destructive commands ask on a terminal; without one they need
+        --yes": without ``yes`` and with no terminal on stdin to ask on, a one-line
+        ``UsageError`` (exit 2) saying ``action`` (``"deleting a source"``) needs --yes.
+        Call it before any request; ``confirm_delete`` asks later."""
+        if not yes and not self.env.stdin_isatty:
+            from boltic_cli.errors import UsageError
+
+            raise UsageError(f"{action} needs --yes when not run from a terminal")
+
+    def confirm_delete(self, consequence: str, *, yes: bool) -> None:
+        """Ask before a delete (not with ``yes``): ``consequence`` (``"Source web
+        (src_...) and all its events will be deleted."``, names sanitized by the caller)
+        on a line of its own, then the short prompt ``Delete it? [y/N]:`` on stderr, so
+        a long name never leaves the prompt's ":" alone on the next line of an
+        80-column terminal. Raises ``Declined`` ("Nothing deleted.", exit 1, the user's
+        choice, not an error) on no; Ctrl-C/Ctrl-D end the command as interrupted."""
+        if yes:
+            return
+        import typer
+
+        from boltic_cli.errors import Declined
+
+        self.output.info(consequence)
+        if not typer.confirm("Delete it?", default=False, err=True):
+            raise Declined("Nothing deleted.")
+
     def _log_http(self, method: str, url: str, status: int | None, ms: float) -> None:
         self.log(f"{method} {url} {status if status is not None else 'ERR'} {ms:.0f}ms")
 

@@ -1,4 +1,6 @@
-"""The one parser of durations and times, for every CLI option and server setting.
+"""The one parser of durations and times, for every CLI option and server setting,
+and of the ``Retry-After`` header (the client's retries, webhook deliveries, ``debug
+forward``).
 
 design.md ("CLI conventions"): times accept RFC 3339, a date, or a duration back from
 now (``90s``, ``15m``, ``2h``, ``7d``); a date means the start of that UTC day, or the
@@ -11,6 +13,7 @@ Base layer: imports nothing of the package but ``errors``, so the server uses it
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 from boltic_cli.errors import UsageError
@@ -96,3 +99,29 @@ def _parse_rfc3339(match: re.Match[str]) -> datetime:
     zone = "+00:00" if offset in (None, "z", "Z") else offset
     value = datetime.fromisoformat(f"{base.replace(' ', 'T').upper()}{micro}{zone}")
     return value.astimezone(UTC)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for: delta-seconds or an HTTP date (RFC 9110
+    10.2.3); a date in the past is 0.
+
+    ``None`` when the header is absent or unreadable (``soon``, ``-5``, ``1.5``, digits
+    that are not ASCII): the caller then waits as it would without one. ``now`` is Unix
+    seconds (default: the current time). Never raises. The one reader of the header:
+    ``client`` (the CLI's retries), ``webhooks`` (re-exported there for the server's
+    delivery worker) and ``forward``.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    import email.utils  # only for the rare HTTP-date form; ~5 ms to import
+
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

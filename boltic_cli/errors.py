@@ -46,6 +46,9 @@ class ExitStatus(IntEnum):
 
 class BolticError(Exception):
     exit_status: ExitStatus = ExitStatus.ERROR
+    #: The HTTP status behind the error, when there is one (``APIError``,
+    #: ``UnexpectedResponse``).
+    status: int | None = None
 
     def __init__(self, message: str, *, details: str | None = None, hint: str | None = None):
         super().__init__(message)
@@ -55,8 +58,8 @@ class BolticError(Exception):
 
     @property
     def code(self) -> int | None:
-        """The HTTP status behind the error, when there is one."""
-        return None
+        """The HTTP status behind the error, when there is one (``status``)."""
+        return self.status
 
     #: Printed with an "Error: " prefix; ``Declined`` is the user's own choice.
     prefix = "Error: "
@@ -98,19 +101,13 @@ class UnexpectedResponse(BolticError):
         super().__init__(message, **kwargs)
         self.status = status
 
-    @property
-    def code(self) -> int | None:
-        return self.status
-
 
 class APIError(BolticError):
+    status: int
+
     def __init__(self, status: int, message: str, **kwargs):
         super().__init__(message, **kwargs)
         self.status = status
-
-    @property
-    def code(self) -> int | None:
-        return self.status
 
 
 class BadRequest(APIError):

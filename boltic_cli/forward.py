@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from boltic_cli import __version__, webhooks
+from boltic_cli.durations import parse_retry_after
 from boltic_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -598,9 +599,7 @@ class Forwarder:
         outcome = webhooks.classify(response.status_code)
         retry_after = None
         if outcome is webhooks.Outcome.TRANSIENT:
-            retry_after = webhooks.parse_retry_after(
-                response.headers.get("retry-after"), time.time()
-            )
+            retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
         return _Attempt(response.status_code, response.reason_phrase, ms, retry_after, outcome)
 
     @staticmethod

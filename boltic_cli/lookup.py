@@ -13,15 +13,17 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from boltic_cli.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient
     from boltic_cli.models import StreamDestination, StreamSource
+
+T = TypeVar("T", bound="StreamSource | StreamDestination")
 
 # Ids the server hands out carry these prefixes (design.md); anything else is a name.
 SOURCE_ID_PREFIX = "src_"
@@ -169,15 +171,22 @@ def _find_in_list(sources: list[StreamSource], ref: str) -> StreamSource:
     by_id = [s for s in sources if s.id == ref]
     if by_id:
         return by_id[0]
-    by_name = [s for s in sources if s.name == ref and s.id]
+    return _one_named(sources, ref, "source")
+
+
+def _one_named(items: Iterable[T], ref: str, kind: str) -> T:
+    """The one source or destination (``kind``) among ``items`` whose name is exactly
+    ``ref`` (design.md: a command takes an id or an exact name). Several of that name
+    are a ``UsageError`` listing them (``describe_matches``), none is ``NotFound``."""
+    by_name = [item for item in items if item.name == ref and item.id]
     if len(by_name) == 1:
         return by_name[0]
     if by_name:
         raise UsageError(
-            f"{len(by_name)} sources are named {ref!r}; use an id",
-            details=describe_matches(by_name),
+            f"{len(by_name)} {kind}s are named {ref!r}; use an id",
+            details=describe_matches(by_name),  # type: ignore[arg-type]
         )
-    raise NotFound(404, f"no source with id or name {ref!r}")
+    raise NotFound(404, f"no {kind} with id or name {ref!r}")
 
 
 def describe_matches(sources: list[StreamSource]) -> str:
@@ -230,15 +239,7 @@ def resolve_destination(client: BolticClient, ref: str) -> StreamDestination:
             if destination.id == ref:
                 return destination
         raise NotFound(404, f"no destination with id {ref!r}")
-    by_name = [d for d in client.list_stream_destinations() if d.name == ref and d.id]
-    if len(by_name) == 1:
-        return by_name[0]
-    if by_name:
-        raise UsageError(
-            f"{len(by_name)} destinations are named {ref!r}; use an id",
-            details=describe_matches(by_name),  # type: ignore[arg-type]
-        )
-    raise NotFound(404, f"no destination with id or name {ref!r}")
+    return _one_named(client.list_stream_destinations(), ref, "destination")
 
 
 def resolve_destination_id(client: BolticClient, ref: str) -> str:

@@ -287,6 +287,38 @@ def _as_row(item: Any) -> dict:
     return item if isinstance(item, dict) else {"value": item}
 
 
+class StatusBelow:
+    """Lines scrolling above a live status line (``Output.status_below``)."""
+
+    def __init__(self, live: Any, status_line: Callable[[], str]) -> None:
+        self._live = live
+        self._status_line = status_line
+
+    @property
+    def width(self) -> int:
+        return self._live.console.width
+
+    def status_text(self) -> Any:
+        from rich.text import Text
+
+        return Text(self._status_line(), style="dim", no_wrap=True, overflow="ellipsis")
+
+    def refresh(self) -> None:
+        """Redraw the status line now."""
+        self._live.update(self.status_text(), refresh=True)
+
+    def line(self, line: Any) -> None:
+        """One line (text or Rich ``Text``), cut at the width, then the status redrawn."""
+        self._live.console.print(line, **ONE_LINE)
+        self.refresh()
+
+    def notice(self, text: str) -> None:
+        """A notice (a gap, a reconnect) in yellow among the lines."""
+        from rich.text import Text
+
+        self.line(Text(text, style="yellow"))
+
+
 class Output:
     """Where a command's results go, in the format the user chose."""
 
@@ -457,21 +489,17 @@ class Output:
         """
         started = tail.clock()
 
-        def summary() -> None:
-            self.info(view.summary(tail.stats, elapsed=tail.clock() - started))
+        def summary(_: BaseException | None) -> str:
+            return view.summary(tail.stats, elapsed=tail.clock() - started)
 
-        try:
-            with self._tail_printer(tail, view, started) as (show, refresh):
-                for record in tail.records(on_idle=refresh):
-                    show(record)
-                    if max_events and record.kind == "event" and tail.stats.shown >= max_events:
-                        break
-        except BrokenPipeError:
-            raise
-        except BaseException:
-            summary()
-            raise
-        summary()
+        with (
+            self.summary_at_end(summary),
+            self._tail_printer(tail, view, started) as (show, refresh),
+        ):
+            for record in tail.records(on_idle=refresh):
+                show(record)
+                if max_events and record.kind == "event" and tail.stats.shown >= max_events:
+                    break
 
     @contextlib.contextmanager
     def _tail_printer(
@@ -481,35 +509,22 @@ class Output:
         if not (self.format == "table" and self.stdout_isatty):
             yield self._tail_line_printer(view), None
             return
-        from rich.live import Live
-        from rich.text import Text
 
-        def status_text() -> Text:
-            line = view.status_line(tail.stats, elapsed=tail.clock() - started, now=self.clock())
-            return Text(line, style="dim", no_wrap=True, overflow="ellipsis")
+        def status_line() -> str:
+            return view.status_line(tail.stats, elapsed=tail.clock() - started, now=self.clock())
 
-        with Live(
-            status_text(),
-            console=self.console,
-            transient=True,
-            auto_refresh=False,
-            redirect_stdout=False,
-            redirect_stderr=False,
-        ) as live:
-
-            def refresh() -> None:
-                live.update(status_text(), refresh=True)
+        with self.status_below(status_line) as below:
 
             def show(record: TailRecord) -> None:
                 # "connected" lives in the status line; the rest scrolls by above it.
                 if record.kind == "event":
-                    line = view.terminal_line(record, live.console.width)
-                    live.console.print(line, **ONE_LINE)
+                    below.line(view.terminal_line(record, below.width))
                 elif record.kind != "connected":
-                    live.console.print(Text(view.notice(record), style="yellow"), **ONE_LINE)
-                refresh()
+                    below.notice(view.notice(record))
+                else:
+                    below.refresh()
 
-            yield show, refresh
+            yield show, below.refresh
 
     def _tail_line_printer(self, view: TailView) -> Callable[[TailRecord], None]:
         """``show(record)`` off a live terminal: one flushed line (or CSV row, or YAML
@@ -827,6 +842,51 @@ class Output:
         )
 
     # messages on stderr
+
+    @contextlib.contextmanager
+    def summary_at_end(
+        self, summary: Callable[[BaseException | None], str | None]
+    ) -> Iterator[None]:
+        """design.md: a long command prints its summary before it exits, on a signal too.
+
+        When the block ends, the line ``summary(error)`` returns goes to stderr: after a
+        normal end (``error`` None), or before an exception (Ctrl-C, SIGTERM, a fatal
+        error) goes on up. Nothing when it returns None, nor on a closed pipe (``|
+        head``: the reader wants nothing more). The one owner of that rule for every
+        command that follows a feed (tail, forward, top, deliveries --follow).
+        """
+        try:
+            yield
+        except BrokenPipeError:
+            raise
+        except BaseException as error:
+            self._summary_line(summary(error))
+            raise
+        self._summary_line(summary(None))
+
+    def _summary_line(self, text: str | None) -> None:
+        if text is not None:
+            self.info(text)
+
+    @contextlib.contextmanager
+    def status_below(self, status_line: Callable[[], str]) -> Iterator[StatusBelow]:
+        """On a terminal: lines printed through the ``StatusBelow`` it yields scroll up
+        above a dim status line (``status_line()``, redrawn after every line and on
+        ``refresh()``) that keeps its place at the bottom and leaves no trace (Rich
+        ``Live``, transient). Used by ``follow_tail`` and ``follow_forward``."""
+        from rich.live import Live
+
+        live = Live(
+            console=self.console,
+            transient=True,
+            auto_refresh=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        below = StatusBelow(live, status_line)
+        live.update(below.status_text())
+        with live:
+            yield below
 
     @contextlib.contextmanager
     def progress(self, *counters: str, **fields: Any) -> Iterator[ProgressLine | None]:
@@ -1372,19 +1432,12 @@ def follow_forward(
     """
     started = forwarder.clock()
 
-    def summary() -> None:
-        out.info(view.summary(forwarder.stats, elapsed=forwarder.clock() - started))
+    def summary(_: BaseException | None) -> str:
+        return view.summary(forwarder.stats, elapsed=forwarder.clock() - started)
 
-    try:
-        with _forward_printer(out, forwarder, view) as (show, refresh):
-            for record in forwarder.records(tail_records, on_idle=refresh):
-                show(record)
-    except BrokenPipeError:
-        raise
-    except BaseException:
-        summary()
-        raise
-    summary()
+    with out.summary_at_end(summary), _forward_printer(out, forwarder, view) as (show, refresh):
+        for record in forwarder.records(tail_records, on_idle=refresh):
+            show(record)
 
 
 @contextlib.contextmanager
@@ -1406,33 +1459,21 @@ def _forward_printer(
 
         yield show_line, None
         return
-    from rich.live import Live
-    from rich.text import Text
 
-    def status_text() -> Text:
-        line = view.status_line(forwarder.stats, pending=forwarder.pending)
-        return Text(line, style="dim", no_wrap=True, overflow="ellipsis")
+    def status_line() -> str:
+        return view.status_line(forwarder.stats, pending=forwarder.pending)
 
-    with Live(
-        status_text(),
-        console=out.console,
-        transient=True,
-        auto_refresh=False,
-        redirect_stdout=False,
-        redirect_stderr=False,
-    ) as live:
-
-        def refresh() -> None:
-            live.update(status_text(), refresh=True)
+    with out.status_below(status_line) as below:
 
         def show(record: ForwardRecord) -> None:
             if record.kind in FORWARD_ATTEMPTS:
-                live.console.print(view.terminal_line(record), **ONE_LINE)
+                below.line(view.terminal_line(record))
             elif record.kind != "connected":
-                live.console.print(Text(view.notice(record), style="yellow"), **ONE_LINE)
-            refresh()
+                below.notice(view.notice(record))
+            else:
+                below.refresh()
 
-        yield show, refresh
+        yield show, below.refresh
 
 
 # -- charts: debug top and events stats -----------------------------------------------------
@@ -1830,7 +1871,7 @@ def _follow_top(output: Output, feed: TopFeed) -> TopSnapshot:
     def keep(snapshot: TopSnapshot) -> None:
         last[:1] = [snapshot]
 
-    try:
+    with output.summary_at_end(lambda _: top_summary(last[0]) if last else None):
         if output.format == "table" and output.stdout_isatty:
             from rich.live import Live
 
@@ -1849,14 +1890,6 @@ def _follow_top(output: Output, feed: TopFeed) -> TopSnapshot:
                 output.emit_record(snapshot.to_wire())
 
             feed.run(emit)
-    except BrokenPipeError:
-        raise
-    except BaseException:
-        if last:
-            output.info(top_summary(last[0]))
-        raise
-    if last:
-        output.info(top_summary(last[0]))
     return last[0] if last else feed.aggregator.snapshot()
 
 
@@ -1953,23 +1986,15 @@ def follow_deliveries(output: Output, deliveries: Iterable[Any]) -> int:
     after the first line) ends it, one summary line goes to stderr and the exception
     goes on up; a closed pipe ends it without one. Returns how many lines were printed."""
     shown = [0]
-    try:
+
+    def summary(error: BaseException | None) -> str | None:
+        if isinstance(error, Exception) and not shown[0]:
+            return None  # an error before anything was shown says it all on its own
+        return f"{shown[0]} delivery {'update' if shown[0] == 1 else 'updates'} shown."
+
+    with output.summary_at_end(summary):
         _print_deliveries(output, deliveries, shown)
-    except BrokenPipeError:
-        raise
-    except Exception:
-        if shown[0]:  # an error before anything was shown says it all on its own
-            output.info(_follow_summary(shown[0]))
-        raise
-    except BaseException:
-        output.info(_follow_summary(shown[0]))
-        raise
-    output.info(_follow_summary(shown[0]))
     return shown[0]
-
-
-def _follow_summary(count: int) -> str:
-    return f"{count} delivery {'update' if count == 1 else 'updates'} shown."
 
 
 def _print_deliveries(output: Output, deliveries: Iterable[Any], shown: list[int]) -> None:

@@ -112,22 +112,24 @@ class SendFailure:
 
 
 @dataclass
-class SendSummary:
+class SendFigures:
+    """What a run of sends did, the one shape ``-o json`` prints for ``events send``
+    (``SendSummary``) and sample traffic (``traffic.TrafficSummary``): events accepted
+    (``sent``) and refused (``failed``), ``seconds`` of clock time since the start, and
+    whether Ctrl-C or a stop ended it early (``interrupted``)."""
+
     sent: int = 0
     failed: int = 0
     seconds: float = 0.0
     interrupted: bool = False
-    failures: list[SendFailure] = field(default_factory=list)
-    # How the events went: "batch" or "single" (None until decided). Not in to_dict():
-    # the two ways differ in speed only.
-    mode: str | None = None
-    requests: int = 0
 
     @property
     def rate(self) -> float:
+        """Accepted events per second; 0 when no time has passed (nothing to measure)."""
         return self.sent / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"sent", "failed", "seconds", "rate"}`` (+ ``"interrupted": true``)."""
         figures: dict[str, Any] = {
             "sent": self.sent,
             "failed": self.failed,
@@ -137,6 +139,17 @@ class SendSummary:
         if self.interrupted:
             figures["interrupted"] = True
         return figures
+
+
+@dataclass
+class SendSummary(SendFigures):
+    """``events send``'s figures, with each failed line and how the events went."""
+
+    failures: list[SendFailure] = field(default_factory=list)
+    # How the events went: "batch" or "single" (None until decided). Not in to_dict():
+    # the two ways differ in speed only.
+    mode: str | None = None
+    requests: int = 0
 
 
 # Reading the input

@@ -24,6 +24,7 @@ from boltic_cli.errors import (
     NotFound,
     PermissionDenied,
 )
+from boltic_cli.sender import SendFigures
 
 # Weights of the built-in event types: most traffic is browsing.
 TYPE_WEIGHTS = {
@@ -188,33 +189,12 @@ FATAL_SEND_ERRORS = (AuthenticationFailed, PermissionDenied, NotFound, BadReques
 
 
 @dataclass
-class TrafficSummary:
+class TrafficSummary(SendFigures):
     """What a run of sample traffic did; ``seconds`` is clock time since it started.
 
-    Like the sender's ``SendSummary``: ``to_dict()`` is what ``-o json`` prints.
+    The sender's figures (``sender.SendFigures``): ``to_dict()`` is what ``-o json``
+    prints, the same shape and rate rule as ``events send``'s summary.
     """
-
-    sent: int = 0
-    failed: int = 0
-    seconds: float = 0.0
-    interrupted: bool = False
-
-    @property
-    def rate(self) -> float:
-        """Accepted events per second (the count itself when no time has passed)."""
-        return self.sent / self.seconds if self.seconds > 0 else float(self.sent)
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"sent", "failed", "seconds", "rate"}`` (+ ``"interrupted": true``)."""
-        figures: dict[str, Any] = {
-            "sent": self.sent,
-            "failed": self.failed,
-            "seconds": round(self.seconds, 3),
-            "rate": round(self.rate, 1),
-        }
-        if self.interrupted:
-            figures["interrupted"] = True
-        return figures
 
 
 # The longest an event waits for others to fill a batch when traffic is paced.

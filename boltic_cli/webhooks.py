@@ -15,8 +15,9 @@ One owner for four rules of design.md ("Destinations that deliver"):
 - **secrets**: :func:`new_signing_secret`.
 
 Pure functions: randomness and time come in as arguments, nothing does I/O.
-Imports only the standard library at module level (``standardwebhooks`` is imported
-where a signature is made).
+Imports only the standard library and ``durations`` at module level
+(``standardwebhooks`` is imported where a signature is made). ``parse_retry_after``
+(the header the retry schedule honours) is ``durations``', re-exported here.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+# The header's one reader is durations'; the server's delivery worker calls it here.
+from boltic_cli.durations import parse_retry_after as parse_retry_after
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -144,26 +148,6 @@ def delivery_headers(
     headers["webhook-timestamp"] = str(timestamp)
     headers["webhook-signature"] = sign(secret, message_id, timestamp, body)
     return headers
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date, RFC 9110
-    10.2.3), or ``None`` when absent or unreadable. ``now`` is Unix seconds. A date in
-    the past is 0."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    import email.utils
-
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
 
 
 def retry_delay(

@@ -46,6 +46,15 @@ def api(server_app) -> Iterator[Any]:
 
 
 @pytest.fixture
+def source(api) -> dict:
+    """A javascript source named ``web``, created through the API (its JSON, write key
+    included). tests/server has its own (``make_source``)."""
+    response = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.fixture
 def client(api):
     """A BolticClient talking to the in-process server as admin."""
     from boltic_cli.client import BolticClient
@@ -100,6 +109,33 @@ def cli(run_cli, api):
         return run_cli(*args, env=env, transport=AppTransport(api), **kwargs)
 
     return run
+
+
+@pytest.fixture
+def spawn_boltic() -> Iterator[Any]:
+    """``start(*args, env=..., **popen_kwargs)``: the installed ``boltic ARGS`` as a
+    subprocess (text pipes, stdin closed unless given); every one is reaped (killed if
+    still running, pipes closed) when the test ends."""
+    import subprocess
+
+    from tests.support import BOLTIC, reap
+
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str, env: dict[str, str], **kwargs: Any) -> subprocess.Popen:
+        options = {
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.PIPE,
+            "stdin": subprocess.DEVNULL,
+            "text": True,
+        }
+        process = subprocess.Popen([BOLTIC, *args], env=env, **{**options, **kwargs})
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        reap(process)
 
 
 @pytest.fixture

@@ -126,19 +126,22 @@ class ServerProcess:
     The one launcher of ``boltic server`` subprocesses in the tests. ``url`` is the API
     URL the server printed as its first stdout line; ``stdout_lines``/``stderr_text()``
     what it wrote. Its dirs (config, data, cache) live under ``home``, so it never
-    reads or writes the developer's real token.
+    reads or writes the developer's real token. ``db`` is a SQLite file or a
+    ``postgresql://`` URL; ``args`` are more ``boltic server`` options (``--workers 2``).
     """
 
     def __init__(
         self,
-        db: Path,
+        db: Path | str,
         *,
         token: str | None,
         home: Path,
         preexec_fn: Callable[[], None] | None = None,
         extra_env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.db = db
+        self.args = args
         self.token = token
         self.home = home
         self.preexec_fn = preexec_fn
@@ -169,7 +172,8 @@ class ServerProcess:
         }
 
     def command(self) -> list[str]:
-        return server_command(self.db, *(["--token", self.token] if self.token else []))
+        token = ["--token", self.token] if self.token else []
+        return server_command(self.db, *token, *self.args)
 
     def start(self) -> str:
         self._proc = subprocess.Popen(
@@ -215,10 +219,11 @@ class ServerProcess:
             self._proc.send_signal(signal.SIGKILL)
         self._reap()
 
-    def stop(self) -> int | None:
-        """SIGTERM, as a service manager would; SIGKILL if it does not end in 10 s."""
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        """``sig`` (SIGTERM, as a service manager would); SIGKILL if it does not end in
+        10 s. Its exit status."""
         if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
+            self._proc.send_signal(sig)
             try:
                 self._proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -241,7 +246,7 @@ class ServerProcess:
         self.stop()
 
 
-def server_command(db: Path, *args: str) -> list[str]:
+def server_command(db: Path | str, *args: str) -> list[str]:
     """The command line of every ``boltic server`` the tests start: a free port, ``db``."""
     return [sys.executable, "-m", "boltic_cli", "server", "--port", "0", "--db", str(db), *args]
 

@@ -16,7 +16,6 @@ from boltic_cli.client import (
     LOCAL_SERVER_HINT,
     LOGIN_HINT,
     BolticClient,
-    parse_retry_after,
 )
 from boltic_cli.models import EventInput, StreamDestinationInput, StreamSourceInput
 from tests.support import AppTransport
@@ -445,14 +444,6 @@ def test_retry_after_http_date_in_the_past_means_now():
     client, slept = make_client(rec)
     client.list_stream_sources()
     assert slept == [0.0]
-
-
-def test_parse_retry_after():
-    now = datetime(2015, 10, 21, 7, 27, 50, tzinfo=UTC)
-    assert parse_retry_after("120") == 120.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now) == 10.0
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
 
 
 def test_retry_after_too_long_gives_up_at_once():

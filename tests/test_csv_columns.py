@@ -21,13 +21,6 @@ EVENT_FIELDS = [
 ]
 
 
-@pytest.fixture
-def source(api) -> dict:
-    response = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
-    assert response.status_code == 201
-    return response.json()
-
-
 def header_and_rows(text: str) -> tuple[list[str], list[dict]]:
     reader = csv.reader(io.StringIO(text))
     rows = list(reader)

@@ -23,7 +23,6 @@ import pytest
 from tests.support import AppTransport, invoke_cli
 
 from .conftest import ADMIN_TOKEN, CliResult
-from .support import BOLTIC, reap
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -76,13 +75,6 @@ def tcli(cli_env, api):
         )
 
     return run
-
-
-@pytest.fixture
-def source(api) -> dict:
-    r = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
-    assert r.status_code == 201
-    return r.json()
 
 
 def send(api, source_id: str, event_type: str = "page_view", **fields: Any) -> str:
@@ -307,6 +299,20 @@ def test_tail_needs_sources_or_all(tcli, source):
     assert tcli("debug", "tail", "missing").exit_code == 3
     assert tcli("debug", "tail", "web", "--duration", "soon").exit_code == 2
     assert tcli("debug", "tail", "web", "--where", "novalue").exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("verb", "extra"), [("tail", ()), ("forward", ("--to", "http://127.0.0.1:9/hook"))]
+)
+def test_tail_and_forward_take_sources_or_all_alike(cli, source, verb, extra):
+    # One rule and one set of declarations (SOURCE..., --duration) for both commands.
+    for args in ((), ("web", "--all")):
+        result = cli("debug", verb, *args, *extra)
+        assert result.exit_code == 2
+        assert f"name the sources to {verb}, or use --all (not both)" in result.stderr
+    bad = cli("debug", verb, "web", "--duration", "soon", *extra)
+    assert bad.exit_code == 2 and "invalid --duration 'soon'" in bad.stderr
+    assert cli("debug", verb, "missing", *extra).exit_code == 3
 
 
 def test_tail_ctrl_c_prints_summary_and_exits_130(tcli, api, source):
@@ -594,28 +600,12 @@ class LineReader:
 
 
 @pytest.fixture
-def tail_process(cli_env):
-    started: list[subprocess.Popen] = []
-
+def tail_process(cli_env, spawn_boltic):
     def start(url: str, *args: str) -> subprocess.Popen:
-        env = {
-            **cli_env,
-            "BOLTIC_API_URL": url,
-            "BOLTIC_TOKEN": ADMIN_TOKEN,
-        }
-        process = subprocess.Popen(
-            [BOLTIC, "debug", "tail", *args, "-o", "ndjson"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        started.append(process)
-        return process
+        env = {**cli_env, "BOLTIC_API_URL": url, "BOLTIC_TOKEN": ADMIN_TOKEN}
+        return spawn_boltic("debug", "tail", *args, "-o", "ndjson", env=env)
 
-    yield start
-    for process in started:
-        reap(process)
+    return start
 
 
 def create_source(url: str) -> str:

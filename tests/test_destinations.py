@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -452,20 +453,27 @@ def test_test_against_a_failing_receiver_exits_1_with_the_attempt(cli, api, rece
     assert plain.stderr.strip().splitlines() == ["Error: test delivery failed: transient (500)"]
 
 
+def send_at_first_pause(api, source: dict, receiver) -> tuple[list[str], Callable[[float], None]]:
+    """``(sent, sleep)`` for a follow run: the first pause between polls sends an event
+    (its id lands in ``sent``) and waits until its first attempt reached the receiver;
+    every pause then really sleeps. Clear ``sent`` to send again on the next run."""
+    sent: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        if not sent:
+            sent.append(send(api, source))
+            receiver.wait_for(1)
+        time.sleep(seconds)
+
+    return sent, sleep
+
+
 def test_follow_prints_attempts_as_they_happen(cli, api, receiver, server_settings):
     source = make_source(api)
     server_settings.delivery_schedule = (0.5,)  # polls every 0.1 s see the retry wait
     receiver.script(Reply(500))
     create_webhook(cli, receiver.url)
-    sent: list[str] = []
-
-    def sleep(seconds: float) -> None:
-        # Called between polls: the first pause sends an event and waits until its
-        # first (failing) attempt reached the receiver; the retry comes 0.5 s later.
-        if not sent:
-            sent.append(send(api, source))
-            receiver.wait_for(1)
-        time.sleep(seconds)
+    sent, sleep = send_at_first_pause(api, source, receiver)
 
     result = cli(
         "destinations",
@@ -519,13 +527,7 @@ def test_follow_ctrl_c_prints_its_summary_and_exits_130(cli, api, receiver):
 def test_follow_plain_and_table_lines(cli, api, receiver):
     source = make_source(api)
     create_webhook(cli, receiver.url)
-    sent: list[str] = []
-
-    def sleep(seconds: float) -> None:
-        if not sent:
-            sent.append(send(api, source))
-            receiver.wait_for(1)
-        time.sleep(seconds)
+    sent, sleep = send_at_first_pause(api, source, receiver)
 
     for fmt in ("plain", "table"):
         sent.clear()
@@ -654,6 +656,39 @@ def test_delete_asks_and_yes_deletes(cli, api, receiver):
     assert gone.exit_code == 3
     assert json.loads(gone.stderr.strip().splitlines()[-1])["error"]["exitCode"] == 3
     assert cli("destinations", "get", "no-such-name").exit_code == 3
+
+
+@pytest.mark.parametrize("group", ["sources", "destinations"])
+def test_sources_and_destinations_confirm_a_delete_the_same_way(cli, api, receiver, group):
+    # One owner (Context.require_yes_off_terminal / confirm_delete): the two groups
+    # cannot drift apart in what they ask, when, and what a "no" or a pipe does.
+    if group == "sources":
+        created = cli(
+            "sources", "create", "--name", "kept", "--type", "server", "-o", "json"
+        ).json()
+        consequence = f"Source kept ({created['id']}) and all its events will be deleted."
+    else:
+        created = create_webhook(cli, receiver.url, "kept")
+        consequence = f"Destination kept ({created['id']}) and its deliveries will be deleted."
+    kind = group[:-1]
+
+    piped = cli(group, "delete", "kept")
+    declined = cli(group, "delete", "kept", tty=True, input="n\n")
+
+    assert piped.exit_code == 2
+    assert (
+        piped.stderr.strip()
+        .splitlines()[-1]
+        .endswith(f"deleting a {kind} needs --yes when not run from a terminal")
+    )
+    assert declined.exit_code == 1
+    question, prompt = declined.stderr.splitlines()
+    assert question == consequence
+    assert prompt.startswith("Delete it? [y/N]:") and prompt.endswith("Nothing deleted.")
+    assert api.get(f"/streams/{group}/{created['id']}").status_code == 200
+    confirmed = cli(group, "delete", "kept", tty=True, input="y\n")
+    assert confirmed.exit_code == 0, confirmed.stderr
+    assert api.get(f"/streams/{group}/{created['id']}").status_code == 404
 
 
 def test_several_destinations_of_one_name_need_an_id(cli, receiver):
@@ -892,3 +927,13 @@ def test_readme_flow_end_to_end(tmp_path, receiver):
         [delivery] = eventually(listed, timeout=20)
         assert delivery["eventId"] == event["id"]
         assert delivered.headers["webhook-id"] == delivery["id"]
+
+
+def test_delivery_statuses_are_the_models_in_the_same_order():
+    # Two declarations (the command's keeps pydantic out of startup); typing caches
+    # `Literal[...] | None` by the set of values, so a different order would make
+    # `--status`'s help depend on which module was imported first.
+    from boltic_cli import models
+    from boltic_cli.commands import destinations
+
+    assert destinations.DeliveryStatus.__args__ == models.DeliveryStatus.__args__

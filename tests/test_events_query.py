@@ -18,13 +18,6 @@ BASE = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def source(api) -> dict:
-    response = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
-    assert response.status_code == 201
-    return response.json()
-
-
-@pytest.fixture
 def utc_zone(monkeypatch):
     """Tables show local times: pin the zone so rendered text is the same everywhere."""
     monkeypatch.setenv("TZ", "UTC")

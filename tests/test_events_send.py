@@ -17,13 +17,6 @@ from tests.conftest import ADMIN_TOKEN
 from tests.support import AppTransport
 
 
-@pytest.fixture
-def source(api) -> dict:
-    response = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
-    assert response.status_code == 201
-    return response.json()
-
-
 def stored_events(api, **params) -> dict:
     response = api.get("/streams/events", params={"limit": 1000, **params})
     assert response.status_code == 200
@@ -458,9 +451,14 @@ def test_generate_count_and_types(cli, api, source):
 
 def test_generate_on_a_terminal_prints_the_summary_on_stderr(cli, source):
     result = cli("events", "generate", source["id"], "--count", "3", tty=True)
+    sent = cli("events", "send", "web", "--file", "-", input='{"type": "a"}\n')
 
     assert result.exit_code == 0, result.stderr
-    assert "Sent 3 events" in result.stderr
+    assert sent.exit_code == 0, sent.stderr
+    # One summary line for generate and send --file (commands/events/send.report_send_figures).
+    line = re.compile(r"Sent (\d+) events in \d+\.\ds \([\d,]+/s\), 0 failed")
+    assert line.fullmatch(result.stderr.strip().splitlines()[-1])
+    assert line.fullmatch(sent.stderr.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -666,3 +667,35 @@ def test_follow_tail_on_a_terminal_refreshes_through_the_idle_hook():
     assert text.count("sign\\x1bup    evt_1  u1") == 3 and "sign\x1bup" not in text
     assert "gap in web" in text and "connected to web" not in text
     assert out.stderr.getvalue() == "3 events shown in 5.0s (0.6/s)\n"
+
+
+# -- the summary of a followed feed: one rule for tail, forward, top, deliveries ----------
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (None, ["end: None"]),
+        (KeyboardInterrupt(), ["end: KeyboardInterrupt"]),
+        (RuntimeError("boom"), ["end: RuntimeError"]),
+        (BrokenPipeError(), []),  # | head: the reader wants nothing more
+    ],
+)
+def test_summary_at_end_says_it_however_the_block_ends_but_a_closed_pipe(error, said):
+    out = make_output("plain")
+
+    def summary(seen: BaseException | None) -> str:
+        assert seen is error
+        return f"end: {type(seen).__name__ if seen else None}"
+
+    with contextlib.suppress(BaseException), out.summary_at_end(summary):
+        if error is not None:
+            raise error
+    assert out.stderr.getvalue().splitlines() == said
+
+
+def test_summary_at_end_says_nothing_when_the_summary_is_none():
+    out = make_output("plain")
+    with pytest.raises(KeyboardInterrupt), out.summary_at_end(lambda _: None):
+        raise KeyboardInterrupt
+    assert out.stderr.getvalue() == ""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import pytest
 
-from boltic_cli.durations import parse_duration, parse_time
+from boltic_cli.durations import parse_duration, parse_retry_after, parse_time
 from boltic_cli.errors import ExitStatus, UsageError
 from boltic_cli.params import (
     load_json_object,
@@ -171,6 +172,41 @@ def test_parse_duration_rejects(text):
 
 def test_parse_duration_too_long():
     assert "out of range" in usage_error(parse_duration, "999999999999w")
+
+
+# -- Retry-After ------------------------------------------------------------------------
+
+
+def test_parse_retry_after_seconds_or_http_date():
+    now = 1_700_000_000.0
+    assert parse_retry_after(None, now) is None
+    assert parse_retry_after("120", now) == 120
+    assert parse_retry_after(" 3 ", now) == 3
+    when = datetime.fromtimestamp(now + 90, UTC)
+    assert parse_retry_after(format_datetime(when, usegmt=True), now) == 90
+    past = datetime.fromtimestamp(now - 90, UTC)
+    assert parse_retry_after(format_datetime(past, usegmt=True), now) == 0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412470.0) == 10.0
+
+
+@pytest.mark.parametrize("text", ["soon", "-5", "1.5", "", "\u00b2", "\u0663", "Wed, 99 Foo"])
+def test_parse_retry_after_unreadable_is_none(text):
+    # A superscript or Arabic-Indic digit passes str.isdigit(); it is not a delta.
+    assert parse_retry_after(text, 1_700_000_000.0) is None
+
+
+def test_parse_retry_after_defaults_to_the_current_time():
+    assert 0 < parse_retry_after(format_datetime(datetime.now(UTC) + timedelta(hours=1))) <= 3600
+
+
+def test_one_reader_of_retry_after_for_client_server_and_forward():
+    # The client's retries, the server's delivery worker (through webhooks) and
+    # debug forward all read the header with durations': the rule cannot drift.
+    from boltic_cli import client, forward, webhooks
+
+    assert client.parse_retry_after is parse_retry_after
+    assert webhooks.parse_retry_after is parse_retry_after
+    assert forward.parse_retry_after is parse_retry_after
 
 
 # --- parse_time ------------------------------------------------------------------------

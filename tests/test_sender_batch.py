@@ -90,13 +90,6 @@ class LosesFirstAnswer(httpx.BaseTransport):
 
 
 @pytest.fixture
-def source(api) -> dict:
-    response = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
-    assert response.status_code == 201
-    return response.json()
-
-
-@pytest.fixture
 def cli_over(run_cli):
     """Run ``boltic ARGS`` as admin with the CLI's HTTP going through ``transport``."""
 

@@ -25,13 +25,6 @@ HOUR = timedelta(hours=1)
 
 
 @pytest.fixture
-def source(api) -> dict:
-    response = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
-    assert response.status_code == 201
-    return response.json()
-
-
-@pytest.fixture
 def other_source(api) -> dict:
     response = api.post("/streams/sources", json={"name": "api", "type": "server"})
     assert response.status_code == 201

@@ -159,11 +159,20 @@ def test_missing_source_raises_with_summary(client):
 
 
 def test_summary_is_typed_and_prints_like_the_senders():
+    from boltic_cli.sender import SendSummary
+
     summary = TrafficSummary(sent=30, failed=2, seconds=3.0)
     assert summary.rate == pytest.approx(10.0)
     assert summary.to_dict() == {"sent": 30, "failed": 2, "seconds": 3.0, "rate": 10.0}
     summary.interrupted = True
     assert summary.to_dict()["interrupted"] is True
+    # One shape and one rate rule for events generate and events send, in every case.
+    for figures in [
+        {"sent": 7, "failed": 1, "seconds": 0.0},
+        {"sent": 3, "failed": 0, "seconds": 1.23456, "interrupted": True},
+    ]:
+        sender = SendSummary(**figures, mode="batch", requests=2)
+        assert TrafficSummary(**figures).to_dict() == sender.to_dict()
 
 
 def test_runner_counts_then_stop_marks_an_unfinished_run_interrupted(api, client, source_id):

@@ -28,13 +28,6 @@ from tests.support import FakeTime, MemoryKeyring
 # --- helpers -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def source(api) -> dict:
-    response = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
-    assert response.status_code == 201
-    return response.json()
-
-
 def stored(api, source_id: str) -> list[dict]:
     response = api.get("/streams/events", params={"sourceId": source_id, "limit": 1000})
     assert response.status_code == 200

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -136,13 +135,6 @@ def utc_or_none(value: datetime) -> datetime | None:
         return value.astimezone(UTC)
     except OverflowError:
         return None
-
-
-@pytest.fixture
-def source(api) -> dict:
-    response = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
-    assert response.status_code == 201
-    return response.json()
 
 
 _types = itertools.count()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import random
 import time
-from datetime import UTC, datetime
-from email.utils import format_datetime
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -152,19 +150,6 @@ def test_retry_schedule_is_a_setting_and_retry_after_wins_when_longer():
     assert retry_delay(3, schedule=(0.1, 0.2), random=lambda: 0.5) is None
     assert retry_delay(1, schedule=(0.1, 0.2), random=lambda: 0.5, retry_after=2) == 2
     assert retry_delay(1, random=lambda: 0.5, retry_after=2) == pytest.approx(5)
-
-
-def test_parse_retry_after():
-    now = 1_700_000_000.0
-    assert webhooks.parse_retry_after(None, now) is None
-    assert webhooks.parse_retry_after("120", now) == 120
-    assert webhooks.parse_retry_after(" 3 ", now) == 3
-    when = datetime.fromtimestamp(now + 90, UTC)
-    assert webhooks.parse_retry_after(format_datetime(when, usegmt=True), now) == 90
-    past = datetime.fromtimestamp(now - 90, UTC)
-    assert webhooks.parse_retry_after(format_datetime(past, usegmt=True), now) == 0
-    assert webhooks.parse_retry_after("soon", now) is None
-    assert webhooks.parse_retry_after("-5", now) is None
 
 
 def test_response_excerpt_keeps_2_kib_as_text():

@@ -14,13 +14,6 @@ from tests.conftest import ADMIN_TOKEN
 
 
 @pytest.fixture
-def source(api) -> dict:
-    response = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-@pytest.fixture
 def wk_cli(cli, source):
     """``boltic ARGS`` with the source's write key as BOLTIC_TOKEN."""
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from boltic_cli.commands import new_app
+from boltic_cli.commands import SourceArg, new_app
 from boltic_cli.completers import complete_event_type, complete_source
 from boltic_cli.context import Context, current
 from boltic_cli.durations import duration_seconds
@@ -21,6 +21,19 @@ if TYPE_CHECKING:
 
 app = new_app(help="Watch live traffic: status, tail, top, wait.")
 
+# Declarations the debug commands share: one each, so the same flag cannot drift.
+SourcesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Source ids or exact names.",
+        metavar="SOURCE...",
+        show_default=False,
+        autocompletion=complete_source,
+    ),
+]
+DurationOption = Annotated[
+    str | None, typer.Option("--duration", "-d", help="Stop after this long (90s, 5m).")
+]
 TypeOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -68,12 +81,7 @@ def event_columns() -> list[Any]:
 
 @app.command("status")
 def status(
-    source: Annotated[
-        str,
-        typer.Argument(
-            metavar="SOURCE", help="Source id or exact name.", autocompletion=complete_source
-        ),
-    ],
+    source: SourceArg,
     last: Annotated[
         int, typer.Option("--last", "-n", min=0, max=500, help="How many recent events to show.")
     ] = 5,
@@ -129,15 +137,7 @@ def status_columns() -> list[Any]:
 
 @app.command("tail")
 def tail(
-    sources: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Source ids or exact names.",
-            metavar="SOURCE...",
-            show_default=False,
-            autocompletion=complete_source,
-        ),
-    ] = None,
+    sources: SourcesArg = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Tail every source.")] = False,
     history: Annotated[
         int, typer.Option("--history", min=0, max=500, help="Recent events to show first.")
@@ -147,9 +147,7 @@ def tail(
     max_events: Annotated[
         int | None, typer.Option("--max-events", "-n", min=1, help="Stop after N events.")
     ] = None,
-    duration: Annotated[
-        str | None, typer.Option("--duration", "-d", help="Stop after this long (90s, 5m).")
-    ] = None,
+    duration: DurationOption = None,
     interval: IntervalOption = 1.0,
     page_size: Annotated[int, typer.Option("--page-size", min=1, max=500, hidden=True)] = 500,
 ) -> None:
@@ -168,21 +166,15 @@ def tail(
 
       boltic debug tail --all -o ndjson | jq .type
     """
-    from boltic_cli.errors import UsageError
     from boltic_cli.output import TailView
-    from boltic_cli.tail import Tail, all_source_ids
+    from boltic_cli.tail import Tail
 
-    if all_ == bool(sources):
-        raise UsageError("name the sources to tail, or use --all (not both)")
+    check_sources_or_all(sources, all_, "tail")
     ctx = current()
     accept = event_filter(type_, where)
     seconds = duration_seconds(duration, option="--duration")
     with ctx.make_client() as client:
-        names = source_names(client, sources or [])
-        if all_:
-            source_list: Any = all_source_ids(client, names)
-        else:
-            source_list = list(names)
+        names, source_list = followed_sources(client, sources, all_)
         engine = Tail(
             client,
             source_list,
@@ -280,12 +272,7 @@ def top(
 
 @app.command("wait")
 def wait(
-    source: Annotated[
-        str,
-        typer.Argument(
-            metavar="SOURCE", help="Source id or exact name.", autocompletion=complete_source
-        ),
-    ],
+    source: SourceArg,
     type_: TypeOption = None,
     where: WhereOption = None,
     timeout: Annotated[
@@ -404,15 +391,7 @@ def _time_left(engine: Tail) -> str:
 
 @app.command("forward")
 def forward(
-    sources: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Source ids or exact names.",
-            metavar="SOURCE...",
-            show_default=False,
-            autocompletion=complete_source,
-        ),
-    ] = None,
+    sources: SourcesArg = None,
     to: Annotated[
         str | None,
         typer.Option("--to", metavar="URL", help="Where to POST each event (used as given)."),
@@ -437,9 +416,7 @@ def forward(
         int | None,
         typer.Option("--max-events", "-n", min=1, help="Stop after N events were settled."),
     ] = None,
-    duration: Annotated[
-        str | None, typer.Option("--duration", "-d", help="Stop after this long (90s, 5m).")
-    ] = None,
+    duration: DurationOption = None,
     print_secret: Annotated[
         bool, typer.Option("--print-secret", help="Print only the signing secret and exit.")
     ] = False,
@@ -487,7 +464,7 @@ def forward(
     from boltic_cli.forward import Forwarder, OriginalEvents, check_url, forward_secret
     from boltic_cli.output import ForwardView, follow_forward
     from boltic_cli.params import parse_headers
-    from boltic_cli.tail import Tail, all_source_ids
+    from boltic_cli.tail import Tail
 
     ctx = current()
     if print_secret:
@@ -495,16 +472,14 @@ def forward(
         return
     if to is None:
         raise UsageError("missing --to URL: where to forward the events")
-    if all_ == bool(sources):
-        raise UsageError("name the sources to forward, or use --all (not both)")
+    check_sources_or_all(sources, all_, "forward")
     check_url(to)
     headers = parse_headers(header or [], option="--header")
     accept = event_filter(type_, where)
     seconds = duration_seconds(duration, option="--duration")
     secret = forward_secret(ctx.settings)
     with ctx.make_client() as client:
-        names = source_names(client, sources or [])
-        source_list: Any = all_source_ids(client, names) if all_ else list(names)
+        names, source_list = followed_sources(client, sources, all_)
         # The tail polls through it, so each event is POSTed as the API returned it.
         originals = OriginalEvents(client, capacity=buffer + 1000)
         forwarder = Forwarder(
@@ -569,6 +544,25 @@ def engine_clock(ctx: Context) -> Callable[[], float]:
     from boltic_cli.tail import seconds_from
 
     return seconds_from(ctx.env.clock)
+
+
+def check_sources_or_all(sources: list[str] | None, all_: bool, verb: str) -> None:
+    """SOURCE... or --all, exactly one of them (UsageError, before any request)."""
+    if all_ == bool(sources):
+        from boltic_cli.errors import UsageError
+
+        raise UsageError(f"name the sources to {verb}, or use --all (not both)")
+
+
+def followed_sources(
+    client: BolticClient, sources: list[str] | None, all_: bool
+) -> tuple[dict[str, str], Any]:
+    """What a tail follows: id -> name of the named sources, and the list it polls:
+    their ids, or with --all every source as they come and go (``all_source_ids``)."""
+    from boltic_cli.tail import all_source_ids
+
+    names = source_names(client, sources or [])
+    return names, all_source_ids(client, names) if all_ else list(names)
 
 
 def source_names(client: BolticClient, refs: list[str]) -> dict[str, str]:

@@ -13,10 +13,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from boltic_cli._compat import click
-from boltic_cli.commands import new_app
-from boltic_cli.completers import complete_destination_type, complete_event_type
+from boltic_cli.commands import QuietOption, YesOption, new_app
+from boltic_cli.completers import (
+    complete_destination_type,
+    complete_event_type,
+    complete_source,
+)
 from boltic_cli.context import current
-from boltic_cli.errors import BolticError, Declined, UsageError
+from boltic_cli.errors import BolticError, UsageError
 
 if TYPE_CHECKING:
     from boltic_cli.client import BolticClient
@@ -26,7 +30,10 @@ if TYPE_CHECKING:
 
 app = new_app(help="Manage stream destinations and their webhook deliveries.")
 
-DeliveryStatus = Literal["failed", "succeeded", "pending"]
+# models.DeliveryStatus, in its order (not imported: pydantic stays out of startup). The
+# order must match: typing caches `Literal[...] | None` by set, so whichever module built
+# it first would set the order --help shows. tests/test_destinations.py holds them equal.
+DeliveryStatus = Literal["pending", "succeeded", "failed"]
 VERIFY_HINT = (
     "Receivers verify the webhook-signature header with any Standard Webhooks library, "
     "e.g. Python: standardwebhooks.Webhook(secret).verify(body, headers)."
@@ -58,12 +65,6 @@ def _complete_destination(ctx: click.Context, incomplete: str) -> list[tuple[str
     from boltic_cli.completers import complete_destination
 
     return complete_destination(ctx, incomplete)
-
-
-def _complete_source(ctx: click.Context, incomplete: str) -> list[tuple[str, str]]:
-    from boltic_cli.completers import complete_source
-
-    return complete_source(ctx, incomplete)
 
 
 DestArg = Annotated[
@@ -104,7 +105,7 @@ HeaderOption = Annotated[
 
 @app.command("list")
 def list_(
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the ids.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """List stream destinations."""
     ctx = current()
@@ -144,7 +145,7 @@ def create(
             "--source",
             metavar="SOURCE",
             help="Deliver only events of this source, id or name (repeatable; default all).",
-            autocompletion=_complete_source,
+            autocompletion=complete_source,
         ),
     ] = None,
     config_field: ConfigFieldOption = None,
@@ -316,7 +317,7 @@ def _set_status(dest: str, status: str) -> None:
 @app.command("delete")
 def delete(
     dest: DestArg,
-    yes: Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
 ) -> None:
     """Delete a destination and its delivery log; pending deliveries are dropped.
 
@@ -326,15 +327,11 @@ def delete(
     from boltic_cli.output import sanitize
 
     ctx = current()
-    if not yes and not ctx.env.stdin_isatty:
-        raise UsageError("deleting a destination needs --yes when not run from a terminal")
+    ctx.require_yes_off_terminal(yes, "deleting a destination")
     with ctx.make_client() as client:
         found = resolve_destination(client, dest)
         label = f"{sanitize(found.name or '')} ({found.id})"
-        if not yes and not typer.confirm(
-            f"Delete destination {label} and its deliveries?", default=False, err=True
-        ):
-            raise Declined("Nothing deleted.")
+        ctx.confirm_delete(f"Destination {label} and its deliveries will be deleted.", yes=yes)
         assert found.id is not None
         client.delete_stream_destination(found.id)
     ctx.output.success(f"Deleted destination {label}")

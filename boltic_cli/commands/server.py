@@ -103,6 +103,18 @@ def server(
             metavar="DURATION",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            envvar="BOLTIC_SERVER_WORKERS",
+            show_envvar=True,
+            min=1,
+            help="Server processes sharing the one address (PostgreSQL only: a SQLite "
+            "file has one writer).",
+            metavar="N",
+        ),
+    ] = 1,
 ) -> None:
     """Run the local Streams server.
 
@@ -110,14 +122,19 @@ def server(
     path, where the admin token is kept, and logs go to stderr: one line per refused
     request (time, method, path, status, reason, token kind; never the token), and
     per accepted request with --access-log. Stops cleanly on Ctrl-C or SIGTERM once the
-    requests it is answering are done.
+    requests it is answering are done, then exits 130 (Ctrl-C, SIGINT) or 143 (SIGTERM).
+
+    With --workers N (PostgreSQL only) N processes serve the address, supervised by this
+    one: the URL is printed once all answer; a worker that dies is reported on stderr
+    (its pid, exit code or signal) and replaced; Ctrl-C or SIGTERM stops them all, each
+    finishing its requests, with the same exit codes.
     """
     from boltic_cli import paths
     from boltic_cli.durations import parse_duration
     from boltic_cli.server import require_server_extra
 
     require_server_extra()
-    from boltic_cli.server.runner import is_loopback, serve
+    from boltic_cli.server.runner import check_workers, is_loopback, serve
     from boltic_cli.server.settings import (
         ServerSettings,
         is_database_url,
@@ -128,8 +145,9 @@ def server(
     ctx = current()
     ctx.only_formats("plain", "table", command="boltic server")
     environ = ctx.environ
-    admin_token, token_where = resolve_admin_token(environ, token)
     url = db if db is not None and is_database_url(db) else None
+    check_workers(workers, postgres=url is not None)  # before a token file or a socket
+    admin_token, token_where = resolve_admin_token(environ, token)
     settings = ServerSettings(
         db_path=(Path(db) if db and url is None else paths.default_db_file(environ)).expanduser(),
         database_url=url,
@@ -159,7 +177,7 @@ def server(
     def announce(url: str) -> None:
         ctx.output.raw(url + "\n")
 
-    serve(settings, host, port, announce)
+    serve(settings, host, port, announce, workers=workers)
 
 
 def delivery_settings(

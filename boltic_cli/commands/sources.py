@@ -6,10 +6,9 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from boltic_cli._compat import click
-from boltic_cli.commands import new_app
+from boltic_cli.commands import QuietOption, SourceArg, YesOption, new_app
 from boltic_cli.context import current
-from boltic_cli.errors import Declined, UsageError
+from boltic_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from boltic_cli.context import Context
@@ -45,23 +44,9 @@ def source_detail_columns() -> list[Column]:
     return [*columns[: status + 1], Column("WRITE KEY", "writeKey"), *columns[status + 1 :]]
 
 
-def _complete_source(ctx: click.Context, incomplete: str) -> list[tuple[str, str]]:
-    from boltic_cli.completers import complete_source
-
-    return complete_source(ctx, incomplete)
-
-
-SourceArg = Annotated[
-    str,
-    typer.Argument(
-        metavar="SOURCE", help="Source id or exact name.", autocompletion=_complete_source
-    ),
-]
-
-
 @app.command("list")
 def list_(
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the ids.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """List stream sources (paged on a terminal: $BOLTIC_PAGER, $PAGER or less -FRX)."""
     ctx = current()
@@ -160,7 +145,6 @@ def update(
     (PATCH /streams/sources/{id}): a server that offers only the Streams API
     says so and the command exits 1.
     """
-    from boltic_cli.errors import APIError, BolticError, NotFound
     from boltic_cli.lookup import resolve_source_id
 
     ctx = current()
@@ -171,36 +155,16 @@ def update(
     body = {k: v for k, v in (("name", name), ("status", status)) if v is not None}
     with ctx.make_client() as client:
         source_id = resolve_source_id(client, source)
-        try:
-            updated = client.update_stream_source(source_id, body)
-        except APIError as e:
-            # 405: the path exists without PATCH. 404: either no such route or no such
-            # source; the spec's GET tells which (only on this error path).
-            if e.status == 405 or (isinstance(e, NotFound) and _source_exists(client, source_id)):
-                raise BolticError(
-                    "this server does not offer updating sources "
-                    "(PATCH /streams/sources/{id} is a boltic server extension)"
-                ) from None
-            raise
+        updated = client.update_stream_source(source_id, body)
     if name is not None:
         ctx.source_names.forget()
     ctx.output.emit(updated, columns=source_detail_columns())
 
 
-def _source_exists(client, source_id: str) -> bool:
-    from boltic_cli.errors import NotFound
-
-    try:
-        client.get_stream_source(source_id)
-    except NotFound:
-        return False
-    return True
-
-
 @app.command("delete")
 def delete(
     source: SourceArg,
-    yes: Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
 ) -> None:
     """Delete a stream source and all its events; its write key stops working at once.
 
@@ -210,17 +174,11 @@ def delete(
     from boltic_cli.output import sanitize
 
     ctx = current()
-    if not yes and not ctx.env.stdin_isatty:
-        raise UsageError("deleting a source needs --yes when not run from a terminal")
+    ctx.require_yes_off_terminal(yes, "deleting a source")
     with ctx.make_client() as client:
         found = resolve_source(client, source)
         label = f"{sanitize(found.name or '')} ({found.id})"
-        if not yes:
-            # The question on a line of its own and a short prompt: a long name never
-            # leaves the prompt's ":" alone on the next line of an 80-column terminal.
-            ctx.output.info(f"Source {label} and all its events will be deleted.")
-            if not typer.confirm("Delete it?", default=False, err=True):
-                raise Declined("Nothing deleted.")
+        ctx.confirm_delete(f"Source {label} and all its events will be deleted.", yes=yes)
         assert found.id is not None
         client.delete_stream_source(found.id)
     ctx.source_names.forget()

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from boltic_cli.server.responses import Problem, error_body, store_read
 
 if TYPE_CHECKING:
-    from boltic_cli.server.store import Store
+    from boltic_cli.server.store import SourceInfo, Store
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -54,10 +54,14 @@ REASON_CHARS = 200
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the admin, or a source's write key (``source_id`` set)."""
+    """Who is calling: the admin, or a source's write key (``source_id`` set; ``source``
+    the key's source as the gate read it from the store for this request, so the route
+    need not read it again: a read made after this request started, never reused by
+    another request)."""
 
     scope: str  # stands for the token in Idempotency-Key scoping, without keeping it
     source_id: str | None = None
+    source: SourceInfo | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -170,7 +174,7 @@ class RequestGate:
             # useful about how much of a guessed key was right.
             source = await store_read(self._store().source_for_key(text))
             if source is not None and hmac.compare_digest(source.write_key.encode(), token):
-                return Principal(token_scope(text), source.id)
+                return Principal(token_scope(text), source.id, source)
         raise unauthorized("unknown token")
 
     def _limit(self, receive: Receive, limit: int) -> Receive:

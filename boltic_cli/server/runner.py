@@ -1,12 +1,16 @@
-"""Run the app under uvicorn: blocking (``boltic server``) or in a thread (``boltic dev``,
-end-to-end tests)."""
+"""Run the app under uvicorn: blocking (``boltic server``, one process or ``--workers N``
+under uvicorn's supervisor) or in a thread (``boltic dev``, end-to-end tests)."""
 
 from __future__ import annotations
 
 import errno
+import logging
+import re
+import signal
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -101,16 +105,101 @@ def prepare_database(settings: ServerSettings) -> None:
         raise UsageError(f"cannot open the database {path}: {reason}") from None
 
 
+def uses_postgres(settings: ServerSettings) -> bool:
+    """Whether ``settings`` store in PostgreSQL (any number of processes may share it)
+    rather than in a SQLite file (one process)."""
+    return settings.database_url is not None or str(settings.db_path).startswith(
+        ("postgres:", "postgresql:")
+    )
+
+
+def check_workers(workers: int, postgres: bool) -> None:
+    """Refuse ``--workers N`` (N > 1) on a SQLite database, before anything is bound or
+    opened: UsageError (exit 2). design.md "Several server processes": the SQLite file
+    stays the embedded default for one process."""
+    if workers < 1:
+        raise UsageError(f"invalid --workers {workers}: give at least 1")
+    if workers > 1 and not postgres:
+        raise UsageError(
+            f"cannot run {workers} workers on a SQLite database: its file has one writer, "
+            "held by one server process",
+            hint="use --db postgresql://... for several processes",
+        )
+
+
 def lock_database(settings: ServerSettings, url: str) -> DatabaseLock | None:
     """Take the SQLite file's lock for this process serving at ``url`` (``None`` for a
     store that is not a file). Raises ``DatabaseInUse`` (exit 2) naming the holder."""
     from boltic_cli.server.dblock import DatabaseLock
 
-    if settings.database_url is not None or str(settings.db_path).startswith(
-        ("postgres:", "postgresql:")
-    ):
+    if uses_postgres(settings):
         return None  # PostgreSQL: any number of processes share the database
     return DatabaseLock(settings.db_path.expanduser()).acquire(url)
+
+
+def tune_interpreter() -> None:
+    """Once the app is built, in each serving process: a short GIL switch interval and
+    the startup objects frozen out of the garbage collector.
+
+    Events wait for their commit long enough to outlive the young GC generations, so
+    under load a full collection runs about once a second. With the startup objects
+    (the app, its models, the libraries) frozen out of it, it took ~5 ms instead of
+    ~20 ms: sendEvent's p99 under wrk fell from ~20 ms to ~4 ms."""
+    import gc
+    import sys
+
+    sys.setswitchinterval(0.0005)
+    gc.collect()
+    gc.freeze()
+
+
+def worker_app(settings: ServerSettings, supervisor: int | None = None) -> Any:
+    """The app factory each ``--workers`` process calls (uvicorn pickles
+    ``functools.partial(worker_app, settings, supervisor_pid)`` into every child it
+    spawns): the app from ``create_app(settings)``, with the interpreter tuned as
+    ``serve`` tunes it, in a process that ends with its supervisor."""
+    from boltic_cli.server.app import create_app
+
+    end_with_parent(supervisor)
+    app = create_app(settings)
+    tune_interpreter()
+    return app
+
+
+def end_with_parent(parent: int | None) -> None:
+    """Linux: ask the kernel for SIGTERM when ``parent`` dies, even by SIGKILL, so a
+    worker never outlives its supervisor and keeps serving the port alone (it then
+    stops as on any SIGTERM, finishing its requests). Elsewhere: nothing."""
+    import os
+    import sys
+
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _config(app: Any, level: str, **extra: Any) -> Any:
+    """The uvicorn Config of every way we serve (one process, a worker, a thread)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        log_config=log_config(level),
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        use_colors=False,
+        server_header=False,
+        **extra,
+    )
 
 
 def _server(settings: ServerSettings, on_ready: Callable[[], None], level: str) -> Any:
@@ -124,16 +213,7 @@ def _server(settings: ServerSettings, on_ready: Callable[[], None], level: str) 
             if not self.should_exit:
                 on_ready()
 
-    config = uvicorn.Config(
-        create_app(settings),
-        log_config=log_config(level),
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        use_colors=False,
-        server_header=False,
-    )
-    return Server(config)
+    return Server(_config(create_app(settings), level))
 
 
 def serve(
@@ -143,9 +223,18 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
     *,
     log_level: str = "info",
+    workers: int = 1,
 ) -> None:
     """Serve until SIGINT/SIGTERM (then finish in-flight requests and return);
-    ``on_ready(url)`` is called once the server accepts requests."""
+    ``on_ready(url)`` is called once the server accepts requests.
+
+    ``workers`` > 1 (PostgreSQL only, else UsageError before anything is bound): the
+    socket is bound and the database migrated here, then that many processes serve it
+    under uvicorn's supervisor (``_supervise``), ``on_ready`` called once all answer.
+    Either way the stopping signal is raised again once everything has stopped, so
+    the command ends as a signalled one does (130 after SIGINT, 143 after SIGTERM).
+    Raises BolticError (exit 1) when the server (or a worker) fails to start."""
+    check_workers(workers, uses_postgres(settings))
     sock = bind(host, port)
     url = url_for(host, sock.getsockname()[1])
     try:
@@ -154,25 +243,134 @@ def serve(
     except BaseException:
         sock.close()
         raise
-    import gc
-    import sys
-
-    sys.setswitchinterval(0.0005)
-    server = _server(settings, lambda: on_ready and on_ready(url), log_level)
-    # Events wait for their commit long enough to outlive the young GC generations,
-    # so under load a full collection runs about once a second. With the startup
-    # objects (the app, its models, the libraries) frozen out of it, it took ~5 ms
-    # instead of ~20 ms: sendEvent's p99 under wrk fell from ~20 ms to ~4 ms.
-    gc.collect()
-    gc.freeze()
+    announce = lambda: on_ready and on_ready(url)  # noqa: E731
     try:
-        server.run(sockets=[sock])
-    except SystemExit:
-        raise BolticError("the server failed to start (see the log above)") from None
+        if workers > 1:
+            _supervise(settings, sock, workers, announce, log_level)
+            return
+        server = _server(settings, announce, log_level)
+        tune_interpreter()
+        try:
+            server.run(sockets=[sock])
+        except SystemExit:
+            raise BolticError("the server failed to start (see the log above)") from None
     finally:
         sock.close()
         if lock is not None:
             lock.release()
+
+
+# What ``_supervise`` relies on in uvicorn.supervisors.multiprocess (0.51+; checked by
+# tests/server/test_workers.py::test_the_uvicorn_supervisor_details_we_rely_on): the
+# methods Multiprocess.init_processes / keep_subprocess_alive / handle_int /
+# handle_term, its ``processes`` list and ``should_exit`` event, Process.pid /
+# exitcode / is_ready(timeout), the signals Multiprocess.__init__ takes over, and the
+# text of its "Child process [PID] died" line (dropped: ours names the exit code).
+_UVICORN_DIED = re.compile(r"Child process \[\d+\] died$")
+_SUPERVISOR_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGTTIN", "SIGTTOU")
+_SUPERVISOR_SIGNALS += ("SIGUSR1", "SIGUSR2", "SIGWINCH")
+log = logging.getLogger("boltic.server")
+
+
+def how_it_ended(exitcode: int | None) -> str:
+    """A process's end in words: ``exit code 1`` or ``killed by SIGKILL``."""
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def _supervise(
+    settings: ServerSettings,
+    sock: socket.socket,
+    workers: int,
+    on_ready: Callable[[], None],
+    level: str,
+) -> None:
+    """Run ``workers`` processes on ``sock`` under uvicorn's own supervisor
+    (``uvicorn.supervisors.Multiprocess``: spawns them, health-checks them over a pipe,
+    replaces one that dies, stops them all on SIGINT/SIGTERM, each finishing its
+    in-flight requests). Ours on top: ``on_ready`` once every worker answers; one
+    stderr line per worker that died (pid, exit code or signal, its replacement's pid);
+    the signal handlers restored and the stopping signal raised again after the last
+    worker ended; BolticError when a worker failed to start (uvicorn then stops)."""
+    import functools
+    import os
+
+    from uvicorn.supervisors import Multiprocess
+
+    app = functools.partial(worker_app, settings, os.getpid())
+    config = _config(app, level, factory=True)
+    config.workers = workers
+    saved = {
+        sig: signal.getsignal(sig)
+        for name in _SUPERVISOR_SIGNALS
+        if (sig := getattr(signal, name, None)) is not None
+    }
+
+    class Supervisor(Multiprocess):
+        stopped_by: int | None = None
+        announced = False
+
+        def init_processes(self) -> None:
+            super().init_processes()
+            while not self.should_exit.is_set() and not self.announce_when_ready():
+                self.handle_signals()
+                if any(process.exitcode is not None for process in self.processes):
+                    return  # keep_subprocess_alive reports it (and stops on a failed start)
+                time.sleep(0.05)
+
+        def announce_when_ready(self) -> bool:
+            if not self.announced and all(p.is_ready(timeout=5) for p in self.processes):
+                self.announced = True
+                on_ready()
+            return self.announced
+
+        def keep_subprocess_alive(self) -> None:
+            before = list(self.processes)
+            dead = {p.pid for p in before if p.exitcode is not None}
+            super().keep_subprocess_alive()
+            for old, new in zip(before, self.processes, strict=False):
+                if new is old:
+                    continue
+                why = how_it_ended(old.exitcode)
+                if old.pid not in dead and old.exitcode == -signal.SIGKILL:
+                    # Alive a moment ago: uvicorn killed it for not answering its ping.
+                    why = (
+                        f"did not answer the health check in "
+                        f"{config.timeout_worker_healthcheck}s: killed"
+                    )
+                log.warning(f"worker {old.pid} died ({why}); started worker {new.pid}")
+            if not self.should_exit.is_set():
+                self.announce_when_ready()
+
+        def handle_int(self) -> None:
+            self.stopped_by = signal.SIGINT
+            super().handle_int()
+
+        def handle_term(self) -> None:
+            self.stopped_by = signal.SIGTERM
+            super().handle_term()
+
+    def not_uvicorns_died_line(record: logging.LogRecord) -> bool:
+        return not _UVICORN_DIED.match(record.getMessage())
+
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(not_uvicorns_died_line)
+    try:
+        supervisor = Supervisor(config, sockets=[sock])
+        supervisor.run()
+    finally:
+        uvicorn_log.removeFilter(not_uvicorns_died_line)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    if supervisor.stopped_by is None:
+        raise BolticError("a worker failed to start (see the log above)")
+    signal.raise_signal(supervisor.stopped_by)
 
 
 @dataclass

@@ -14,13 +14,6 @@ from ._support import assert_clean_failure
 TOKEN = "tok_input_faults_0123456789"
 
 
-@pytest.fixture
-def source(api) -> dict:
-    response = api.post("/streams/sources", json={"name": "web", "type": "javascript"})
-    assert response.status_code == 201
-    return response.json()
-
-
 def stored_ns(api, source_id: str) -> list[int]:
     data = api.get("/streams/events", params={"sourceId": source_id, "limit": 1000}).json()["data"]
     return sorted(event["properties"]["n"] for event in data)

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.faults._server import ServerProcess, auth
-from tests.support import BOLTIC, reap
+from tests.support import BOLTIC
 
 pytestmark = pytest.mark.e2e
 
@@ -113,24 +113,11 @@ class Lines:
 
 
 @pytest.fixture
-def spawn(client_env):
-    started: list[subprocess.Popen] = []
-
+def spawn(client_env, spawn_boltic):
     def start(*args: str, **kwargs: Any) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [BOLTIC, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=client_env,
-            **{"text": True, **kwargs},
-        )
-        started.append(process)
-        return process
+        return spawn_boltic(*args, env=client_env, **kwargs)
 
-    yield start
-    for process in started:
-        reap(process)
+    return start
 
 
 def assert_no_traceback(stderr: str) -> None:

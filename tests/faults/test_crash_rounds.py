@@ -6,8 +6,8 @@ post as fast as the server answers, SIGKILL it mid-load, start it again. Then
 every event id that got a 202 must be stored. The same with batches
 (``POST /streams/events/batch``, 50 events each, with messageIds): every item a 200
 answered ``accepted`` must be stored, and re-sending an acknowledged batch after the
-crashes stores nothing twice. Figures are printed (``pytest -s``) and recorded as
-test properties (``--junitxml``).
+crashes stores nothing twice. Both on SQLite and on PostgreSQL. Figures are printed
+(``pytest -s``) and recorded as test properties (``--junitxml``).
 """
 
 from __future__ import annotations
@@ -122,10 +122,21 @@ def run_round(
     return round_
 
 
-def test_acknowledged_events_survive_sigkill_rounds(tmp_path: Path, record_property) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def crash_db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """The database every round serves: a SQLite file, or a fresh PostgreSQL database's
+    URL (tests/pg.py)."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_database")
+    return tmp_path / "crash.db"
+
+
+def test_acknowledged_events_survive_sigkill_rounds(
+    tmp_path: Path, crash_db: Path | str, record_property
+) -> None:
     import httpx
 
-    db = tmp_path / "crash.db"
+    db = crash_db
     stamps = UniqueTimestamps()
     rounds: list[Round] = []
     source: dict = {}
@@ -173,10 +184,12 @@ def test_acknowledged_events_survive_sigkill_rounds(tmp_path: Path, record_prope
 
 
 @pytest.mark.slow
-def test_acknowledged_batch_items_survive_sigkill_rounds(tmp_path: Path, record_property) -> None:
+def test_acknowledged_batch_items_survive_sigkill_rounds(
+    tmp_path: Path, crash_db: Path | str, record_property
+) -> None:
     import httpx
 
-    db = tmp_path / "crash-batch.db"
+    db = crash_db
     stamps = UniqueTimestamps()
     rounds: list[Round] = []
     source: dict = {}

@@ -6,7 +6,8 @@ tests/pg.py), through the one ``store_kind`` parameter of ``server_settings``, s
 two stores cannot drift. A test that checks something only one store has is marked
 ``@pytest.mark.sqlite_only("why")`` (it then runs on SQLite alone). ``db`` reads and
 writes the stored rows directly on either store; ``store_call`` runs a store
-coroutine on the app's own event loop (the PostgreSQL pool lives there).
+coroutine on the app's own event loop (the PostgreSQL pool lives there). A
+``boltic server`` subprocess runs on either store too: ``server_process(db=server_db)``.
 """
 
 from __future__ import annotations
@@ -95,6 +96,13 @@ class StoredRows:
 
 
 @pytest.fixture
+def server_db(server_settings) -> Path | str:
+    """What ``boltic server --db`` gets for ``server_settings``' store: its SQLite file,
+    or its fresh PostgreSQL database's URL (a test taking this runs on both stores)."""
+    return server_settings.database_url or server_settings.db_path
+
+
+@pytest.fixture
 def db(server_settings) -> StoredRows:
     """The server's stored rows, read (and changed) with SQL, on either store."""
     return StoredRows(server_settings)
@@ -165,7 +173,7 @@ class StartedServer:
 
     process: subprocess.Popen
     url: str
-    db: Path
+    db: Path | str
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -177,11 +185,11 @@ class StartedServer:
 
 
 def start_server_process(
-    db: Path, env_extra: dict[str, str] | None = None, *args: str
+    db: Path | str, env_extra: dict[str, str] | None = None, *args: str, data_dir: Path
 ) -> StartedServer:
     env = {
         **os.environ,
-        "BOLTIC_DATA_DIR": str(db.parent / "data"),
+        "BOLTIC_DATA_DIR": str(data_dir),
         "BOLTIC_SERVER_TOKEN": ADMIN_TOKEN,
         **(env_extra or {}),
     }
@@ -194,8 +202,11 @@ def server_process(tmp_path: Path) -> Iterator[Any]:
     """A factory of ``boltic server`` subprocesses; all are killed at the end."""
     started: list[StartedServer] = []
 
-    def start(env_extra: dict[str, str] | None = None, *args: str, db: Path | None = None):
-        server = start_server_process(db or tmp_path / "server.db", env_extra, *args)
+    def start(env_extra: dict[str, str] | None = None, *args: str, db: Path | str | None = None):
+        # ``db``: a SQLite file (default tmp_path/server.db) or a PostgreSQL URL.
+        server = start_server_process(
+            db or tmp_path / "server.db", env_extra, *args, data_dir=tmp_path / "data"
+        )
         started.append(server)
         return server
 

@@ -1,10 +1,14 @@
-"""The server as users run it: `boltic server` in a subprocess, uvicorn on real sockets."""
+"""The server as users run it: `boltic server` in a subprocess, uvicorn on real sockets.
+
+The tests of what the store does (data kept across a restart, in-flight requests
+finished on SIGTERM, no acknowledged event lost to SIGKILL, retention at start, the
+threaded server's sockets) run on both stores: ``server_db`` is the SQLite file or a
+fresh PostgreSQL database's URL, and ``db`` reads the stored rows on either."""
 
 from __future__ import annotations
 
 import json
 import socket
-import sqlite3
 import stat
 import threading
 import time
@@ -28,20 +32,22 @@ def create_source(url: str, token: str = ADMIN_TOKEN) -> dict:
 
 
 @pytest.mark.e2e
-def test_prints_the_url_alone_on_stdout_and_stops_on_sigterm(server_process, tmp_path):
-    server = server_process()
+def test_prints_the_url_alone_on_stdout_and_stops_on_sigterm(
+    server_process, server_db, server_settings
+):
+    server = server_process(db=server_db)
     assert server.url.startswith("http://127.0.0.1:") and server.url.endswith("/v1")
     assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
     source = create_source(server.url)
     assert server.terminate() == 143
     assert server.process.stdout.read() == ""  # nothing after the URL line
     stderr = server.process.stderr.read()
-    assert f"database: {tmp_path / 'server.db'}" in stderr
+    assert f"database: {server_settings.database()}\n" in stderr
     assert "admin token: given with --token" in stderr
     assert ADMIN_TOKEN not in stderr
     assert "Traceback" not in stderr
     # Stopped cleanly: the data is there for the next start.
-    again = server_process()
+    again = server_process(db=server_db)
     listed = httpx.get(f"{again.url}/streams/sources", headers=ADMIN).json()
     assert [s["id"] for s in listed["data"]] == [source["id"]]
 
@@ -69,8 +75,8 @@ def test_generates_and_reuses_the_local_admin_token(server_process, tmp_path):
 
 
 @pytest.mark.e2e
-def test_sigterm_finishes_in_flight_requests(server_process):
-    server = server_process({"BOLTIC_SERVER_COMMIT_DELAY": "0.5"})
+def test_sigterm_finishes_in_flight_requests(server_process, server_db, db):
+    server = server_process({"BOLTIC_SERVER_COMMIT_DELAY": "0.5"}, db=server_db)
     source = create_source(server.url)
     answers: list[httpx.Response] = []
     sender = threading.Thread(
@@ -87,8 +93,7 @@ def test_sigterm_finishes_in_flight_requests(server_process):
     assert server.terminate() == 143
     sender.join()
     assert answers[0].status_code == 202
-    with sqlite3.connect(server.db) as db:
-        assert db.execute("SELECT id FROM events").fetchall() == [(answers[0].json()["eventId"],)]
+    assert db.rows("SELECT id FROM events") == [(answers[0].json()["eventId"],)]
 
 
 @pytest.mark.e2e
@@ -151,13 +156,12 @@ def test_bad_retention_is_usage_error(run_cli, tmp_path):
 
 
 @pytest.mark.e2e
-def test_retention_takes_every_duration_form_the_cli_takes(tmp_path, cli_env):
-    """One parser: `--retention 1h30m` starts, as `debug tail --duration 1h30m` works."""
+def test_retention_takes_every_duration_form_the_cli_takes(server_db, cli_env):
+    """One parser: `--retention 1h30m` starts (and prunes at once, on either store), as
+    `debug tail --duration 1h30m` works."""
     from tests.support import start_server, stop_server
 
-    process, url = start_server(
-        tmp_path / "r.db", cli_env, "--retention", "1h30m", "--token", ADMIN_TOKEN
-    )
+    process, url = start_server(server_db, cli_env, "--retention", "1h30m", "--token", ADMIN_TOKEN)
     try:
         response = httpx.get(
             f"{url}/streams/sources", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -248,10 +252,10 @@ def test_many_threads_sending_and_querying(threaded_server):
 
 
 @pytest.mark.e2e
-def test_sigkill_loses_no_acknowledged_event(server_process):
+def test_sigkill_loses_no_acknowledged_event(server_process, server_db, db):
     # Every commit waits 50 ms, so at any moment some events are received but not
     # committed: answering before the commit would show up as a lost eventId.
-    server = server_process({"BOLTIC_SERVER_COMMIT_DELAY": "0.05"})
+    server = server_process({"BOLTIC_SERVER_COMMIT_DELAY": "0.05"}, db=server_db)
     source = create_source(server.url)
     acknowledged: list[str] = []
     unanswered: list[str] = []
@@ -291,9 +295,8 @@ def test_sigkill_loses_no_acknowledged_event(server_process):
         t.join()
     assert unanswered, "the kill should have cut off requests in flight"
 
-    restarted = server_process(db=server.db)
-    with sqlite3.connect(server.db) as db:
-        stored = {row[0] for row in db.execute("SELECT id FROM events")}
+    restarted = server_process(db=server_db)
+    stored = {row[0] for row in db.rows("SELECT id FROM events")}
     missing = set(acknowledged) - stored
     assert missing == set()
     summary = httpx.get(

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from boltic_cli.completers import complete_event_type, complete_source
+from boltic_cli.commands import SourceArg
+from boltic_cli.commands.events.send import report_send_figures
+from boltic_cli.completers import complete_event_type
 from boltic_cli.context import current
-
-if TYPE_CHECKING:
-    from boltic_cli.context import Context
-    from boltic_cli.traffic import TrafficSummary
 
 
 def generate(
-    source: Annotated[
-        str,
-        typer.Argument(
-            metavar="SOURCE", help="Source id or exact name.", autocompletion=complete_source
-        ),
-    ],
+    source: SourceArg,
     rate: Annotated[
         float | None,
         typer.Option("--rate", min=0.001, help="Events per second (default: as fast as it can)."),
@@ -71,18 +64,6 @@ def generate(
                     # Ctrl-C and SIGTERM land in this thread, not the sending one: stop
                     # it and print the summary so far before the signal ends the command.
                     if runner.error is None:
-                        _report_generate_summary(ctx, runner.stop())
+                        report_send_figures(ctx, runner.stop())
                     raise
-    _report_generate_summary(ctx, summary)
-
-
-def _report_generate_summary(ctx: Context, summary: TrafficSummary) -> None:
-    if ctx.output_format not in ("table", "plain"):  # the summary is the data
-        ctx.output.emit(summary.to_dict())
-        return
-    figures = summary.to_dict()
-    text = (
-        f"Sent {figures['sent']:,} events in {figures['seconds']:.1f}s "
-        f"({figures['rate']:,.0f}/s), {figures['failed']:,} failed"
-    )
-    ctx.output.info(text)
+    report_send_figures(ctx, summary)

@@ -196,7 +196,9 @@ async def _check_source(
     404 no such source, 403 inactive source)."""
     if caller.source_id is not None and caller.source_id != source_id:
         raise ItemRefused(403, "forbidden", "this write key may only send to its own source")
-    if source_id in cache:
+    if caller.source is not None:  # as this request's gate read it: not read twice
+        source = caller.source
+    elif source_id in cache:
         source = cache[source_id]
     else:
         source = cache[source_id] = await store.source(source_id)

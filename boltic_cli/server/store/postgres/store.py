@@ -12,9 +12,16 @@ alone (``SourceGone``), by the database, in the inserting statement. Writes with
 Idempotency-Key claim the key by its primary key (``INSERT ... ON CONFLICT``) in their
 own transaction, so the database dedupes them across processes too.
 
-Sources. ``source``/``source_for_key`` read the database (no per-process cache that
-could go stale when another process deletes a source); the lookups waiting together
-go as one statement per group as well.
+Sources. ``source``/``source_for_key`` read the database on every call: no process
+keeps sources, so nothing can go stale when another process deletes or pauses one
+(design.md "Several server processes": a request that starts after the delete's 204
+is refused on every process, with the status a gone key gets, 401, and the debug read
+answers 404). Lookups waiting together go as one statement per group, as inserts do.
+A per-process hint kept fresh by LISTEN/NOTIFY was removed (issue 19): NOTIFY arrives
+after the commit, asynchronously, so a request on another process could still pass the
+gate from the hint (then 404 from the inserting statement instead of 401; a paused
+source 404 instead of 403; a deleted source's debug read 200). What the lookup costs:
+tests/bench/bench_write_key.json.
 
 Failures. A lost connection, a refused connect, a timeout, or any database error
 raises ``StoreUnavailable`` (the routes answer 503 with Retry-After); the pool opens
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -74,8 +82,6 @@ RETURNING id
 # (design.md: it is 422 in identifiers); a lookup by such a value finds nothing
 # without asking (the database would refuse the parameter).
 NUL = "\x00"
-# pg_notify channel of the sources trigger (schema.py): payload the source id.
-SOURCES_CHANNEL = "boltic_sources"
 LOOKUP_SOURCES = """
 SELECT id, write_key, status FROM sources
 WHERE id = ANY($1::text[]) OR write_key = ANY($2::text[])
@@ -232,19 +238,7 @@ class PostgresStore(PostgresDeliveries, base.Store):
         self._inserts: _Group[EventRecord, StoredResponse] = _Group(
             self._insert_group, parallel=max(1, min(group_parallel, pool_size - 1))
         )
-        # Active sources this process has looked up: a hint for the request gate and
-        # the routes, never the last word (the inserting statement checks the source
-        # itself). Emptied of a source when this process deletes it or an insert finds
-        # it gone; ``_generation`` counts those, so a lookup that raced one is not kept.
-        self._by_id: dict[str, SourceInfo] = {}
-        self._by_key: dict[str, SourceInfo] = {}
-        self._generation = 0
-        # The hint is read and filled only while LISTEN runs (another process's
-        # change then empties it within milliseconds); without it, every lookup
-        # asks the database.
-        self._hint_ok = False
-        self._listener: Any = None
-        self._relisten: asyncio.Task | None = None
+        # Source lookups (by id or write key) waiting together: one statement.
         self._lookups: _Group[tuple[str, str], SourceInfo | None] = _Group(
             self._lookup_group, parallel=max(1, min(group_parallel, pool_size - 1))
         )
@@ -282,7 +276,6 @@ class PostgresStore(PostgresDeliveries, base.Store):
                     "application_name": "boltic-server",
                 },
             )
-            await self._listen()
         except BaseException as e:
             if self._pool is not None:
                 self._pool.terminate()
@@ -291,65 +284,10 @@ class PostgresStore(PostgresDeliveries, base.Store):
                 raise StoreUnavailable(f"cannot open the database: {_reason(e)}") from None
             raise
 
-    # the source hint's invalidation
-
-    async def _listen(self) -> None:
-        """LISTEN for source changes (a trigger notifies every update or delete of a
-        source, whichever process made it) on a connection of its own; the hint is
-        used only while this connection is up."""
-        import asyncpg
-
-        conn = await asyncpg.connect(self.url, timeout=self.connect_timeout)
-        try:
-            await conn.add_listener(SOURCES_CHANNEL, self._on_source_changed)
-        except BaseException:
-            await conn.close()
-            raise
-        conn.add_termination_listener(self._on_listener_lost)
-        self._listener = conn
-        self._forget_all()  # changes missed while not listening
-        self._hint_ok = True
-
-    def _on_source_changed(self, conn: Any, pid: int, channel: str, source_id: str) -> None:
-        self._forget(source_id)
-
-    def _on_listener_lost(self, conn: Any) -> None:
-        self._hint_ok = False
-        self._forget_all()
-        self._listener = None
-        if not self._closed and self._relisten is None:
-            self._relisten = asyncio.get_running_loop().create_task(self._listen_again())
-
-    async def _listen_again(self) -> None:
-        delay = 0.2
-        try:
-            while not self._closed:
-                try:
-                    await self._listen()
-                    return
-                except self._errors:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-        finally:
-            self._relisten = None
-
-    def _forget_all(self) -> None:
-        self._generation += 1
-        self._by_id.clear()
-        self._by_key.clear()
-
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._hint_ok = False
-        if self._relisten is not None:
-            self._relisten.cancel()
-        if self._listener is not None:
-            listener, self._listener = self._listener, None
-            listener.remove_termination_listener(self._on_listener_lost)
-            with contextlib.suppress(*self._errors):
-                await asyncio.wait_for(listener.close(), 5)
         if self._pool is not None:
             with contextlib.suppress(*self._errors):
                 await asyncio.wait_for(self._pool.close(), 10)
@@ -395,39 +333,16 @@ class PostgresStore(PostgresDeliveries, base.Store):
         return [(by_id if kind == "id" else by_key).get(value) for kind, value in items]
 
     async def source(self, source_id: str) -> SourceInfo | None:
+        """The source as the database has it now (a statement sent after this call)."""
         if NUL in source_id:
             return None
-        cached = self._by_id.get(source_id) if self._hint_ok else None
-        if cached is not None:
-            return cached
-        return self._remember(self._generation, await self._lookups.submit(("id", source_id)))
+        return await self._lookups.submit(("id", source_id))
 
     async def source_for_key(self, write_key: str) -> SourceInfo | None:
+        """The write key's source as the database has it now (see ``source``)."""
         if NUL in write_key:
             return None
-        cached = self._by_key.get(write_key) if self._hint_ok else None
-        if cached is not None:
-            return cached
-        return self._remember(self._generation, await self._lookups.submit(("key", write_key)))
-
-    def _remember(self, generation: int, info: SourceInfo | None) -> SourceInfo | None:
-        """Keep an active source found by a lookup, unless a source was forgotten while
-        the lookup ran (its answer may predate that delete)."""
-        if (
-            info is not None
-            and info.status == "active"
-            and self._hint_ok
-            and generation == self._generation
-        ):
-            self._by_id[info.id] = info
-            self._by_key[info.write_key] = info
-        return info
-
-    def _forget(self, source_id: str) -> None:
-        self._generation += 1
-        info = self._by_id.pop(source_id, None)
-        if info is not None:
-            self._by_key.pop(info.write_key, None)
+        return await self._lookups.submit(("key", write_key))
 
     # writes
 
@@ -442,10 +357,6 @@ class PostgresStore(PostgresDeliveries, base.Store):
         except StoreUnavailable as e:
             return [e] * len(records)
         stored = {row[0] for row in rows}
-        if len(stored) < len(records):
-            for r in records:
-                if r.id not in stored:
-                    self._forget(r.source_id)  # deleted or deactivated, maybe elsewhere
         return [accepted(r.id) if r.id in stored else SourceGone(r.source_id) for r in records]
 
     async def insert_event(
@@ -477,7 +388,10 @@ class PostgresStore(PostgresDeliveries, base.Store):
         if idem is None and all(r.message_id is None for r in records):
             # The batch is its own group: one autocommitted statement.
             rows = await self._call(lambda conn: conn.fetch(INSERT_EVENTS, *_columns(records)))
-            return StoredResponse(200, render(self._outcomes(records, {r[0] for r in rows})))
+            stored = {r[0] for r in rows}
+            return StoredResponse(
+                200, render([r.id if r.id in stored else SourceGone(r.source_id) for r in records])
+            )
 
         async def run(conn: Any) -> StoredResponse:
             # The key is claimed first (its row lock makes a concurrent retry wait for
@@ -490,17 +404,6 @@ class PostgresStore(PostgresDeliveries, base.Store):
             return response
 
         return await self._call(run, transaction=True)
-
-    def _outcomes(self, records: list[EventRecord], stored: set[str]) -> list[str | StoreError]:
-        """Each record's id, or SourceGone for those the inserting statement refused."""
-        outcomes: list[str | StoreError] = []
-        for r in records:
-            if r.id in stored:
-                outcomes.append(r.id)
-            else:
-                self._forget(r.source_id)  # deleted or deactivated, maybe elsewhere
-                outcomes.append(SourceGone(r.source_id))
-        return outcomes
 
     async def _store_records(self, conn: Any, records: list[EventRecord]) -> list[str | StoreError]:
         """Insert ``records`` (inside the caller's transaction) but those whose source is
@@ -559,7 +462,6 @@ class PostgresStore(PostgresDeliveries, base.Store):
             if origin.id in stored:
                 outcomes.append(origin.id)
             else:
-                self._forget(r.source_id)
                 outcomes.append(SourceGone(r.source_id))
                 if key is not None and first[key] == i:
                     refused_claims.append(key)
@@ -692,9 +594,6 @@ class PostgresStore(PostgresDeliveries, base.Store):
             raise SourceGone(source_id)
         # Events queued before this call go first (and are deleted with the source).
         await self._inserts.drain()
-        # Forgotten before the delete and again after it: a lookup that read the row
-        # meanwhile cannot put it back (see _remember).
-        self._forget(source_id)
 
         async def run(conn: Any) -> None:
             # The source row first: its lock waits for inserts holding it (FOR KEY
@@ -705,20 +604,16 @@ class PostgresStore(PostgresDeliveries, base.Store):
                 return
             raise SourceGone(source_id)
 
-        try:
-            await self._call(run, transaction=True)
-        finally:
-            self._forget(source_id)
+        await self._call(run, transaction=True)
 
     async def update_source(
         self, source_id: str, *, name: str | None = None, status: str | None = None
     ) -> None:
         if NUL in source_id:
             raise SourceGone(source_id)
-        # Forgotten before and after, as in delete_source: the inserting statement
-        # checks ``status = 'active'`` itself, so a paused source refuses at once, and
-        # the sources trigger tells other processes to forget it too.
-        self._forget(source_id)
+        # Every process reads ``status`` from the database for each request, and the
+        # inserting statement checks ``status = 'active'`` itself: a paused source
+        # refuses at once, on every process.
 
         async def run(conn: Any) -> None:
             found = await conn.fetchval(
@@ -731,10 +626,7 @@ class PostgresStore(PostgresDeliveries, base.Store):
             if not found:
                 raise SourceGone(source_id)
 
-        try:
-            await self._call(run, transaction=True)
-        finally:
-            self._forget(source_id)
+        await self._call(run, transaction=True)
 
     # maintenance
 
@@ -916,131 +808,149 @@ def _source_row(r: Any) -> dict[str, Any]:
     }
 
 
-class _Params:
-    """Numbered placeholders ($1, $2, ...) for values added as the SQL is built."""
-
-    def __init__(self) -> None:
-        self.values: list[Any] = []
-
-    def __call__(self, value: Any) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}"
-
-
-def _where(
-    p: _Params,
-    source_id: str | None,
-    event_type: str | None,
-    lo: int | None,
-    hi: int | None,
-    *,
-    day: bool = False,
-) -> list[str]:
-    """Conditions on events (or, with ``day``, on counter rows: ``lo``/``hi`` are days)."""
-    column = "day" if day else "timestamp"
-    clauses = []
-    if source_id is not None:
-        clauses.append(f"source_id = {p(source_id)}")
-    if event_type is not None:
-        clauses.append(f"type = {p(event_type)}")
-    if lo is not None:
-        clauses.append(f"{column} >= {p(lo)}")
-    if hi is not None:
-        clauses.append(f"{column} < {p(hi)}")
-    return clauses
-
-
-def _and(clauses: list[str]) -> str:
-    return " AND ".join(clauses) if clauses else "TRUE"
-
-
 def _query(
     source_id: str | None, event_type: str | None, lo: int | None, hi: int | None, limit: int
 ) -> tuple[str, list[Any]]:
-    """ONE statement (one round trip, one snapshot) for GET /streams/events: the page
-    (body, timestamp; newest first, ties by id), each row carrying the summary (the
-    earliest match, the count of matches and of their types); with no match, one row
-    whose body is NULL.
+    """ONE statement (one round trip, one snapshot) for GET /streams/events, and its
+    parameters: the page (body, timestamp; newest first, ties by id), each row carrying
+    the summary (the earliest match, the count of matches and of their types); with no
+    match, one row whose body is NULL.
 
     As in SQLite: whole UTC days inside the window are added up from the counters;
-    the partial days at its edges are counted from the events, and their types not
-    already known are each confirmed by one index probe (candidates from the
-    counters of the edge days), not by a DISTINCT scan.
+    the partial days at its edges are counted from the events, and (without a type
+    filter) their types not already known are each confirmed by one index probe
+    (candidates from the counters of the edge days), not by a DISTINCT scan. With a
+    type filter the types are that one type, when anything matches.
+
+    The text depends only on which filters are given and where the window's edges
+    fall (``_query_text``, cached): the same few statements, prepared once per
+    connection; each value is one parameter however often the text uses it.
     """
-    p = _Params()
     first_full = None if lo is None else -(-lo // DAY_MS)  # ceil
     end_full = None if hi is None else hi // DAY_MS
-    edges: list[tuple[int | None, int | None]] = []
-    days: tuple[int | None, int | None] | None
-    if first_full is not None and end_full is not None and first_full >= end_full:
-        days = None  # no whole day inside: the window is at most two partial days
-        edges.append((lo, hi))
-    else:
-        days = (first_full, end_full)
-        if lo is not None and first_full is not None and lo < first_full * DAY_MS:
-            edges.append((lo, first_full * DAY_MS))
-        if hi is not None and end_full is not None and end_full * DAY_MS < hi:
-            edges.append((end_full * DAY_MS, hi))
-    earliest = (
-        f"SELECT min(timestamp) FROM events WHERE {_and(_where(p, source_id, event_type, lo, hi))}"
+    whole_days = first_full is None or end_full is None or first_full < end_full
+    first_ms = None if first_full is None else first_full * DAY_MS
+    end_ms = None if end_full is None else end_full * DAY_MS
+    values = {
+        "source": source_id,
+        "type": event_type,
+        "lo": lo,
+        "hi": hi,
+        "limit": limit,
+        "first_day": first_full,
+        "end_day": end_full,
+        "first_ms": first_ms,
+        "end_ms": end_ms,
+        "lo_day": None if lo is None else lo // DAY_MS,
+        "hi_day_end": None if hi is None else (hi - 1) // DAY_MS + 1,
+    }
+    sql, names = _query_text(
+        source_id is not None,
+        event_type is not None,
+        lo is not None,
+        hi is not None,
+        whole_days,
+        whole_days and lo is not None and first_ms is not None and lo < first_ms,
+        whole_days and hi is not None and end_ms is not None and end_ms < hi,
     )
-    if days is None:
-        day_types = "SELECT NULL::text AS type, 0::bigint AS n WHERE FALSE"
-    else:
-        day_clauses = ["n > 0", *_where(p, source_id, event_type, *days, day=True)]
-        day_types = (
-            f"SELECT type, sum(n) AS n FROM event_counts WHERE {_and(day_clauses)} GROUP BY type"
-        )
-    if not edges:
-        edge_count = "SELECT 0::bigint AS n"
-        edge_types = "SELECT NULL::text AS type WHERE FALSE"
-    else:
-        # One subquery per edge (not an OR of ranges), so each is an index range scan.
-        ranges = [_and(_where(p, None, None, edge_lo, edge_hi)) for edge_lo, edge_hi in edges]
-        base_where = _and(_where(p, source_id, event_type, None, None))
-        edge_count = "SELECT " + " + ".join(
-            f"(SELECT count(*) FROM events WHERE {base_where} AND {r})" for r in ranges
-        )
-        edge_count += " AS n"
-        cand_days = " OR ".join(
-            "("
-            + _and(
-                _where(
-                    p,
-                    None,
-                    None,
-                    None if edge_lo is None else edge_lo // DAY_MS,
-                    None if edge_hi is None else (edge_hi - 1) // DAY_MS + 1,
-                    day=True,
-                )
-            )
-            + ")"
-            for edge_lo, edge_hi in edges
-        )
-        cand_where = _and(["n > 0", *_where(p, source_id, event_type, None, None, day=True)])
-        probe_where = _and(["e.type = c.type", *_where(p, source_id, None, None, None)])
-        edge_types = (
-            f"SELECT c.type FROM (SELECT DISTINCT type FROM event_counts "
-            f"WHERE {cand_where} AND ({cand_days})) c "
-            f"WHERE NOT EXISTS (SELECT 1 FROM day_types d WHERE d.type = c.type) "
-            "AND ("
-            + " OR ".join(
-                f"EXISTS (SELECT 1 FROM events e WHERE {probe_where} AND {r})" for r in ranges
-            )
-            + ")"
-        )
+    return sql, [values[name] for name in names]
+
+
+@functools.lru_cache(maxsize=128)
+def _query_text(
+    by_source: bool,
+    by_type: bool,
+    has_lo: bool,
+    has_hi: bool,
+    whole_days: bool,
+    lo_edge: bool,
+    hi_edge: bool,
+) -> tuple[str, tuple[str, ...]]:
+    """``_query``'s statement for one shape, and the names of its parameters in order
+    ($1, $2, ...): ``whole_days``, a whole UTC day lies inside the window (else it is
+    at most two partial days, counted from the events); ``lo_edge``/``hi_edge``, the
+    window starts/ends inside a day."""
+    names: list[str] = []
+
+    def p(name: str) -> str:
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    def where(*conditions: tuple[bool, str, str], prefix: str = "") -> str:
+        clauses = [f"{prefix}{column} {p(name)}" for given, column, name in conditions if given]
+        return " AND ".join(clauses) if clauses else "TRUE"
+
+    source = (by_source, "source_id =", "source")
+    type_ = (by_type, "type =", "type")
+    matches = where(source, type_, (has_lo, "timestamp >=", "lo"), (has_hi, "timestamp <", "hi"))
+    # Each edge: its time range and the range of days whose counters may hold its types.
+    edges: list[tuple[str, str, str, str]] = []
+    if not whole_days:
+        edges.append(("lo", "hi", "lo_day", "hi_day_end"))
+    if lo_edge:
+        edges.append(("lo", "first_ms", "lo_day", "first_day"))
+    if hi_edge:
+        edges.append(("end_ms", "hi", "end_day", "hi_day_end"))
+
     page = (
-        f"SELECT body, timestamp, id FROM events "
-        f"WHERE {_and(_where(p, source_id, event_type, lo, hi))} "
-        f"ORDER BY timestamp DESC, id DESC LIMIT {p(limit)}"
+        f"SELECT body, timestamp, id FROM events WHERE {matches} "
+        f"ORDER BY timestamp DESC, id DESC LIMIT {p('limit')}"
     )
+    earliest = f"SELECT min(timestamp) FROM events WHERE {matches}"
+    if whole_days:
+        day_where = where(
+            source,
+            type_,
+            (has_lo, "day >=", "first_day"),
+            (has_hi, "day <", "end_day"),
+        )
+        day_types = (
+            f"SELECT type, sum(n) AS n FROM event_counts WHERE n > 0 AND {day_where} GROUP BY type"
+        )
+    else:
+        day_types = "SELECT NULL::text AS type, 0::bigint AS n WHERE FALSE"
+    # One subquery per edge (not an OR of ranges), so each is an index range scan.
+    ranges = [
+        where((True, "timestamp >=", edge_lo), (True, "timestamp <", edge_hi))
+        for edge_lo, edge_hi, _, _ in edges
+    ]
+    edge_count = (
+        " + ".join(
+            f"(SELECT count(*) FROM events WHERE {where(source, type_)} AND {r})" for r in ranges
+        )
+        or "0::bigint"
+    )
+    total = f"(SELECT coalesce(sum(n), 0) FROM day_types)::bigint + {edge_count}"
+    if by_type:
+        # The one type is there when anything matches.
+        types = "(total > 0)::int"
+        ctes = f"page AS ({page}), day_types AS ({day_types})"
+    else:
+        types = "(SELECT count(*) FROM day_types) + (SELECT count(*) FROM edge_types)"
+        if edges:
+            cand_days = " OR ".join(
+                f"({where((True, 'day >=', day_lo), (True, 'day <', day_hi))})"
+                for _, _, day_lo, day_hi in edges
+            )
+            probes = " OR ".join(
+                f"EXISTS (SELECT 1 FROM events e WHERE e.type = c.type AND "
+                f"{where(source, prefix='e.')} AND {r})"
+                for r in ranges
+            )
+            edge_types = (
+                "SELECT c.type FROM (SELECT DISTINCT type FROM event_counts "
+                f"WHERE n > 0 AND {where(source)} AND ({cand_days})) c "
+                "WHERE NOT EXISTS (SELECT 1 FROM day_types d WHERE d.type = c.type) "
+                f"AND ({probes})"
+            )
+        else:
+            edge_types = "SELECT NULL::text AS type WHERE FALSE"
+        ctes = f"page AS ({page}), day_types AS ({day_types}), edge_types AS ({edge_types})"
     sql = (
-        f"WITH page AS ({page}), day_types AS ({day_types}), edge_count AS ({edge_count}), "
-        f"edge_types AS ({edge_types}), summary AS (SELECT ({earliest}) AS earliest, "
-        f"(SELECT coalesce(sum(n), 0) FROM day_types)::bigint "
-        f"+ (SELECT n FROM edge_count) AS total, "
-        f"(SELECT count(*) FROM day_types) + (SELECT count(*) FROM edge_types) AS types) "
-        f"SELECT p.body, p.timestamp, s.earliest, s.total, s.types "
-        f"FROM summary s LEFT JOIN page p ON TRUE ORDER BY p.timestamp DESC, p.id DESC"
+        f"WITH {ctes}, counted AS (SELECT ({earliest}) AS earliest, {total} AS total), "
+        f"summary AS (SELECT earliest, total, {types} AS types FROM counted) "
+        "SELECT p.body, p.timestamp, s.earliest, s.total, s.types "
+        "FROM summary s LEFT JOIN page p ON TRUE ORDER BY p.timestamp DESC, p.id DESC"
     )
-    return sql, p.values
+    return sql, tuple(names)
