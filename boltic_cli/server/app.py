@@ -85,10 +85,8 @@ class Runtime:
                 return
 
     async def maintain_once(self) -> None:
-        """Make the coming days' storage, expire old Idempotency-Keys; with a retention,
-        prune events received before it."""
+        """Expire old Idempotency-Keys; with a retention, prune events received before it."""
         store = self.store
-        await store.prepare_days()
         await store.expire_idempotency_keys()
         retention = self.settings.retention
         if retention is None:

@@ -1,27 +1,30 @@
-"""Benchmark: retention on PostgreSQL, deleting rows (schema 2) against dropping day
-partitions (schema 3), on the same data in the same run.
+"""Benchmark: retention on PostgreSQL, deleting rows (the store's schema) against
+dropping day partitions (the experimental layout of tests/bench/_pg_partitions.py, not
+used by the server), on the same data in the same run.
 
 Run: .venv/bin/python tests/bench/bench_pg_retention.py [--events 1000000]
      [--prune-days 7] [--writers 2]
 
 On a throwaway PostgreSQL (tests/pg.py; fsync and synchronous_commit at their
 defaults): N events over 30 days (10 sources, 20 types; built by
-bench_server.build_database), loaded with COPY into a schema-2 database while one
-active webhook destination exists, so the outbox trigger gives every event its
-delivery (N deliveries). That database is cloned (CREATE DATABASE ... TEMPLATE) and the
-clone migrated to schema 3 (timed: what an upgrade costs). Then, on each, retention
-with the cutoff ``now - (30 - prune-days) days`` (the oldest ~prune-days of events and
-their deliveries):
+bench_server.build_database), loaded with COPY into a database at the store's schema
+(SCHEMA_VERSION, made by the package's migrate) while one active webhook destination
+exists, so the outbox trigger gives every event its delivery (N deliveries). That
+database is cloned (CREATE DATABASE ... TEMPLATE) and the clone converted to day
+partitions (_pg_partitions.PARTITION; timed: what an upgrade would cost). Then, on
+each, retention with the cutoff ``now - (30 - prune-days) days`` (the oldest
+~prune-days of events and their deliveries):
 
-  rows        the chunked DELETE of schema 2 (PRUNE_V2 below, the statement
-              prune_received_before ran before migration 3, in its transactions of
+  rows        the store's chunked DELETE (PRUNE_V2 below, the statement of
+              PostgresStore.prune_received_before, in its transactions of
               PRUNE_CHUNK rows, with the store's session settings) until a chunk
               comes back short;
   rows_indexed  the same with its per-source scan ordered by received_at
               (PRUNE_V2_INDEXED): deleting rows when the planner uses the index;
-  partitions  PostgresStore.prune_received_before on schema 3 until short: whole
-              days dropped (counts subtracted in the same transaction), the partial
-              day at the cutoff deleted by rows.
+  partitions  _pg_partitions.prune_received_before on the partitioned clone (with
+              the store's session settings) until short: whole days dropped (counts
+              subtracted in the same transaction), the partial day at the cutoff
+              deleted by rows.
 
 Each records wall time, WAL bytes written (pg_current_wal_lsn before/after), the
 size of events and deliveries (tables + indexes, every partition) before, after, and
@@ -54,12 +57,12 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
 from boltic_cli.server.store.base import DAY_MS, PRUNE_CHUNK  # noqa: E402
-from tests.bench import bench_server  # noqa: E402
+from tests.bench import _pg_partitions, bench_server  # noqa: E402
 from tests.bench._common import load_averages, machine  # noqa: E402
 from tests.pg import PostgresServer, start_postgres  # noqa: E402
 
-# The retention statement of schema 2 (store.py before migration 3), run in the same
-# transaction as the counters' cleanup, as prune_received_before did.
+# The store's retention statement (store.py PRUNE), run in the same transaction as the
+# counters' cleanup, as prune_received_before does.
 PRUNE_V2 = """
 DELETE FROM events WHERE ctid = ANY(ARRAY(
     SELECT e.ctid FROM sources s CROSS JOIN LATERAL (
@@ -100,8 +103,8 @@ SELECT coalesce((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tre
 
 
 async def load(sqlite_db: Path, url: str) -> float:
-    """Schema 2, the destination, then sources and events by COPY (the triggers write
-    counters and deliveries); seconds taken."""
+    """The store's schema, the destination, then sources and events by COPY (the
+    triggers write counters and deliveries); seconds taken."""
     import asyncpg
 
     from boltic_cli.server.store.postgres.schema import migrate
@@ -109,7 +112,7 @@ async def load(sqlite_db: Path, url: str) -> float:
     started = time.perf_counter()
     conn = await asyncpg.connect(url)
     try:
-        await migrate(conn, target=2)
+        await migrate(conn)
         await conn.execute(
             "INSERT INTO destinations (id, name, type, config, status, created_at) "
             "VALUES ($1, $2, $3, $4, $5, $6)",
@@ -130,15 +133,14 @@ async def load(sqlite_db: Path, url: str) -> float:
     return time.perf_counter() - started
 
 
-async def migrate_to_latest(url: str) -> float:
+async def convert_to_partitions(url: str) -> float:
+    """_pg_partitions.PARTITION on the clone; seconds taken."""
     import asyncpg
-
-    from boltic_cli.server.store.postgres.schema import migrate
 
     started = time.perf_counter()
     conn = await asyncpg.connect(url)
     try:
-        await migrate(conn)
+        await _pg_partitions.partition(conn)
     finally:
         await conn.close()
     return time.perf_counter() - started
@@ -256,35 +258,33 @@ PRUNERS = {
 
 
 async def partitions_pruner(url: str):
-    """Schema 3's retention through the store (opened before the clock starts), as
-    Runtime.maintain_once calls it. Returns (prune(cutoff), close())."""
-    from boltic_cli.server.store.postgres import PostgresStore
+    """The partitioned clone's retention (_pg_partitions.prune_received_before, as the
+    store ran it on branch ``partitions``) on a connection with the store's session
+    settings. Returns (prune(cutoff), close())."""
+    import asyncpg
 
-    store = PostgresStore(url)
-    await store.open()
+    conn = await asyncpg.connect(url, server_settings=STORE_SETTINGS)
 
     async def prune(cutoff: int) -> list[float]:
         calls = []
         while True:
             started = time.perf_counter()
-            n = await store.prune_received_before(cutoff)
+            n = await _pg_partitions.prune_received_before(conn, cutoff)
             calls.append(time.perf_counter() - started)
             if n < PRUNE_CHUNK:
                 return calls
 
-    return prune, store.close
+    return prune, conn.close
 
 
 PRUNERS["partitions"] = partitions_pruner
 
 
-async def query_latencies(url: str, schema: int, now_ms: int) -> dict:
+async def query_latencies(url: str, now_ms: int) -> dict:
     """The p50 (ms) of each query shape of bench_postgres.store_latencies as a store call
-    on this database (schema 2 kept as it is: the store's migration is pointed at it),
-    before any prune: what the partitions cost or save the reads."""
+    on this database (the store's reads are the same on either layout), before any
+    prune: what the partitions cost or save the reads."""
     from boltic_cli.server.store.postgres import PostgresStore
-    from boltic_cli.server.store.postgres import schema as schema_module
-    from boltic_cli.server.store.postgres import store as store_module
 
     week_ago = now_ms - 7 * DAY_MS
     source, type_ = "src_bench03", "type_05"
@@ -296,17 +296,8 @@ async def query_latencies(url: str, schema: int, now_ms: int) -> dict:
         "no_filter": lambda s: s.query_events(),
         "debug_read": lambda s: s.debug_events(source, 50),
     }
-    latest = store_module.migrate
-
-    async def pinned(conn) -> int:
-        return await schema_module.migrate(conn, target=schema)
-
-    store_module.migrate = pinned
     store = PostgresStore(url)
-    try:
-        await store.open()
-    finally:
-        store_module.migrate = latest
+    await store.open()
     out = {}
     try:
         for name, call in calls.items():
@@ -476,7 +467,7 @@ def main() -> None:
             load_s = asyncio.run(load(sqlite_db, pg.url(rows_db)))
             indexed_db = clone(pg, rows_db, f"{rows_db}_indexed")
             parts_db = clone(pg, rows_db, f"{rows_db}_parts")
-            migrate_s = asyncio.run(migrate_to_latest(pg.url(parts_db)))
+            partition_s = asyncio.run(convert_to_partitions(pg.url(parts_db)))
             for db in (rows_db, indexed_db, parts_db):
                 asyncio.run(vacuum_analyze(pg.url(db)))
             now_ms = int(now.timestamp() * 1000)
@@ -486,14 +477,14 @@ def main() -> None:
                 "days": bench_server.DAYS,
                 "deliveries": "one per event (one active webhook destination)",
                 "sqlite_build_seconds": round(build_s, 1),
-                "copy_into_schema_2_seconds": round(load_s, 1),
-                "migration_2_to_3_seconds": round(migrate_s, 1),
+                "copy_seconds": round(load_s, 1),
+                "conversion_to_partitions_seconds": round(partition_s, 1),
                 "cutoff": f"now - {bench_server.DAYS - args.prune_days} days",
                 "writers": args.writers,
             }
             report["query_p50_ms_before_prune"] = {
-                "schema_2_rows": asyncio.run(query_latencies(pg.url(rows_db), 2, now_ms)),
-                "schema_3_partitions": asyncio.run(query_latencies(pg.url(parts_db), 3, now_ms)),
+                "store_schema": asyncio.run(query_latencies(pg.url(rows_db), now_ms)),
+                "day_partitions": asyncio.run(query_latencies(pg.url(parts_db), now_ms)),
             }
             print(json.dumps(report["query_p50_ms_before_prune"]), file=sys.stderr)
             for how, db in (

@@ -208,17 +208,10 @@ class Store(DeliveryStore):
 
     # maintenance
 
-    async def prepare_days(self) -> int:
-        """Make ahead of time whatever storage today and the next days need (PostgreSQL:
-        their partitions); returns how many days were made. Nothing on SQLite."""
-        return 0
-
     @abc.abstractmethod
     async def prune_received_before(self, cutoff_ms: int) -> int:
-        """Delete events received before ``cutoff_ms`` with their counts: up to
-        PRUNE_CHUNK rows in one transaction (PostgreSQL first drops whole days before
-        the cutoff, which can make the count larger); returns how many (call again
-        while it is at least PRUNE_CHUNK)."""
+        """Delete up to PRUNE_CHUNK events received before ``cutoff_ms`` with their
+        counts, in one transaction; returns how many (call again while it is PRUNE_CHUNK)."""
 
     @abc.abstractmethod
     async def expire_idempotency_keys(self) -> int:

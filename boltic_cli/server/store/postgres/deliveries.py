@@ -23,10 +23,6 @@ lease`` in the same statement; a concurrent claimer skips the locked rows, and o
 committed the lease keeps them from being due, so a delivery is held by one process
 at a time, and one that dies leaves its claims due again when the lease ends.
 
-Since schema migration 3 ``deliveries`` is partitioned by day of ``created_at`` like
-events by ``received_at`` (``partitions.py``): retention drops a day's deliveries with
-its events, and the primary key is ``(destination_id, id, created_at)``.
-
 All methods run on the store's own event loop (``PostgresStore._call`` hops there
 from the delivery worker's thread).
 """

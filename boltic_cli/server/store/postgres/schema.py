@@ -10,8 +10,8 @@ carries (a group commit of 16 events is two counter upserts, not 32).
 
 ``migrate(conn)`` runs under a transaction-scoped advisory lock, so simultaneous
 starts (several ``boltic server`` processes on one database) apply each version once.
-Versions: 1 this module's tables, 2 the delivery outbox (``deliveries.py``), 3 events
-and deliveries partitioned by UTC day (``partitions.py``).
+Versions: 1 this module's tables, 2 the delivery outbox (``deliveries.py``), 3 the
+sources trigger dropped (MIGRATION_3).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from boltic_cli.server.store.base import SchemaTooNew, StoreUnavailable
-from boltic_cli.server.store.postgres import deliveries, partitions
+from boltic_cli.server.store.postgres import deliveries
 
 if TYPE_CHECKING:
     import asyncpg
@@ -143,7 +143,16 @@ CREATE TRIGGER events_count_delete AFTER DELETE ON events
     EXECUTE FUNCTION boltic_count_delete();
 """
 
-MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: deliveries.MIGRATION, 3: partitions.MIGRATION}
+# The sources trigger told each process to forget its hint of active sources; nothing
+# listens any more (every lookup asks the database), so it only cost each source
+# change a NOTIFY. Events and deliveries keep their layout: retention deletes rows
+# (partitioning by day was measured and not adopted: docs/internals.md).
+MIGRATION_3 = """
+DROP TRIGGER IF EXISTS sources_changed ON sources;
+DROP FUNCTION IF EXISTS boltic_source_changed();
+"""
+
+MIGRATIONS: dict[int, str] = {1: SCHEMA_V1, 2: deliveries.MIGRATION, 3: MIGRATION_3}
 
 
 def prepare(url: str, connect_timeout: float = 5.0) -> None:

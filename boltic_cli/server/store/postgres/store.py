@@ -56,7 +56,6 @@ from boltic_cli.server.store.base import (
     StoreUnavailable,
     accepted,
 )
-from boltic_cli.server.store.postgres import partitions
 from boltic_cli.server.store.postgres.deliveries import (
     DESTINATION_COLUMNS,
     PostgresDeliveries,
@@ -112,23 +111,12 @@ SOURCE_ROW = """
 SELECT s.id, s.name, s.type, s.write_key, s.status, s.created_at, coalesce(c.n, 0)
 FROM sources s LEFT JOIN received_counts c ON c.source_id = s.id AND c.day = $1
 """
-# One chunk of retention by rows: the day at the cutoff (its partition is kept) and the
-# default partition (rows of days that have none); older days are dropped whole
-# (partitions.drop_day) before this runs. Rows are found per source through
-# events_by_source_received (the ORDER BY keeps even a generic plan on that index: with
-# PostgreSQL's default random_page_cost, schema 2's unordered statement was planned as
-# a scan of the table per source, past every row already deleted) and deleted by
-# (partition, ctid): a ctid alone is not unique across partitions.
 PRUNE = """
-DELETE FROM events e USING (
-    SELECT x.tableoid AS t, x.ctid AS c FROM sources s CROSS JOIN LATERAL (
-        SELECT tableoid, ctid FROM events
-        WHERE source_id = s.id AND received_at < $1
-          AND (received_at >= $3 OR tableoid = 'events_default'::regclass)
-        ORDER BY received_at LIMIT $2
-    ) x LIMIT $2
-) old
-WHERE e.received_at < $1 AND e.tableoid = old.t AND e.ctid = old.c
+DELETE FROM events WHERE ctid = ANY(ARRAY(
+    SELECT e.ctid FROM sources s CROSS JOIN LATERAL (
+        SELECT ctid FROM events WHERE source_id = s.id AND received_at < $1 LIMIT $2
+    ) e LIMIT $2
+))
 """
 
 T = TypeVar("T")
@@ -630,60 +618,14 @@ class PostgresStore(PostgresDeliveries, base.Store):
 
     # maintenance
 
-    async def prepare_days(self) -> int:
-        """Create the partitions of today and the DAYS_AHEAD days after it (by
-        ``now_ms()``) that are missing (partitions.py); returns how many days were
-        made. A day whose lock was not had in time is left to the next run. Raises
-        StoreUnavailable."""
-        today = self.now_ms() // DAY_MS
-
-        async def run(conn: Any) -> int:
-            have = set(await partitions.days(conn))
-            created = 0
-            for day in range(today, today + partitions.DAYS_AHEAD + 1):
-                if day in have:
-                    continue
-                try:
-                    created += await partitions.add_days(conn, day, day)
-                except _lock_timeout() as e:
-                    log.info("partition of day %s not made this time: %s", day, _reason(e))
-                    break
-            return created
-
-        return await self._call(run)
-
     async def prune_received_before(self, cutoff_ms: int) -> int:
-        """Drop every day partition wholly before ``cutoff_ms`` (one transaction per
-        day, counts adjusted in it; a day whose lock is not had within
-        partitions.DROP_LOCK_TIMEOUT_MS waits for the next call), then delete up to
-        PRUNE_CHUNK rows of what is left before the cutoff (the cutoff's own day and
-        the default partition). Returns the events dropped and deleted: call again
-        while it is at least PRUNE_CHUNK."""
-        cutoff_day = cutoff_ms // DAY_MS
-
-        async def drop(conn: Any) -> int:
-            dropped = 0
-            for day in await partitions.days(conn):
-                if day >= cutoff_day:
-                    break
-                try:
-                    dropped += await partitions.drop_day(conn, day) or 0
-                except _lock_timeout() as e:
-                    log.info("day %s not dropped this time: %s", day, _reason(e))
-                    break
-            return dropped
-
-        async def delete(conn: Any) -> int:
-            await partitions.lock(conn)
-            deleted = _rowcount(
-                await conn.execute(PRUNE, cutoff_ms, PRUNE_CHUNK, cutoff_day * DAY_MS)
-            )
+        async def run(conn: Any) -> int:
+            deleted = _rowcount(await conn.execute(PRUNE, cutoff_ms, PRUNE_CHUNK))
             await conn.execute("DELETE FROM event_counts WHERE n <= 0")
             await conn.execute("DELETE FROM received_counts WHERE n <= 0")
             return deleted
 
-        dropped = await self._call(drop)
-        return dropped + await self._call(delete, transaction=True)
+        return await self._call(run, transaction=True)
 
     async def expire_idempotency_keys(self) -> int:
         now = self.now_ms()
@@ -775,13 +717,6 @@ def _columns(records: list[EventRecord]) -> tuple[list, ...]:
         [r.received_at for r in records],
         [r.body for r in records],
     )
-
-
-def _lock_timeout() -> type[BaseException]:
-    """The driver's error for a lock not had within ``lock_timeout``."""
-    import asyncpg
-
-    return asyncpg.exceptions.LockNotAvailableError
 
 
 def _reason(e: BaseException) -> str:

@@ -1,21 +1,23 @@
-"""PostgreSQL: events and deliveries in one partition per UTC day (schema migration 3),
-and the maintenance that keeps them: days made ahead of time, retention by dropping
-whole days.
+"""An experimental variant of the PostgreSQL schema, measured against the store's row
+deletes by bench_pg_retention.py and NOT used by the server: events and deliveries in
+one partition per UTC day of ``received_at`` (``created_at``), retention by dropping
+whole days. It was written and measured as schema migration 3 on branch
+``partitions`` (issue 19) and moved here unchanged, apart from the package's own
+migration 3 (the sources trigger dropped) no longer being part of ``PARTITION``; the
+package keeps deleting rows (docs/internals.md, "Retention on PostgreSQL").
 
-What it measured (tests/bench/bench_pg_retention.py, JSON beside it; 1,000,000 events
-over 30 days with one delivery each, the oldest 7 days pruned at once): dropping the
-days wrote ~7x less WAL than deleting the rows (17 MB against 124 MB, and the deleted
-rows' VACUUM another 126 MB), gave the space back at once (events 744 -> 592 MB,
-deliveries 329 -> 262 MB; deleting rows leaves the files as large, the space only
-reusable), took 1.9 s against 2.5 s, and inserts meanwhile waited no longer (max
-12 ms against 37 ms). In the steady state (the cutoff moving a day in hourly steps)
-the day at the cutoff is deleted row by row as the cutoff passes through it, so the
-WAL is the same as deleting rows (22 MB a day either way). The price is on reads:
-with ~35 partitions each query on ``events`` opens every partition (the filters are
-on ``timestamp``, the partition key is ``received_at``): the p50 of the store's read
-shapes went from 0.1-1.3 ms to 0.3-1.7 ms (source + type + 7 days: 0.43 -> 1.72 ms),
-and it grows with the number of days kept. Migration 3 of that database took 17 s
-(one transaction; events are locked meanwhile).
+What it measured (bench_pg_retention.json; 1,000,000 events over 30 days with one
+delivery each): pruning the oldest 7 days at once, dropping the days wrote ~7x less
+WAL than deleting the rows (17 MB against 124 MB) and gave the space back (events
+744 -> 592 MB), 1.9 s against 2.5 s; in the steady state (the cutoff moving a day in
+hourly steps) the day at the cutoff is deleted row by row, so the WAL is the same
+(22 MB a day either way) and it took longer (1.41 s against 0.25 s); and every read of
+``events`` opens every partition (the filters are on ``timestamp``, the key is
+``received_at``): p50 source + type + 7 days 0.43 -> 1.72 ms.
+
+Use: a database at the package's schema 3, then ``PARTITION`` (one transaction);
+``prune_received_before(conn, cutoff_ms)`` on a connection with the store's session
+settings, called again while it returns at least PRUNE_CHUNK.
 
 Layout. ``events`` is ``PARTITION BY RANGE (received_at)``, ``deliveries`` ``PARTITION
 BY RANGE (created_at)`` (a delivery's ``created_at`` is its event's ``received_at``, so
@@ -31,8 +33,8 @@ Days ahead. ``boltic_add_day(day)`` (SQL, below) creates a day's pair of partiti
 missing: as a plain table ``ATTACH``-ed to the parent (``SHARE UPDATE EXCLUSIVE`` on
 the parent, which inserts and reads do not wait for; ``CREATE TABLE ... PARTITION OF``
 would take ``ACCESS EXCLUSIVE``), after moving rows of that day out of the default
-partition (which it locks, ``ACCESS EXCLUSIVE`` while attaching). Maintenance makes
-today and DAYS_AHEAD days after it, so inserts land in their day in normal running.
+partition (which it locks, ``ACCESS EXCLUSIVE`` while attaching). Maintenance (``add_days``)
+makes today and DAYS_AHEAD days after it, so inserts land in their day in normal running.
 
 Dropping a day. In one transaction, under ``lock_timeout`` (DROP_LOCK_TIMEOUT_MS):
 lock the day's events partition (``SHARE``: no row can come or go while it is counted),
@@ -61,10 +63,12 @@ import datetime as _dt
 import re
 from typing import Any
 
+from boltic_cli.server.store.base import PRUNE_CHUNK
+
 DAY_MS = 86_400_000
 # Days after today whose partitions maintenance makes ahead of time.
 DAYS_AHEAD = 3
-# Migration 3 makes partitions for days with rows at most this far back (older rows
+# PARTITION makes partitions for days with rows at most this far back (older rows
 # go to the default partition, and retention deletes them row by row).
 MIGRATION_DAYS_BACK = 400
 # pg_advisory_xact_lock key for maintenance on events: "bolticp" in ASCII.
@@ -125,12 +129,8 @@ CREATE INDEX events_by_time ON events (timestamp, id);
 CREATE INDEX events_by_source_received ON events (source_id, received_at, id);
 """
 
-MIGRATION = f"""
--- The sources trigger told each process to forget its source hint; nothing listens
--- any more (every lookup asks the database).
-DROP TRIGGER IF EXISTS sources_changed ON sources;
-DROP FUNCTION IF EXISTS boltic_source_changed();
-
+# Converts a database at the package's schema 3 (events and deliveries plain tables).
+PARTITION = f"""
 ALTER TABLE events RENAME TO events_v2;
 ALTER TABLE deliveries RENAME TO deliveries_v2;
 CREATE TABLE events (
@@ -203,6 +203,14 @@ CREATE TRIGGER events_drop_deliveries AFTER DELETE ON events
     EXECUTE FUNCTION boltic_drop_deliveries();
 """
 
+
+async def partition(conn: Any) -> None:
+    """Convert a database at the package's schema 3 to this layout (PARTITION), in one
+    transaction: events and deliveries are locked meanwhile."""
+    async with conn.transaction():
+        await conn.execute(PARTITION)
+
+
 LIST_DAYS = """
 SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = 'events'::regclass
@@ -266,3 +274,48 @@ async def drop_day(conn: Any, day: int) -> int | None:
         )
         await conn.execute(f"DROP TABLE {events}, {deliveries}")
         return n
+
+
+# One chunk of retention by rows: the day at the cutoff (its partition is kept) and the
+# default partition (rows of days that have none); older days are dropped whole
+# (drop_day) before this runs. Rows are found per source through
+# events_by_source_received (the ORDER BY keeps even a generic plan on that index) and
+# deleted by (partition, ctid): a ctid alone is not unique across partitions.
+PRUNE = """
+DELETE FROM events e USING (
+    SELECT x.tableoid AS t, x.ctid AS c FROM sources s CROSS JOIN LATERAL (
+        SELECT tableoid, ctid FROM events
+        WHERE source_id = s.id AND received_at < $1
+          AND (received_at >= $3 OR tableoid = 'events_default'::regclass)
+        ORDER BY received_at LIMIT $2
+    ) x LIMIT $2
+) old
+WHERE e.received_at < $1 AND e.tableoid = old.t AND e.ctid = old.c
+"""
+
+
+async def prune_received_before(conn: Any, cutoff_ms: int) -> int:
+    """Retention on the partitioned schema, as the store ran it on branch
+    ``partitions``: drop every day partition wholly before ``cutoff_ms`` (one
+    transaction per day, counts adjusted in it; a day whose lock is not had within
+    DROP_LOCK_TIMEOUT_MS waits for the next call), then delete up to PRUNE_CHUNK rows of
+    what is left before the cutoff (the cutoff's own day and the default partition) in
+    one transaction with the counters' cleanup. Returns the events dropped and deleted:
+    call again while it is at least PRUNE_CHUNK."""
+    import asyncpg
+
+    cutoff_day = cutoff_ms // DAY_MS
+    dropped = 0
+    for day in await days(conn):
+        if day >= cutoff_day:
+            break
+        try:
+            dropped += await drop_day(conn, day) or 0
+        except asyncpg.exceptions.LockNotAvailableError:
+            break
+    async with conn.transaction():
+        await lock(conn)
+        status = await conn.execute(PRUNE, cutoff_ms, PRUNE_CHUNK, cutoff_day * DAY_MS)
+        await conn.execute("DELETE FROM event_counts WHERE n <= 0")
+        await conn.execute("DELETE FROM received_counts WHERE n <= 0")
+    return dropped + int(status.rsplit(" ", 1)[1])
