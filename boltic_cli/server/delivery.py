@@ -493,7 +493,7 @@ class DeliveryWorker:
                 # The destination as committed now, for the attempt about to start.
                 try:
                     config = await self._target(destination_id)
-                except StoreError as e:
+                except Exception as e:  # StoreError, or a driver's error
                     # The claims stay queued: the next claim starts senders again, and
                     # a lease that runs out meanwhile leaves its claim to be made again.
                     log.warning("delivery: cannot read destination %s: %s", destination_id, e)

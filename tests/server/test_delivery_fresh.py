@@ -14,6 +14,7 @@ claimed again within a test.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from datetime import datetime
 
@@ -24,7 +25,9 @@ from boltic_cli import webhooks
 from tests.conftest import ADMIN_TOKEN
 from tests.receivers import Receiver, Reply
 from tests.server import test_delivery
+from tests.server import test_store_contract as contract
 from tests.server.test_delivery import deliveries, settled, wait_until
+from tests.server.test_delivery_store import SECRET, URL, new_destination
 
 # Fixtures shared with test_delivery.py: short delivery periods on each store, and a
 # destination made through the API.
@@ -193,3 +196,25 @@ def test_a_pause_on_another_process_stops_this_ones_queued_claims(
 def _seconds(wire_time: str) -> float:
     """An API time (``2026-01-02T03:04:05.678Z``) as seconds since the epoch."""
     return datetime.fromisoformat(wire_time.replace("Z", "+00:00")).timestamp()
+
+
+run = contract.run  # the store contract's fixture: one freshly opened store per kind
+
+
+def test_delivery_targets_answers_active_webhooks_as_committed_now(run):
+    async def scenario(store) -> None:
+        await new_destination(store, "dst_a")
+        await new_destination(store, "dst_b")
+        await new_destination(store, "dst_c")
+        targets = await store.delivery_targets(["dst_a", "dst_b", "dst_missing"])
+        assert set(targets) == {"dst_a", "dst_b"}
+        assert targets["dst_a"]["url"] == URL and targets["dst_a"]["signingSecret"] == SECRET
+        config = json.dumps({"url": "http://127.0.0.1:8/new", "signingSecret": SECRET})
+        await store.update_destination("dst_a", {"config": config})
+        await store.update_destination("dst_b", {"status": "inactive"})
+        await store.delete_destination("dst_c")
+        targets = await store.delivery_targets(["dst_a", "dst_b", "dst_c"])
+        assert targets == {"dst_a": json.loads(config)}
+        assert await store.delivery_targets([]) == {}
+
+    run(scenario)
