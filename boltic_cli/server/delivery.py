@@ -246,6 +246,7 @@ class DeliveryWorker:
         # Counters for tests and benchmarks.
         self.attempts = 0
         self.claimed = 0
+        self.target_reads = 0  # delivery_targets reads (one serves every sender waiting)
 
     async def start(self) -> None:
         """Start the worker's thread; returns once its loop runs. (With
@@ -467,6 +468,7 @@ class DeliveryWorker:
         try:
             while (read := self._next_read) is not None:
                 self._next_read = None
+                self.target_reads += 1
                 try:
                     targets = await self.store.delivery_targets(read.ids)
                 except Exception as e:
