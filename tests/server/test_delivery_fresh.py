@@ -5,9 +5,11 @@ queued.
 
 How each test gets claims queued: one batch of ``N`` events is claimed at once; the
 slow receiver holds the first 4 requests (``MAX_IN_FLIGHT``) for ``HOLD`` seconds, so
-the other ``N - 4`` wait in the worker's queue when the PATCH or DELETE lands. The
-receiver notes when each request arrived; the tests compare that with when the change's
-answer came back. Leases are 30 s, so deliveries that are not given back could not be
+the other ``N - 4`` wait in the worker's queue when the PATCH or DELETE lands (on a
+machine so loaded that the change comes later, more were sent before it: the tests
+count what came before the change, and fail only if too few were left queued to
+tell). The receiver notes when each request arrived; the tests compare that with when
+the change's answer came back. Leases are 30 s, so deliveries that are not given back could not be
 claimed again within a test.
 """
 
@@ -35,7 +37,7 @@ server_settings = test_delivery.server_settings
 make_destination = test_delivery.make_destination
 
 N = 30
-HOLD = 2.0
+HOLD = 3.0
 
 
 @pytest.fixture
@@ -57,8 +59,15 @@ def queue_behind_held_requests(api, server_app, source, rx: Receiver) -> list[st
     worker = server_app.state.runtime.delivery
     wait_until(lambda: worker.claimed == N, what="every delivery claimed")
     rx.wait_for(4)
-    assert len(rx.requests) == 4
     return [item["eventId"] for item in answer["data"]]
+
+
+def sent_before(rx: Receiver, at: float) -> int:
+    """How many requests ``rx`` got before ``at``; fails unless most of the ``N`` were
+    still queued then (else the test shows nothing)."""
+    count = sum(r.at < at for r in rx.requests)
+    assert count <= N // 2, f"{count} of {N} were sent before the change: too loaded?"
+    return count
 
 
 def test_pausing_stops_queued_claims_and_they_resume_when_active(
@@ -71,14 +80,15 @@ def test_pausing_stops_queued_claims_and_they_resume_when_active(
         response = api.patch(url, json={"status": "inactive"})
         paused_at = time.time()
         assert response.status_code == 200, response.text
-        # The 4 held attempts finish (they started before the pause)...
-        settled(api, destination, count=4)
+        sent = sent_before(rx, paused_at)
+        # The held attempts finish (they started before the pause)...
+        settled(api, destination, count=sent)
         time.sleep(0.5)
-        # ...and nothing starts after it, though 26 claims were queued.
+        # ...and nothing starts after it, though the rest were claimed and queued.
         assert all(r.at < paused_at for r in rx.requests)
-        assert len(rx.requests) == 4
+        assert len(rx.requests) == sent
         pending = deliveries(api, destination, status="pending")
-        assert len(pending) == N - 4
+        assert len(pending) == N - sent
         assert all(row["attempts"] == 0 for row in pending)
         # Given back, due now: not held until their 30 s leases end.
         now = time.time()
@@ -98,8 +108,9 @@ def test_deleting_stops_queued_claims(api, server_app, source, make_destination,
         response = api.delete(f"/streams/destinations/{destination['id']}")
         deleted_at = time.time()
         assert response.status_code == 204
+        sent = sent_before(rx, deleted_at)
         time.sleep(HOLD + 0.5)
-        assert len(rx.requests) == 4
+        assert len(rx.requests) == sent
         assert all(r.at < deleted_at for r in rx.requests)
 
 
@@ -122,7 +133,7 @@ def test_a_new_signing_secret_signs_every_attempt_started_after_the_change(
         settled(api, destination, count=N)
     before = [r for r in received if r.at < changed_at]
     after = [r for r in received if r.at >= changed_at]
-    assert len(before) == 4 and len(after) == N - 4
+    assert len(before) <= N // 2 and len(before) + len(after) == N
     for request in before:
         Webhook(old).verify(request.body, request.headers)
     for request in after:
@@ -143,10 +154,11 @@ def test_a_new_url_gets_every_attempt_started_after_the_change(
         )
         changed_at = time.time()
         assert response.status_code == 200, response.text
-        moved = second.wait_for(N - 4)
+        sent = sent_before(first, changed_at)
+        moved = second.wait_for(N - sent)
         settled(api, destination, count=N)
         time.sleep(0.3)
-        assert len(first.requests) == 4 and len(second.requests) == N - 4
+        assert len(first.requests) == sent and len(second.requests) == N - sent
     assert all(r.at < changed_at for r in first.requests)
     assert all(r.at >= changed_at and r.headers["x-team"] == "b" for r in moved)
     # The secret was kept (the PATCH gave none): the new URL gets the same signature.
@@ -183,9 +195,10 @@ def test_a_pause_on_another_process_stops_this_ones_queued_claims(
         )
         paused_at = time.time()
         assert response.status_code == 200, response.text
-        settled(api, destination, count=4)
+        sent = sent_before(rx, paused_at)
+        settled(api, destination, count=sent)
         time.sleep(0.5)
-        assert len(rx.requests) == 4
+        assert len(rx.requests) == sent
         assert all(r.at < paused_at for r in rx.requests)
         assert other.patch(
             f"/streams/destinations/{destination['id']}", json={"status": "active"}
