@@ -58,6 +58,8 @@ CLAIM_BATCH = 100
 USER_AGENT = f"boltic-server/{__version__}"
 # Seconds between claims prompted by new events when the last one found nothing.
 NUDGE_GAP = 0.01
+# Most seconds between tries while the store fails (the first is the poll interval).
+STORE_RETRY_MAX = 5.0
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,8 @@ class DeliveryWorker:
         # Waiting for work: a nudge() wakes it. A nudge since the last claim: claim again.
         self._idle = False
         self._nudged = False
+        # Failed tries in a row of the claim/record loop (0: the store answers).
+        self._store_failures = 0
         # Counters for tests and benchmarks.
         self.attempts = 0
         self.claimed = 0
@@ -308,6 +312,12 @@ class DeliveryWorker:
             self._loop.call_soon_threadsafe(self._wake_up)
         await asyncio.to_thread(self._thread.join, grace + 10)
         self._thread = None
+
+    def _store_retry_delay(self) -> float:
+        """Seconds before the next try after ``_store_failures`` failures in a row: the
+        poll interval, doubled each time, at most STORE_RETRY_MAX."""
+        base = self.settings.delivery_poll_interval
+        return min(base * 2 ** min(self._store_failures - 1, 16), max(base, STORE_RETRY_MAX))
 
     def nudge(self) -> None:
         """Events were stored: wake the worker now if it is idle, instead of at its next
@@ -385,9 +395,19 @@ class DeliveryWorker:
             if failure is not None:
                 if not isinstance(failure, StoreError):
                     raise failure
-                log.warning("delivery: the store failed: %s", failure)
-                await asyncio.sleep(self.settings.delivery_poll_interval)
+                # One line per outage, not one per poll (a database down for a minute
+                # was ~120 lines per process); the pause doubles up to STORE_RETRY_MAX.
+                if self._store_failures == 0:
+                    log.warning("delivery: the store failed: %s (retrying)", failure)
+                self._store_failures += 1
+                await asyncio.sleep(self._store_retry_delay())
                 continue
+            if self._store_failures:
+                log.warning(
+                    "delivery: the store answers again (after %d failed tries)",
+                    self._store_failures,
+                )
+                self._store_failures = 0
             if claimed or self._results:
                 continue
             if self._nudged:
