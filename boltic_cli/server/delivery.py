@@ -10,6 +10,13 @@ them to be claimed again when the lease ends) and at most ``MAX_IN_FLIGHT`` requ
 at once; order is best effort. Attempts are recorded in groups: one store write for
 whatever finished while the previous write committed.
 
+Each attempt goes where the destination says when it starts, not when it was claimed:
+before sending, a sender reads the destination's status and config from the store
+(``delivery_targets``; the senders that start meanwhile share one read, which begins
+after each of them asked). Paused, deleted or no longer a webhook (by this process or
+another): nothing more is sent and the lane's claims are given back, to wait for it;
+a new URL, signing secret or headers: the attempt uses them.
+
 The HTTP client is aiohttp: measured against httpx's AsyncClient it sent 5x the
 webhooks per second at 1/8 of the CPU each, and httpx could not keep up with ingest
 beside it (tests/bench/bench_delivery_client.json). It runs in a thread and event loop
@@ -51,6 +58,8 @@ CLAIM_BATCH = 100
 USER_AGENT = f"boltic-server/{__version__}"
 # Seconds between claims prompted by new events when the last one found nothing.
 NUDGE_GAP = 0.01
+# Most seconds between tries while the store fails (the first is the poll interval).
+STORE_RETRY_MAX = 5.0
 
 
 @dataclass(frozen=True)
@@ -176,7 +185,18 @@ class _Lane:
     queue: deque[Claim] = field(default_factory=deque)
     in_flight: dict[str, Claim] = field(default_factory=dict)
     senders: int = 0
+    # The destination is paused, deleted or disabled: send nothing more, give the queue
+    # back (the last sender does). Cleared when it is claimed for again.
     gone: bool = False
+
+
+@dataclass
+class _TargetRead:
+    """One ``delivery_targets`` read that senders wait for: the destinations asked for
+    before it starts, and its answer (config by id)."""
+
+    ids: set[str]
+    done: asyncio.Future[dict[str, dict[str, Any]]]
 
 
 class DeliveryWorker:
@@ -214,6 +234,9 @@ class DeliveryWorker:
         self._lanes: dict[str, _Lane] = {}
         self._senders: set[asyncio.Task] = set()
         self._results: list[AttemptRecord] = []
+        # The next read of destinations (not started yet) and whether one is running.
+        self._next_read: _TargetRead | None = None
+        self._reading = False
         # Deliveries claimed and not yet recorded (queued, in flight, or finished and
         # waiting for the next record): when each was last claimed (time.monotonic()).
         self._held: dict[str, float] = {}
@@ -222,9 +245,12 @@ class DeliveryWorker:
         # Waiting for work: a nudge() wakes it. A nudge since the last claim: claim again.
         self._idle = False
         self._nudged = False
+        # Failed tries in a row of the claim/record loop (0: the store answers).
+        self._store_failures = 0
         # Counters for tests and benchmarks.
         self.attempts = 0
         self.claimed = 0
+        self.target_reads = 0  # delivery_targets reads (one serves every sender waiting)
 
     async def start(self) -> None:
         """Start the worker's thread; returns once its loop runs. (With
@@ -286,6 +312,12 @@ class DeliveryWorker:
             self._loop.call_soon_threadsafe(self._wake_up)
         await asyncio.to_thread(self._thread.join, grace + 10)
         self._thread = None
+
+    def _store_retry_delay(self) -> float:
+        """Seconds before the next try after ``_store_failures`` failures in a row: the
+        poll interval, doubled each time, at most STORE_RETRY_MAX."""
+        base = self.settings.delivery_poll_interval
+        return min(base * 2 ** min(self._store_failures - 1, 16), max(base, STORE_RETRY_MAX))
 
     def nudge(self) -> None:
         """Events were stored: wake the worker now if it is idle, instead of at its next
@@ -363,9 +395,19 @@ class DeliveryWorker:
             if failure is not None:
                 if not isinstance(failure, StoreError):
                     raise failure
-                log.warning("delivery: the store failed: %s", failure)
-                await asyncio.sleep(self.settings.delivery_poll_interval)
+                # One line per outage, not one per poll (a database down for a minute
+                # was ~120 lines per process); the pause doubles up to STORE_RETRY_MAX.
+                if self._store_failures == 0:
+                    log.warning("delivery: the store failed: %s (retrying)", failure)
+                self._store_failures += 1
+                await asyncio.sleep(self._store_retry_delay())
                 continue
+            if self._store_failures:
+                log.warning(
+                    "delivery: the store answers again (after %d failed tries)",
+                    self._store_failures,
+                )
+                self._store_failures = 0
             if claimed or self._results:
                 continue
             if self._nudged:
@@ -424,10 +466,67 @@ class DeliveryWorker:
             for record in records:
                 self._held.pop(record.delivery_id, None)
 
+    async def _target(self, destination_id: str) -> dict[str, Any] | None:
+        """The destination's config as committed when this is called or later (never
+        earlier): None if it is deleted, inactive or not a webhook now. Senders that ask
+        while a read runs share the next one. Raises StoreError."""
+        read = self._next_read
+        if read is None:
+            read = self._next_read = _TargetRead(set(), asyncio.get_running_loop().create_future())
+            if not self._reading:
+                self._reading = True
+                task = asyncio.create_task(self._read_targets())
+                self._senders.add(task)
+                task.add_done_callback(self._senders.discard)
+        read.ids.add(destination_id)
+        # Shielded: a sender cancelled while waiting must not cancel the others' read.
+        targets = await asyncio.shield(read.done)
+        return targets.get(destination_id)
+
+    async def _read_targets(self) -> None:
+        """Run the waiting reads one after another until none waits."""
+        try:
+            while (read := self._next_read) is not None:
+                self._next_read = None
+                self.target_reads += 1
+                try:
+                    targets = await self.store.delivery_targets(read.ids)
+                except Exception as e:
+                    read.done.set_exception(e)
+                    # Retrieved here too, so an answer nobody waits for any more is
+                    # not reported as never retrieved.
+                    read.done.exception()
+                    continue
+                except BaseException:
+                    read.done.cancel()
+                    raise
+                read.done.set_result(targets)
+        finally:
+            self._reading = False
+            if self._next_read is not None:
+                # Cancelled (the worker stops) with senders waiting: they stop too.
+                self._next_read.done.cancel()
+                self._next_read = None
+
     async def _send_lane(self, destination_id: str, lane: _Lane) -> None:
         try:
             lease = self.settings.delivery_lease
             while lane.queue and not lane.gone and not self._stopping:
+                # The destination as committed now, for the attempt about to start.
+                try:
+                    config = await self._target(destination_id)
+                except Exception as e:  # StoreError, or a driver's error
+                    # The claims stay queued: the next claim starts senders again, and
+                    # a lease that runs out meanwhile leaves its claim to be made again.
+                    log.warning("delivery: cannot read destination %s: %s", destination_id, e)
+                    break
+                if config is None:
+                    # Paused, deleted or disabled since the claim: what is queued waits
+                    # for it in the store (given back in ``finally``).
+                    lane.gone = True
+                    break
+                if not lane.queue or lane.gone or self._stopping:
+                    continue
                 claim = lane.queue.popleft()
                 if time.monotonic() - self._held.get(claim.delivery_id, 0.0) > 0.9 * lease:
                     # Its lease is (nearly) over: another may hold it now. Not sent; it
@@ -435,7 +534,7 @@ class DeliveryWorker:
                     self._held.pop(claim.delivery_id, None)
                     continue
                 lane.in_flight[claim.delivery_id] = claim
-                record = await self._deliver(claim)
+                record = await self._deliver(claim, config)
                 del lane.in_flight[claim.delivery_id]
                 self._results.append(record)
                 self._wake_up()
@@ -451,10 +550,14 @@ class DeliveryWorker:
                 with contextlib.suppress(StoreError):
                     await self.store.release_deliveries(unsent, int(self.clock() * 1000))
 
-    async def _deliver(self, claim: Claim) -> AttemptRecord:
+    async def _deliver(self, claim: Claim, config: dict[str, Any]) -> AttemptRecord:
+        """One attempt of ``claim`` with the destination's ``config`` as read for it."""
+        if not webhooks.is_signing_secret(config.get("signingSecret")):
+            # Its secret was edited away since the claim gave it one: sign as claimed.
+            config = {**config, "signingSecret": claim.config.get("signingSecret")}
         result = await attempt(
             self.session,
-            claim.config,
+            config,
             claim.delivery_id,
             claim.body.encode(),
             timeout=self.settings.delivery_timeout,

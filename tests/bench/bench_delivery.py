@@ -19,6 +19,15 @@ asyncio, answers 200 and notes when each event arrived):
      one-destination ingest runs go loop, thread, thread, loop, so that neither gains
      from a load that moves while the benchmark runs.
 
+With ``--drain N [--baseline TREE]`` it measures instead how fast the worker empties
+a backlog (issue 19: the cost of reading the destination before each attempt): N
+events ingested in batches of 500 as fast as the server takes them, one active
+webhook destination, the fast receiver; deliveries/s from the first arrival to the
+last, and CPU per delivery of the server's delivery thread (and of PostgreSQL's
+backends), on SQLite and on PostgreSQL (a throwaway one, tests/pg.py), for this tree
+and for TREE (another worktree, e.g. of main: "before"), runs in the order before,
+after, after, before per store. Writes bench_delivery_drain.json.
+
 Targets (issue 15): delivery keeps up with 1,000 events/s with lag p99 <= 1 s, and
 ingest with one destination >= 0.5 of ingest with none. The machine has 2 cores shared
 with the receiver, the load generator and other developers' work: the load average is
@@ -186,6 +195,130 @@ def bench_delivery(work: Path, rate: int, seconds: float, thread: bool = True) -
     }
 
 
+def bench_drain(work: Path, db: str, events: int, tree: Path, pg: object | None) -> dict:
+    """Empty a backlog of ``events`` deliveries (see the module docstring) with
+    ``tree``'s server on ``db`` (a SQLite path or a PostgreSQL URL)."""
+    from bench_postgres import Server as DbServer
+    from bench_postgres import postgres_cpu_s
+
+    work.mkdir()
+    arrivals_file = work / "arrivals.txt"
+    receiver, receiver_url = start_receiver(arrivals_file)
+    server = DbServer(db, work, work / "server.log", tree=tree)
+    url = server.url
+    try:
+        source_id = setup(url, receiver_url)
+        destination_id = httpx.get(f"{url}/streams/destinations", headers=AUTH).json()["data"][0][
+            "id"
+        ]
+        cpu_before = server.threads().get("boltic-delivery", {}).get("cpu_s", 0.0)
+        pg_before = postgres_cpu_s(pg) if pg is not None else 0.0
+        began = time.time()
+        with httpx.Client(headers=AUTH, timeout=60) as client:
+            for start in range(0, events, 500):
+                items = [
+                    {"sourceId": source_id, "type": "page_view", "properties": {"n": n}}
+                    for n in range(start, min(start + 500, events))
+                ]
+                client.post(f"{url}/streams/events/batch", json={"batch": items}).raise_for_status()
+            ingested_s = time.time() - began
+            deadline = time.time() + 300
+            while time.time() < deadline:
+                rows = client.get(
+                    f"{url}/streams/destinations/{destination_id}/deliveries",
+                    params={"status": "pending", "limit": 1},
+                ).json()["data"]
+                if not rows:
+                    break
+                time.sleep(0.1)
+        delivery_cpu = server.threads().get("boltic-delivery", {}).get("cpu_s", 0.0) - cpu_before
+        pg_cpu = postgres_cpu_s(pg) - pg_before if pg is not None else None
+    finally:
+        server.stop()
+        stop(receiver)
+    times = sorted(float(line.split(" ", 1)[0]) for line in arrivals_file.read_text().splitlines())
+    result = {
+        "events": events,
+        "ingest_seconds": round(ingested_s, 2),
+        "delivered": len(times),
+        "deliveries_per_s": round(len(times) / (times[-1] - times[0]), 1),
+        "delivery_thread_cpu_us_per_delivery": round(delivery_cpu / max(len(times), 1) * 1e6, 1),
+    }
+    if pg_cpu is not None:
+        # Ingest's share included: the same in both trees.
+        result["postgres_cpu_us_per_event_incl_ingest"] = round(pg_cpu / events * 1e6, 1)
+    return result
+
+
+def drain_main(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(ROOT))
+    from tests.pg import start_postgres
+
+    load_before = load_averages()
+    trees = (
+        {"before": Path(args.baseline).resolve(), "after": ROOT}
+        if args.baseline
+        else {"after": ROOT}
+    )
+    order = ["before", "after", "after", "before"] if args.baseline else ["after", "after"]
+    runs: dict[str, dict[str, list[dict]]] = {}
+    pg = start_postgres()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp:
+            work = Path(tmp)
+            for store in ("sqlite", "postgresql"):
+                for n, name in enumerate(order):
+                    sub = work / f"{store}-{name}-{n}"
+                    db = str(sub / "bench.db") if store == "sqlite" else pg.url(pg.new_database())
+                    result = bench_drain(
+                        sub, db, args.drain, trees[name], pg if store == "postgresql" else None
+                    )
+                    runs.setdefault(store, {}).setdefault(name, []).append(result)
+                    print("drain", store, name, result, file=sys.stderr)
+    finally:
+        pg.destroy()
+    summary = {
+        store: {
+            name: {
+                "deliveries_per_s": mean([r["deliveries_per_s"] for r in rs]),
+                "delivery_thread_cpu_us_per_delivery": mean(
+                    [r["delivery_thread_cpu_us_per_delivery"] for r in rs]
+                ),
+            }
+            for name, rs in by_tree.items()
+        }
+        for store, by_tree in runs.items()
+    }
+    result = {
+        "command": " ".join([".venv/bin/python", "tests/bench/bench_delivery.py", *sys.argv[1:]]),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(load_average_before=load_before, load_average_after=load_averages()),
+        "trees": {
+            name: subprocess.run(
+                ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            + (" + uncommitted changes" if _dirty(tree) else "")
+            for name, tree in trees.items()
+        },
+        "summary": summary,
+        "runs": runs,
+    }
+    out = HERE / "bench_delivery_drain.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+def _dirty(tree: Path) -> bool:
+    status = subprocess.run(
+        ["git", "-C", str(tree), "status", "--porcelain", "--", "boltic_cli"],
+        capture_output=True,
+        text=True,
+    )
+    return bool(status.stdout.strip())
+
+
 def bench_ingest(
     work: Path, seconds: int, with_destination: bool, thread: bool = True, run: int = 0
 ) -> dict:
@@ -234,7 +367,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument(
+        "--drain", type=int, metavar="N", help="measure emptying a backlog of N deliveries"
+    )
+    parser.add_argument(
+        "--baseline", metavar="TREE", help="with --drain: also run TREE's server (before)"
+    )
     args = parser.parse_args()
+    if args.drain:
+        drain_main(args)
+        return
     seconds = args.seconds or (8 if args.quick else 20)
     wrk_seconds = 5 if args.quick else 10
     load_before = load_averages()

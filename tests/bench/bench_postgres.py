@@ -56,7 +56,9 @@ TOKEN = bench_server.TOKEN
 class Server:
     """`boltic server` in a subprocess on ``db`` (a SQLite file or a PostgreSQL URL)."""
 
-    def __init__(self, db: str, work: Path, log: Path) -> None:
+    def __init__(self, db: str, work: Path, log: Path, tree: Path = ROOT) -> None:
+        """``tree``: the source tree whose ``boltic_cli`` runs (another worktree, for a
+        before/after comparison)."""
         env = {**os.environ, "BOLTIC_SERVER_BENCH_NOOP": "1", "BOLTIC_DATA_DIR": str(work)}
         command = [sys.executable, "-m", "boltic_cli", "server", "--port", "0", "--db", db]
         self._log = open(log, "a")  # noqa: SIM115 - closed in stop()
@@ -66,7 +68,7 @@ class Server:
             stderr=self._log,
             env=env,
             text=True,
-            cwd=ROOT,
+            cwd=tree,
         )
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().strip()

@@ -471,3 +471,51 @@ def test_a_new_event_wakes_an_idle_worker(
     send(source["id"])
     receiver.wait_for(1, timeout=5)
     assert time.monotonic() - started < 5
+
+
+def test_a_failing_store_is_one_warning_per_outage_with_growing_pauses(tmp_path, caplog):
+    """The store down for 6 tries: one warning when it fails, one when it answers again
+    (not one per poll), and the pauses between tries double (0.02, 0.04, ...)."""
+    import asyncio
+    import logging
+
+    from boltic_cli.server.delivery import DeliveryWorker
+    from boltic_cli.server.settings import ServerSettings
+    from boltic_cli.server.store import StoreUnavailable
+
+    class DownThenUp:
+        """Only what the worker's claim loop calls, failing the first 6 claims."""
+
+        def __init__(self) -> None:
+            self.tries: list[float] = []
+
+        async def claim_deliveries(self, *args: Any) -> list:
+            self.tries.append(time.monotonic())
+            if len(self.tries) <= 6:
+                raise StoreUnavailable("the database cannot be reached: refused")
+            return []
+
+    settings = ServerSettings(
+        db_path=tmp_path / "unused.db",
+        admin_token=ADMIN_TOKEN,
+        delivery_poll_interval=0.02,
+        delivery_in_loop=True,
+    )
+    store = DownThenUp()
+
+    async def run() -> None:
+        worker = DeliveryWorker(store, settings)  # type: ignore[arg-type]
+        await worker.start()
+        while len(store.tries) < 8:
+            await asyncio.sleep(0.01)
+        await worker.stop()
+
+    with caplog.at_level(logging.WARNING, logger="boltic"):
+        asyncio.run(run())
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("delivery:")]
+    assert lines == [
+        "delivery: the store failed: the database cannot be reached: refused (retrying)",
+        "delivery: the store answers again (after 6 failed tries)",
+    ]
+    pauses = [b - a for a, b in itertools.pairwise(store.tries[:7])]
+    assert pauses[-1] > 2 * pauses[0], pauses

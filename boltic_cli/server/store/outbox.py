@@ -31,7 +31,8 @@ class Claim:
     ``body`` is the Event's wire JSON text exactly as the API returns it;
     ``round_attempts`` counts the attempts since it was (re)queued (the retry schedule
     goes by it); ``config`` is the destination's parsed config (url, headers,
-    signingSecret)."""
+    signingSecret) at claim time: the worker reads it again (``delivery_targets``)
+    before each attempt and sends with that."""
 
     delivery_id: str
     destination_id: str
@@ -105,6 +106,15 @@ class DeliveryStore(abc.ABC):
         streak is ``auto_disable_ms`` old is set inactive with a ``disabled_reason``; a
         record with ``disable_reason`` sets it inactive at once. Deliveries deleted
         meanwhile (event pruned, source or destination deleted) are skipped."""
+
+    @abc.abstractmethod
+    async def delivery_targets(self, destination_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """Where an attempt starting now goes: for each of ``destination_ids`` that is an
+        active webhook destination as committed when the read starts, its parsed config
+        (url, headers, signingSecret), by id; one statement for all of them. An id
+        missing from the answer is deleted, inactive or not a webhook: its claimed
+        deliveries must not be sent (the worker gives them back with
+        ``release_deliveries``). Raises StoreUnavailable."""
 
     @abc.abstractmethod
     async def release_deliveries(
