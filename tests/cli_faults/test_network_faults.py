@@ -236,3 +236,11 @@ def test_admin_token_works_against_the_same_server(cli):
     """The control for the cases above: the same commands succeed with the right token."""
     result = cli("sources", "list", "-o", "json", env={"BOLTIC_TOKEN": ADMIN_TOKEN})
     assert result.exit_code == 0 and json.loads(result.stdout) == []
+
+
+def test_401_for_a_write_key_hints_at_the_key_not_the_servers_token(run_cli):
+    with FaultServer([error_reply(401, "unknown token")]) as server:
+        env = {"BOLTIC_API_URL": server.url, "BOLTIC_TOKEN": SOURCE["writeKey"]}
+        result = run_cli("events", "send", SOURCE["id"], "--type", "t", env=env, sleep=Sleeps())
+    line = assert_clean_failure(result, 4)
+    assert "write key" in line and "boltic server" not in line
