@@ -88,6 +88,11 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 LOGIN_HINT = "run 'boltic auth login'"
 LOCAL_SERVER_HINT = "is `boltic server` running with another token?"
+# A 401 for a write key says nothing about the admin token or a login.
+WRITE_KEY_HINT = (
+    "this server does not know the write key: its source may have been deleted, "
+    "or the key belongs to another server"
+)
 REDACTED = "***"
 # design.md (Ids): a token starting with this is a source's write key, which may
 # only POST /streams/events (and the batch route); the CLI makes no other call with one.
@@ -659,6 +664,8 @@ class BolticClient:
         return f"is {base} the Streams API? check the API URL"
 
     def _unauthorized_hint(self) -> str:
+        if self.is_write_key:
+            return WRITE_KEY_HINT
         # The client does not know the profile; the local profile is the one on loopback.
         if self.base_url.host in LOOPBACK_HOSTS:
             return LOCAL_SERVER_HINT

@@ -24,7 +24,7 @@ from boltic_cli.errors import (
     NotFound,
     PermissionDenied,
 )
-from boltic_cli.sender import SendFigures
+from boltic_cli.sender import FATAL_ERRORS, SendFigures
 
 # Weights of the built-in event types: most traffic is browsing.
 TYPE_WEIGHTS = {
@@ -184,8 +184,17 @@ def make_event(
     return event
 
 
-# Errors that mean every further send fails the same way.
-FATAL_SEND_ERRORS = (AuthenticationFailed, PermissionDenied, NotFound, BadRequest)
+# Errors of a whole request that mean every further send fails the same way: the
+# bulk sender's own (``sender.FATAL_ERRORS``: a refused token, an unreachable server,
+# as for ``events send --file``), plus a missing source or a rejected body, which
+# for generated events would be the same for all of them.
+FATAL_SEND_ERRORS: tuple[type[BolticError], ...] = (
+    *FATAL_ERRORS,
+    AuthenticationFailed,
+    PermissionDenied,
+    NotFound,
+    BadRequest,
+)
 
 
 @dataclass
@@ -194,13 +203,24 @@ class TrafficSummary(SendFigures):
 
     The sender's figures (``sender.SendFigures``): ``to_dict()`` is what ``-o json``
     prints, the same shape and rate rule as ``events send``'s summary.
+    ``first_failure`` is the first failed event's error (``SendFailure.error``:
+    ``{"code", "message", "details"}``), None while none failed: the reason a
+    command shows, where ``events send --file`` shows each failed line.
     """
+
+    first_failure: dict[str, Any] | None = None
 
 
 # The longest an event waits for others to fill a batch when traffic is paced.
 LINGER_SECONDS = 0.05
 # Per-event answers that mean every further event fails the same way.
 FATAL_ITEM_STATUSES = frozenset({400, 401, 403, 404})
+# After ``duration`` (plus this, so that a run ending by itself sends its last partial
+# batch) the sender is stopped: events waiting behind a slow or failing server are
+# dropped unsent, and only the requests already in flight are waited for.
+DEADLINE_GRACE_SECONDS = 0.1
+# How often the deadline and the stop event are looked at while the sender is busy.
+WATCH_SECONDS = 0.05
 
 
 def run_traffic(
@@ -227,9 +247,12 @@ def run_traffic(
     ``rate`` is events per second (``None``: as fast as the server takes them);
     paced events wait at most ``LINGER_SECONDS`` for a batch to fill.
     ``on_sent`` gets each accepted event's wire dict with ``eventId`` added (from a
-    worker thread). Transient failures (network, 5xx) are counted and sending goes
-    on; a refused token, a missing source or a rejected body raises
-    (``FATAL_SEND_ERRORS``, or an event rejected with one of ``FATAL_ITEM_STATUSES``).
+    worker thread). Transient failures (5xx, 429 after the client's retries with
+    backoff) are counted and sending goes on; an unreachable server, a refused token,
+    a missing source or a rejected body raises (``FATAL_SEND_ERRORS``, or an event
+    rejected with one of ``FATAL_ITEM_STATUSES``) once the requests in flight end.
+    ``duration`` and ``stop`` also end a run that is stuck behind a slow or failing
+    server: events not yet sent are dropped (``DEADLINE_GRACE_SECONDS``).
     ``summary``, when given, is kept current as events go (so another thread can
     read it); when anything (Ctrl-C included) ends the run early, the summary so
     far is also attached to the exception as ``traffic_summary``.
@@ -267,6 +290,8 @@ def run_traffic(
 
     def failed(failure: SendFailure) -> None:
         summary.failed += 1
+        if summary.first_failure is None:
+            summary.first_failure = failure.error
         code = failure.error.get("code")
         if code in FATAL_ITEM_STATUSES and not refused:
             error = failure.error
@@ -288,8 +313,24 @@ def run_traffic(
         on_accepted=accepted,
         fatal=FATAL_SEND_ERRORS,
     )
+    finished = threading.Event()
+
+    def watch() -> None:
+        # The feeding thread can wait on a full queue while a failing server holds
+        # every worker: stop the sender itself at the deadline or when asked.
+        while not finished.wait(WATCH_SECONDS):
+            late = duration is not None and clock() - started >= duration + DEADLINE_GRACE_SECONDS
+            if late or (stop is not None and stop.is_set()):
+                sender.stop()
+                return
+
+    watcher = threading.Thread(target=watch, name="boltic-traffic-deadline", daemon=True)
+    watcher.start()
     try:
-        sender.run(events())
+        try:
+            sender.run(events())
+        finally:
+            finished.set()
         if refused:
             raise refused[0]
     except BaseException as e:

@@ -98,3 +98,20 @@ def test_committed_scripts_are_what_the_command_prints(run_cli, shell):
     path = generate.REPO / "completions" / generate.COMPLETION_FILES[shell]
 
     assert run_cli("completion", shell).stdout == path.read_text(encoding="utf-8")
+
+
+def test_readme_installs_name_real_extras_and_say_how_a_clone_runs_boltic():
+    import tomllib
+
+    readme = generate.README.read_text(encoding="utf-8")
+    pyproject = tomllib.loads((generate.REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = set(pyproject["project"]["optional-dependencies"])
+    installs = re.findall(r"pip install [^\n`]*?'(?:\.|boltic-cli)\[([a-z,]+)\]'", readme)
+    assert installs
+    for named in installs:
+        assert set(named.split(",")) <= extras, named
+    # The sections after the quick start use a bare `boltic`: from a clone, that is the
+    # venv the quick start made, active; its PostgreSQL extra is installed into it.
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert ". .venv/bin/activate" in quick_start
+    assert ".venv/bin/pip install -e '.[server,postgres]'" in quick_start

@@ -7,12 +7,20 @@ import json
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from boltic_cli.sender import MAX_ITEM_CHARS, BulkSender, InputItem, read_items
+from boltic_cli.models import MAX_BATCH_ITEMS
+from boltic_cli.sender import (
+    DEFAULT_BATCH_CONCURRENCY,
+    MAX_ITEM_CHARS,
+    BulkSender,
+    InputItem,
+    read_items,
+)
 from tests.conftest import ADMIN_TOKEN
 from tests.support import AppTransport
 
@@ -136,7 +144,8 @@ def test_file_of_2000_with_3_broken_lines(cli, api, source, tmp_path):
     assert result.exit_code == 1
     reported = [int(n) for n in re.findall(r"^line (\d+): ", result.stderr, re.MULTILINE)]
     assert sorted(reported) == [10, 1000, 1800]
-    assert "Sent 1,997 events" in result.stderr
+    assert "Sent 2,000 events in " in result.stderr
+    assert "(1,997 accepted, 3 failed; " in result.stderr
     assert "3 failed" in result.stderr
     assert result.stdout == ""
     query = cli("events", "query", "--source", "web", "-o", "json")
@@ -234,7 +243,7 @@ def test_wrong_token_stops_the_run_with_exit_4(cli, source, tmp_path):
     result = cli("events", "send", "--file", str(path), env={"BOLTIC_TOKEN": "wrong"})
 
     assert result.exit_code == 4
-    assert "Sent 0 events" in result.stderr
+    assert "(0 accepted, " in result.stderr
 
 
 # Reading input
@@ -351,7 +360,8 @@ def test_file_on_a_terminal_shows_progress_then_the_summary(cli, api, source):
 
     assert result.exit_code == 1
     assert "line 31: invalid JSON" in result.stderr
-    assert "Sent 30 events" in result.stderr
+    assert "Sent 31 events in " in result.stderr
+    assert "(30 accepted, 1 failed; " in result.stderr
     assert stored_events(api)["summary"]["totalEvents"] == 30
 
 
@@ -456,9 +466,98 @@ def test_generate_on_a_terminal_prints_the_summary_on_stderr(cli, source):
     assert result.exit_code == 0, result.stderr
     assert sent.exit_code == 0, sent.stderr
     # One summary line for generate and send --file (commands/events/send.report_send_figures).
-    line = re.compile(r"Sent (\d+) events in \d+\.\ds \([\d,]+/s\), 0 failed")
-    assert line.fullmatch(result.stderr.strip().splitlines()[-1])
-    assert line.fullmatch(sent.stderr.strip().splitlines()[-1])
+    line = re.compile(r"Sent (\d+) events in \d+\.\ds \((\d+) accepted, 0 failed; [\d,]+/s\)")
+    generated = line.fullmatch(result.stderr.strip().splitlines()[-1])
+    one = line.fullmatch(sent.stderr.strip().splitlines()[-1])
+    assert generated and generated.groups() == ("3", "3")
+    assert one and one.groups() == ("1", "1")
+
+
+def test_the_summary_line_counts_events_tried_then_accepted_and_failed(cli, api, source):
+    # 3 good lines and 2 the server refuses: 5 events were sent, 3 accepted, 2 failed.
+    lines = ['{"type": "a"}', '{"type": ""}', '{"type": "b"}', '{"type": ""}', '{"type": "c"}']
+    result = cli("events", "send", "web", "--file", "-", input="\n".join(lines), tty=True)
+
+    assert result.exit_code == 1
+    summary = [line for line in result.stderr.splitlines() if line.startswith("Sent ")]
+    assert len(summary) == 1
+    assert re.fullmatch(r"Sent 5 events in \d+\.\ds \(3 accepted, 2 failed; [\d,]+/s\)", summary[0])
+    assert result.stderr.strip().splitlines()[-1] == "Error: 2 of 5 events failed"
+    assert stored_events(api)["summary"]["totalEvents"] == 3
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_generate_against_an_unreachable_server_stops_with_exit_5(run_cli, fmt):
+    # As events send --file: the first request that cannot reach the server ends the
+    # run (after the client's retries), with the reason, the summary first.
+    from tests.cli_faults._support import Sleeps, closed_port
+
+    env = {"BOLTIC_API_URL": f"http://127.0.0.1:{closed_port()}/v1", "BOLTIC_TOKEN": ADMIN_TOKEN}
+    for limit in (["--count", "5"], ["--duration", "1m"]):
+        sleeps = Sleeps()
+        result = run_cli(
+            "events", "generate", "src_01J0000000000000000000000", *limit, "-o", fmt,
+            env=env, sleep=sleeps,
+        )  # fmt: skip
+
+        assert result.exit_code == 5, (limit, result.stdout, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        if fmt == "json":
+            summary = result.json()
+            error = json.loads(lines[-1])["error"]
+            assert error["exitCode"] == 5 and "connection refused" in error["message"]
+            lines = lines[:-1]
+        else:
+            figures = re.fullmatch(
+                r"Sent (\d+) events in .* \(0 accepted, (\d+) failed; 0/s\)", lines[0]
+            )
+            assert figures and figures[1] == figures[2]
+            summary = {"sent": 0, "failed": int(figures[2])}
+            lines = lines[1:]
+        assert len(lines) == 1 and lines[0].startswith("Error: cannot reach ")
+        assert "connection refused" in lines[0]
+        # Nothing accepted; one batch failed (5 events, or up to 500 without --count),
+        # the run did not go on failing for the whole minute.
+        assert summary["sent"] == 0
+        assert 1 <= summary["failed"] <= MAX_BATCH_ITEMS
+        if limit[0] == "--count":
+            assert summary["failed"] == 5
+        assert len(sleeps.calls) == 2  # the client's three tries, backing off between
+
+
+def test_generate_when_the_server_stops_mid_run_ends_with_exit_5(
+    run_cli, api, source, server_settings
+):
+    from boltic_cli.server.runner import start_in_thread
+
+    handle = start_in_thread(server_settings)
+    env = {"BOLTIC_API_URL": handle.url, "BOLTIC_TOKEN": ADMIN_TOKEN}
+
+    def stop_after_some_events() -> None:
+        deadline = time.monotonic() + 30
+        while stored_events(api)["summary"]["totalEvents"] < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        handle.stop()
+
+    stopper = threading.Thread(target=stop_after_some_events)
+    stopper.start()
+    try:
+        args = ["events", "generate", source["id"], "--rate", "200", "--duration", "60s"]
+        result = run_cli(*args, "-o", "json", env=env, sleep=lambda s: None)
+    finally:
+        stopper.join()
+        handle.stop()
+
+    assert result.exit_code == 5, (result.stdout, result.stderr)
+    summary = result.json()
+    stored = stored_events(api)["summary"]["totalEvents"]
+    # Every event it counted as accepted was stored; it stopped at the first request
+    # that could not reach the server instead of failing for the rest of the minute.
+    assert summary["sent"] == stored >= 20
+    assert 1 <= summary["failed"] <= MAX_BATCH_ITEMS * DEFAULT_BATCH_CONCURRENCY
+    assert summary["seconds"] < 60
+    error = json.loads(result.stderr.strip().splitlines()[-1])["error"]
+    assert error["exitCode"] == 5 and "cannot reach" in error["message"]
 
 
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

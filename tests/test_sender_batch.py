@@ -234,7 +234,8 @@ def test_20000_lines_with_5_broken_ones(cli_over, api, source, tmp_path, server)
     assert result.exit_code == 1, result.stderr
     reported = [int(n) for n in re.findall(r"^line (\d+): ", result.stderr, re.MULTILINE)]
     assert sorted(reported) == sorted(broken)
-    assert "Sent 19,995 events" in result.stderr and "5 failed" in result.stderr
+    assert "Sent 20,000 events in " in result.stderr
+    assert "(19,995 accepted, 5 failed; " in result.stderr
     assert total_events(api) == 19995
     if server == "spec-only":
         assert batch_calls(transport) == 1  # decided once, by the first batch

@@ -98,3 +98,29 @@ def test_a_destination_id_where_a_source_is_expected_is_a_usage_error(cli, sourc
 
     assert result.exit_code == 2
     assert "not a source id" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("events", "send", "{id}", "--type", "t"),
+        ("events", "send", "{id}", "--file", "-"),
+        ("events", "generate", "{id}", "--count", "3"),
+    ],
+    ids=lambda c: " ".join(c[:2]) + (" --file" if "--file" in c else ""),
+)
+def test_a_write_key_of_a_deleted_source_is_exit_4_naming_the_write_key(
+    wk_cli, api, source, command
+):
+    assert api.delete(f"/streams/sources/{source['id']}").status_code in (200, 204)
+
+    args = [part.format(id=source["id"]) for part in command]
+    result = wk_cli(*args, input='{"type": "t"}\n')
+
+    assert result.exit_code == 4, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: ") and "write key" in error, result.stderr
+    assert "source may have been deleted" in error
+    # Not the admin token's hints: they would send the user after the wrong token.
+    assert "boltic server" not in error and "auth login" not in error
+    assert stored(api, source["id"]) == []

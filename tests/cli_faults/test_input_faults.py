@@ -50,7 +50,7 @@ def test_broken_ndjson_lines_are_each_reported_and_the_rest_sent(cli, api, sourc
     lines = result.stderr.splitlines()
     reported = sorted(int(line.split(":")[0].removeprefix("line ")) for line in lines[:-2])
     assert reported == sorted(BROKEN)
-    assert lines[-2].startswith("Sent 8 events") and "4 failed" in lines[-2]
+    assert lines[-2].startswith("Sent 12 events") and "(8 accepted, 4 failed; " in lines[-2]
     assert lines[-1] == "Error: 4 of 12 events failed"
     assert "\x1b" not in result.stderr  # the broken line's text is not replayed raw
     assert stored_ns(api, source["id"]) == [n for n in range(1, 13) if n not in BROKEN]

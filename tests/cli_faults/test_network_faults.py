@@ -8,6 +8,7 @@ rest runs against the real server app.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -236,3 +237,52 @@ def test_admin_token_works_against_the_same_server(cli):
     """The control for the cases above: the same commands succeed with the right token."""
     result = cli("sources", "list", "-o", "json", env={"BOLTIC_TOKEN": ADMIN_TOKEN})
     assert result.exit_code == 0 and json.loads(result.stdout) == []
+
+
+def test_401_for_a_write_key_hints_at_the_key_not_the_servers_token(run_cli):
+    with FaultServer([error_reply(401, "unknown token")]) as server:
+        env = {"BOLTIC_API_URL": server.url, "BOLTIC_TOKEN": SOURCE["writeKey"]}
+        result = run_cli("events", "send", SOURCE["id"], "--type", "t", env=env, sleep=Sleeps())
+    line = assert_clean_failure(result, 4)
+    assert "write key" in line and "boltic server" not in line
+
+
+# -- events generate against a failing server (the rules of events send --file) ----------
+
+UNAVAILABLE = error_reply(503, "service unavailable")
+
+
+def test_generate_whose_events_all_fail_is_exit_1_with_the_first_reason(against):
+    sleeps = Sleeps()
+    with FaultServer([UNAVAILABLE]) as server:
+        result = against(server, "events", "generate", SOURCE["id"], "--count", "5", sleeps=sleeps)
+
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    summary, error = result.stderr.strip().splitlines()
+    assert re.fullmatch(r"Sent 5 events in \S+ \(0 accepted, 5 failed; 0/s\)", summary)
+    assert error == "Error: 5 of 5 events failed; the first: service unavailable (HTTP 503)"
+    assert len(server.seen) == 3 and len(sleeps.calls) == 2  # retried with backoff
+    assert all(seen.target.endswith("/streams/events/batch") for seen in server.seen)
+
+
+def test_generate_ends_at_its_duration_while_the_server_fails_slowly(against):
+    from boltic_cli.models import MAX_BATCH_ITEMS
+    from boltic_cli.sender import DEFAULT_BATCH_CONCURRENCY
+
+    # The first batch (which decides the run's way) fails at once; every later try
+    # takes a second to fail, so each request holds a worker for three seconds. At
+    # the one-second deadline the requests in flight end, and the events queued
+    # behind them are dropped unsent instead of failing one slow request after another.
+    slow = after(1.0, UNAVAILABLE)
+    with FaultServer([UNAVAILABLE] * 3 + [slow]) as server:
+        args = ["events", "generate", SOURCE["id"], "--duration", "1s", "-o", "json"]
+        result = against(server, *args)
+
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    summary = result.json()
+    assert summary["sent"] == 0
+    # The first batch and one per worker; never the batches queued at the deadline.
+    assert summary["failed"] <= MAX_BATCH_ITEMS * (1 + DEFAULT_BATCH_CONCURRENCY)
+    assert summary["seconds"] < 5  # the tries in flight at 1 s end by ~3 s
+    error = json.loads(result.stderr.strip().splitlines()[-1])["error"]
+    assert error["exitCode"] == 1 and "service unavailable" in error["message"]

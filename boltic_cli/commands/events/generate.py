@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from boltic_cli.commands import SourceArg
-from boltic_cli.commands.events.send import report_send_figures
+from boltic_cli.commands.events.send import raise_for_failures, report_send_figures
 from boltic_cli.completers import complete_event_type
 from boltic_cli.context import current
 
@@ -36,7 +36,9 @@ def generate(
 ) -> None:
     """Send realistic sample traffic to a source until --count, --duration or Ctrl-C.
 
-    Prints a summary at the end (sent, failed, seconds, rate).
+    Prints a summary at the end (events sent: accepted, failed; seconds, rate). The
+    exit status is 1 if any event failed (the first failure's reason is shown), 5 if
+    the server could not be reached (the run stops then).
     """
     from boltic_cli.durations import duration_seconds
     from boltic_cli.lookup import cached_source_id
@@ -61,9 +63,10 @@ def generate(
                 try:
                     summary = runner.wait()
                 except BaseException:
-                    # Ctrl-C and SIGTERM land in this thread, not the sending one: stop
-                    # it and print the summary so far before the signal ends the command.
-                    if runner.error is None:
-                        report_send_figures(ctx, runner.stop())
+                    # What ended the run (an unreachable server: exit 5, as for events
+                    # send --file), or Ctrl-C and SIGTERM, which land in this thread,
+                    # not the sending one: stop it. The summary so far comes first.
+                    report_send_figures(ctx, runner.summary if runner.error else runner.stop())
                     raise
     report_send_figures(ctx, summary)
+    raise_for_failures(summary, summary.first_failure)

@@ -258,9 +258,7 @@ def _send_file(ctx: Context, source: str | None, file: str, options: _FileOption
             if printer is not None:
                 printer.flush()
             report_send_figures(ctx, summary)
-    if summary.failed:
-        total = summary.sent + summary.failed
-        raise PartialFailure(f"{summary.failed} of {total} events failed")
+    raise_for_failures(summary)
 
 
 def _lacks_source_id(item: InputItem | None) -> bool:
@@ -363,17 +361,35 @@ def _describe_error(error: dict[str, Any]) -> str:
 
 def report_send_figures(ctx: Context, summary: SendFigures) -> None:
     """The end of ``events send --file`` and ``events generate``: in table or plain one
-    line on stderr (``Sent 1,000 events in 2.0s (500/s), 0 failed``, `` (stopped
+    line on stderr (``Sent 1,000 events in 2.0s (998 accepted, 2 failed; 499/s)``: the
+    events tried, then how they went; the rate counts accepted ones; `` (stopped
     early)`` after Ctrl-C), in other formats the figures are the data
-    (``SendFigures.to_dict``)."""
+    (``SendFigures.to_dict``: ``sent`` is the accepted count there)."""
     figures = summary.to_dict()
     if ctx.output_format not in ("table", "plain"):  # the summary is the data
         ctx.output.emit(figures)
         return
+    tried = figures["sent"] + figures["failed"]
     text = (
-        f"Sent {figures['sent']:,} events in {figures['seconds']:.1f}s "
-        f"({figures['rate']:,.0f}/s), {figures['failed']:,} failed"
+        f"Sent {tried:,} events in {figures['seconds']:.1f}s "
+        f"({figures['sent']:,} accepted, {figures['failed']:,} failed; "
+        f"{figures['rate']:,.0f}/s)"
     )
     if summary.interrupted:
         text += " (stopped early)"
     ctx.output.log(text)
+
+
+def raise_for_failures(summary: SendFigures, first_failure: dict[str, Any] | None = None) -> None:
+    """End ``events send --file`` and ``events generate`` with ``PartialFailure`` (exit 1,
+    design.md) when any event failed: ``K of N events failed``, with the first failure's
+    reason (``first_failure``, a ``SendFailure.error``) when the failures were not
+    each reported already. A run that could not reach the server at all ends with
+    the sender's ``NetworkError`` (exit 5) before this."""
+    if not summary.failed:
+        return
+    total = summary.sent + summary.failed
+    message = f"{summary.failed:,} of {total:,} events failed"
+    if first_failure is not None:
+        message += f"; the first: {_describe_error(first_failure)}"
+    raise PartialFailure(message)
