@@ -208,10 +208,17 @@ def _server(settings: ServerSettings, on_ready: Callable[[], None], level: str) 
     from boltic_cli.server.app import create_app
 
     class Server(uvicorn.Server):
+        stopped_by: int | None = None
+
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
             if not self.should_exit:
                 on_ready()
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.stopped_by is None:
+                self.stopped_by = sig
+            super().handle_exit(sig, frame)
 
     return Server(_config(create_app(settings), level))
 
@@ -231,8 +238,9 @@ def serve(
     ``workers`` > 1 (PostgreSQL only, else UsageError before anything is bound): the
     socket is bound and the database migrated here, then that many processes serve it
     under uvicorn's supervisor (``_supervise``), ``on_ready`` called once all answer.
-    Either way the stopping signal is raised again once everything has stopped, so
-    the command ends as a signalled one does (130 after SIGINT, 143 after SIGTERM).
+    Either way, once everything has stopped, ``end_as_stopped_by`` ends the command as
+    the stopping signal would have (130 after SIGINT, 143 after SIGTERM), also when
+    SIGINT was ignored at start (a background job of a script).
     Raises BolticError (exit 1) when the server (or a worker) fails to start."""
     check_workers(workers, uses_postgres(settings))
     sock = bind(host, port)
@@ -254,6 +262,8 @@ def serve(
             server.run(sockets=[sock])
         except SystemExit:
             raise BolticError("the server failed to start (see the log above)") from None
+        if server.stopped_by is not None:
+            end_as_stopped_by(server.stopped_by)
     finally:
         sock.close()
         if lock is not None:
@@ -370,7 +380,23 @@ def _supervise(
             signal.signal(sig, handler)
     if supervisor.stopped_by is None:
         raise BolticError("a worker failed to start (see the log above)")
-    signal.raise_signal(supervisor.stopped_by)
+    end_as_stopped_by(supervisor.stopped_by)
+
+
+def end_as_stopped_by(signum: int) -> None:
+    """After a graceful stop on ``signum``: end the way that signal ends the command,
+    through app.main's one mapping (KeyboardInterrupt: ``Interrupted``, 130; SIGTERM:
+    app's handler raises ``Terminated``, 143).
+
+    Not by re-raising the signal alone: a non-interactive shell starts background jobs
+    with SIGINT ignored (SIG_IGN), uvicorn stops on it all the same, and a re-raised
+    SIGINT then does nothing, so the server used to exit 0. Any other signal, or a
+    SIGTERM whose handler returns or is ignored, ends with ``SystemExit(128 + signum)``."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    if signal.getsignal(signum) != signal.SIG_IGN:
+        signal.raise_signal(signum)  # app's SIGTERM handler raises Terminated
+    raise SystemExit(128 + signum)
 
 
 @dataclass
