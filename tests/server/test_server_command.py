@@ -123,3 +123,14 @@ def test_sigint_ends_a_background_server_with_workers_with_130(tmp_path, pg_data
     assert code == 130, server.stderr_text()
     assert server.stderr_text().splitlines()[-1] == "Interrupted"
     assert "Traceback" not in server.stderr_text()
+
+
+def test_dev_serves_a_postgresql_database(run_cli, pg_server, pg_database):
+    result = run_cli("dev", "--port", "0", "--db", pg_database, "--duration", "1s", "-o", "ndjson")
+
+    assert result.exit_code == 0, result.stderr
+    assert "Streams API at http://127.0.0.1:" in result.stderr
+    source_id = result.stderr.split("dev (", 1)[1].split(")", 1)[0]
+    assert source_id.startswith("src_")
+    stored = pg_server.psql("SELECT id, name FROM sources", db=pg_database.rsplit("/", 1)[1])
+    assert stored.split() == [source_id, "dev"]
