@@ -161,6 +161,7 @@ def server(
         bench_noop=environ.get(BENCH_NOOP_ENV) == "1",
         access_log=access_log,
         delivery_in_loop=environ.get(DELIVERY_IN_LOOP_ENV) == "1",
+        debug=ctx.options.debug,
         **delivery_settings(
             delivery_schedule, delivery_lease, delivery_auto_disable, delivery_timeout
         ),

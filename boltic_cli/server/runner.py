@@ -24,25 +24,71 @@ if TYPE_CHECKING:
 GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
-def log_config(level: str) -> dict[str, Any]:
-    """Everything uvicorn and the server log goes to stderr (stdout carries only the URL)."""
+# Libraries whose log records may carry a traceback the user did not ask for: asyncpg's
+# pool logs "Failed to restore the pool connection floor; retrying" with the connect
+# error's whole traceback, again and again while PostgreSQL is down.
+LIBRARY_LOGGERS = ("asyncpg",)
+
+
+def log_config(level: str, *, debug: bool = False) -> dict[str, Any]:
+    """Everything uvicorn, the server and its libraries log goes to stderr (stdout
+    carries only the URL). The libraries' records (``LIBRARY_LOGGERS``, warnings and
+    up) are one line each: an exception is named with its message, its traceback shown
+    only with ``debug`` (``boltic --debug server``; design.md: no traceback without it)."""
 
     def formatter(kind: str) -> dict[str, Any]:
         return {"()": f"uvicorn.logging.{kind}Formatter", "fmt": "%(levelprefix)s %(message)s"}
 
-    handler = {
-        "class": "logging.StreamHandler",
-        "formatter": "default",
-        "stream": "ext://sys.stderr",
-    }
+    def handler(formatter: str) -> dict[str, Any]:
+        return {
+            "class": "logging.StreamHandler",
+            "formatter": formatter,
+            "stream": "ext://sys.stderr",
+        }
+
     logger = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    library = {"handlers": ["library"], "level": "WARNING", "propagate": False}
+    one_line = {"()": f"{__name__}.one_line_formatter", "fmt": "%(levelprefix)s %(message)s"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"default": formatter("Default"), "access": formatter("Access")},
-        "handlers": {"default": handler},
-        "loggers": {"uvicorn": logger, "uvicorn.access": logger, "boltic": logger},
+        "formatters": {
+            "default": formatter("Default"),
+            "access": formatter("Access"),
+            "library": formatter("Default") if debug else one_line,
+        },
+        "handlers": {"default": handler("default"), "library": handler("library")},
+        "loggers": {
+            "uvicorn": logger,
+            "uvicorn.access": logger,
+            "boltic": logger,
+            **dict.fromkeys(LIBRARY_LOGGERS, library),
+        },
     }
+
+
+def one_line_formatter(fmt: str) -> logging.Formatter:
+    """uvicorn's default formatter, but a record's exception becomes ``(Type: message)``
+    at the end of its one line instead of a traceback (``log_config``)."""
+    from uvicorn.logging import DefaultFormatter
+
+    class OneLine(DefaultFormatter):
+        def format(self, record: logging.LogRecord) -> str:
+            error = record.exc_info[1] if record.exc_info else None
+            if error is not None:
+                text = " ".join(f"{type(error).__name__}: {error}".split())
+                record = logging.makeLogRecord(
+                    {
+                        **record.__dict__,
+                        "msg": f"{record.getMessage()} ({text})",
+                        "args": None,
+                        "exc_info": None,
+                        "exc_text": None,
+                    }
+                )
+            return super().format(record)
+
+    return OneLine(fmt, use_colors=False)
 
 
 def url_for(host: str, port: int) -> str:
@@ -186,13 +232,13 @@ def end_with_parent(parent: int | None) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _config(app: Any, level: str, **extra: Any) -> Any:
+def _config(app: Any, level: str, debug: bool = False, **extra: Any) -> Any:
     """The uvicorn Config of every way we serve (one process, a worker, a thread)."""
     import uvicorn
 
     return uvicorn.Config(
         app,
-        log_config=log_config(level),
+        log_config=log_config(level, debug=debug),
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
@@ -220,7 +266,7 @@ def _server(settings: ServerSettings, on_ready: Callable[[], None], level: str) 
                 self.stopped_by = sig
             super().handle_exit(sig, frame)
 
-    return Server(_config(create_app(settings), level))
+    return Server(_config(create_app(settings), level, settings.debug))
 
 
 def serve(
@@ -314,7 +360,7 @@ def _supervise(
     from uvicorn.supervisors import Multiprocess
 
     app = functools.partial(worker_app, settings, os.getpid())
-    config = _config(app, level, factory=True)
+    config = _config(app, level, settings.debug, factory=True)
     config.workers = workers
     saved = {
         sig: signal.getsignal(sig)

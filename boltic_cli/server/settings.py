@@ -47,6 +47,9 @@ class ServerSettings:
     # Benchmark-only: run the worker on the serving loop instead of in its own thread
     # and event loop (bench_delivery.py compares the two).
     delivery_in_loop: bool = False
+    # `boltic --debug server`: library log records keep their tracebacks
+    # (runner.log_config); without it they are one line each.
+    debug: bool = False
 
     # PostgreSQL instead of the SQLite file (``--db postgresql://...`` or
     # BOLTIC_DATABASE_URL): the URL, the most connections one process holds, and the
