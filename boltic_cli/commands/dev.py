@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -33,8 +34,13 @@ def dev(
         int, typer.Option("--port", "-p", min=0, max=65535, help="Port to serve on (0: any).")
     ] = DEFAULT_PORT,
     db: Annotated[
-        Path | None,
-        typer.Option("--db", help="SQLite database file. Default: the user data dir's boltic.db."),
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="FILE|URL",
+            help="SQLite database file, or a PostgreSQL URL (postgresql://... or "
+            "postgres://...). Default: the user data dir's boltic.db.",
+        ),
     ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Also send sample traffic.")] = False,
     demo_rate: Annotated[
@@ -72,18 +78,16 @@ def dev(
 
       boltic dev --forward http://localhost:4242/webhook
     """
-    from boltic_cli.paths import default_db_file
-
     ctx = current()
     if forward is not None:
         from boltic_cli.forward import check_url
 
         check_url(forward)
     seconds = duration_seconds(duration, option="--duration")
+    database = database_target(ctx, db)
     token = local_admin_token(ctx)
-    db_path = db or default_db_file(ctx.environ)
     with contextlib.ExitStack() as running:
-        url = running.enter_context(local_server(ctx, port, db_path, token))
+        url = running.enter_context(local_server(ctx, port, database, token))
         client = running.enter_context(dev_client(url, token))
         source = ensure_dev_source(client)
         print_banner(ctx, url, source, forwarding=forward is not None)
@@ -106,10 +110,40 @@ def local_admin_token(ctx: Context) -> str:
 # -- the server ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Database:
+    """What ``--db`` names: a SQLite file, or a PostgreSQL URL (``url``) with its pool
+    options from BOLTIC_PG_*."""
+
+    path: Path
+    url: str | None = None
+    options: dict[str, float | int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        if self.url is None:
+            return str(self.path)
+        from boltic_cli.server.settings import redact_url
+
+        return redact_url(self.url)
+
+
+def database_target(ctx: Context, db: str | None) -> Database:
+    """``--db`` resolved as ``boltic server`` resolves it (settings.database_url: a
+    mistyped URL is a UsageError); default: the data dir's boltic.db."""
+    from boltic_cli.paths import default_db_file
+    from boltic_cli.server.settings import database_url, postgres_options
+
+    url = database_url(db)
+    if url is not None:
+        return Database(Path(), url, postgres_options(ctx.environ))
+    return Database(Path(db) if db else default_db_file(ctx.environ))
+
+
 @contextlib.contextmanager
-def local_server(ctx: Context, port: int, db_path: Path, token: str) -> Iterator[str]:
+def local_server(ctx: Context, port: int, database: Database, token: str) -> Iterator[str]:
     """The API URL of a boltic server on ``port``: one already running, the one that
-    holds ``db_path`` (design.md: dev attaches to it), or one started here."""
+    holds the SQLite file (design.md: dev attaches to it), or one started here (on
+    PostgreSQL too: any number of servers share it)."""
     if port and boltic_server_answers(port):
         ctx.output.info(f"Using the boltic server already running on port {port}.")
         yield f"http://{HOST}:{port}/v1"
@@ -121,13 +155,20 @@ def local_server(ctx: Context, port: int, db_path: Path, token: str) -> Iterator
     from boltic_cli.server.runner import start_in_thread
     from boltic_cli.server.settings import ServerSettings
 
+    settings = ServerSettings(
+        db_path=database.path.expanduser(),
+        database_url=database.url,
+        admin_token=token,
+        **database.options,  # type: ignore[arg-type]
+    )
     try:
-        handle = start_in_thread(ServerSettings(db_path=db_path, admin_token=token), HOST, port)
+        handle = start_in_thread(settings, HOST, port)
     except DatabaseInUse as e:
         if not e.holder.url:
             raise
         ctx.output.info(
-            f"Using the boltic server (pid {e.holder.pid}) that serves {db_path} at {e.holder.url}."
+            f"Using the boltic server (pid {e.holder.pid}) that serves {database} "
+            f"at {e.holder.url}."
         )
         yield e.holder.url
         return

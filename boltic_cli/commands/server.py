@@ -32,7 +32,8 @@ def server(
             metavar="FILE|URL",
             envvar="BOLTIC_DATABASE_URL",
             show_envvar=True,
-            help="SQLite database file, or a PostgreSQL URL (postgresql://user@host:port/db). "
+            help="SQLite database file, or a PostgreSQL URL (postgresql://user@host:port/db or "
+            "postgres://...). "
             "Default: boltic.db in the data dir.",
         ),
     ] = None,
@@ -137,7 +138,7 @@ def server(
     from boltic_cli.server.runner import check_workers, is_loopback, serve
     from boltic_cli.server.settings import (
         ServerSettings,
-        is_database_url,
+        database_url,
         postgres_options,
         resolve_admin_token,
     )
@@ -145,7 +146,7 @@ def server(
     ctx = current()
     ctx.only_formats("plain", "table", command="boltic server")
     environ = ctx.environ
-    url = db if db is not None and is_database_url(db) else None
+    url = database_url(db)  # a mistyped URL is refused, never taken as a file path
     check_workers(workers, postgres=url is not None)  # before a token file or a socket
     admin_token, token_where = resolve_admin_token(environ, token)
     settings = ServerSettings(
@@ -160,6 +161,7 @@ def server(
         bench_noop=environ.get(BENCH_NOOP_ENV) == "1",
         access_log=access_log,
         delivery_in_loop=environ.get(DELIVERY_IN_LOOP_ENV) == "1",
+        debug=ctx.options.debug,
         **delivery_settings(
             delivery_schedule, delivery_lease, delivery_auto_disable, delivery_timeout
         ),

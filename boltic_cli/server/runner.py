@@ -24,25 +24,71 @@ if TYPE_CHECKING:
 GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
-def log_config(level: str) -> dict[str, Any]:
-    """Everything uvicorn and the server log goes to stderr (stdout carries only the URL)."""
+# Libraries whose log records may carry a traceback the user did not ask for: asyncpg's
+# pool logs "Failed to restore the pool connection floor; retrying" with the connect
+# error's whole traceback, again and again while PostgreSQL is down.
+LIBRARY_LOGGERS = ("asyncpg",)
+
+
+def log_config(level: str, *, debug: bool = False) -> dict[str, Any]:
+    """Everything uvicorn, the server and its libraries log goes to stderr (stdout
+    carries only the URL). The libraries' records (``LIBRARY_LOGGERS``, warnings and
+    up) are one line each: an exception is named with its message, its traceback shown
+    only with ``debug`` (``boltic --debug server``; design.md: no traceback without it)."""
 
     def formatter(kind: str) -> dict[str, Any]:
         return {"()": f"uvicorn.logging.{kind}Formatter", "fmt": "%(levelprefix)s %(message)s"}
 
-    handler = {
-        "class": "logging.StreamHandler",
-        "formatter": "default",
-        "stream": "ext://sys.stderr",
-    }
+    def handler(formatter: str) -> dict[str, Any]:
+        return {
+            "class": "logging.StreamHandler",
+            "formatter": formatter,
+            "stream": "ext://sys.stderr",
+        }
+
     logger = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    library = {"handlers": ["library"], "level": "WARNING", "propagate": False}
+    one_line = {"()": f"{__name__}.one_line_formatter", "fmt": "%(levelprefix)s %(message)s"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"default": formatter("Default"), "access": formatter("Access")},
-        "handlers": {"default": handler},
-        "loggers": {"uvicorn": logger, "uvicorn.access": logger, "boltic": logger},
+        "formatters": {
+            "default": formatter("Default"),
+            "access": formatter("Access"),
+            "library": formatter("Default") if debug else one_line,
+        },
+        "handlers": {"default": handler("default"), "library": handler("library")},
+        "loggers": {
+            "uvicorn": logger,
+            "uvicorn.access": logger,
+            "boltic": logger,
+            **dict.fromkeys(LIBRARY_LOGGERS, library),
+        },
     }
+
+
+def one_line_formatter(fmt: str) -> logging.Formatter:
+    """uvicorn's default formatter, but a record's exception becomes ``(Type: message)``
+    at the end of its one line instead of a traceback (``log_config``)."""
+    from uvicorn.logging import DefaultFormatter
+
+    class OneLine(DefaultFormatter):
+        def format(self, record: logging.LogRecord) -> str:
+            error = record.exc_info[1] if record.exc_info else None
+            if error is not None:
+                text = " ".join(f"{type(error).__name__}: {error}".split())
+                record = logging.makeLogRecord(
+                    {
+                        **record.__dict__,
+                        "msg": f"{record.getMessage()} ({text})",
+                        "args": None,
+                        "exc_info": None,
+                        "exc_text": None,
+                    }
+                )
+            return super().format(record)
+
+    return OneLine(fmt, use_colors=False)
 
 
 def url_for(host: str, port: int) -> str:
@@ -186,13 +232,13 @@ def end_with_parent(parent: int | None) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _config(app: Any, level: str, **extra: Any) -> Any:
+def _config(app: Any, level: str, debug: bool = False, **extra: Any) -> Any:
     """The uvicorn Config of every way we serve (one process, a worker, a thread)."""
     import uvicorn
 
     return uvicorn.Config(
         app,
-        log_config=log_config(level),
+        log_config=log_config(level, debug=debug),
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
@@ -208,12 +254,19 @@ def _server(settings: ServerSettings, on_ready: Callable[[], None], level: str) 
     from boltic_cli.server.app import create_app
 
     class Server(uvicorn.Server):
+        stopped_by: int | None = None
+
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
             if not self.should_exit:
                 on_ready()
 
-    return Server(_config(create_app(settings), level))
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.stopped_by is None:
+                self.stopped_by = sig
+            super().handle_exit(sig, frame)
+
+    return Server(_config(create_app(settings), level, settings.debug))
 
 
 def serve(
@@ -231,8 +284,9 @@ def serve(
     ``workers`` > 1 (PostgreSQL only, else UsageError before anything is bound): the
     socket is bound and the database migrated here, then that many processes serve it
     under uvicorn's supervisor (``_supervise``), ``on_ready`` called once all answer.
-    Either way the stopping signal is raised again once everything has stopped, so
-    the command ends as a signalled one does (130 after SIGINT, 143 after SIGTERM).
+    Either way, once everything has stopped, ``end_as_stopped_by`` ends the command as
+    the stopping signal would have (130 after SIGINT, 143 after SIGTERM), also when
+    SIGINT was ignored at start (a background job of a script).
     Raises BolticError (exit 1) when the server (or a worker) fails to start."""
     check_workers(workers, uses_postgres(settings))
     sock = bind(host, port)
@@ -254,6 +308,8 @@ def serve(
             server.run(sockets=[sock])
         except SystemExit:
             raise BolticError("the server failed to start (see the log above)") from None
+        if server.stopped_by is not None:
+            end_as_stopped_by(server.stopped_by)
     finally:
         sock.close()
         if lock is not None:
@@ -304,7 +360,7 @@ def _supervise(
     from uvicorn.supervisors import Multiprocess
 
     app = functools.partial(worker_app, settings, os.getpid())
-    config = _config(app, level, factory=True)
+    config = _config(app, level, settings.debug, factory=True)
     config.workers = workers
     saved = {
         sig: signal.getsignal(sig)
@@ -370,7 +426,23 @@ def _supervise(
             signal.signal(sig, handler)
     if supervisor.stopped_by is None:
         raise BolticError("a worker failed to start (see the log above)")
-    signal.raise_signal(supervisor.stopped_by)
+    end_as_stopped_by(supervisor.stopped_by)
+
+
+def end_as_stopped_by(signum: int) -> None:
+    """After a graceful stop on ``signum``: end the way that signal ends the command,
+    through app.main's one mapping (KeyboardInterrupt: ``Interrupted``, 130; SIGTERM:
+    app's handler raises ``Terminated``, 143).
+
+    Not by re-raising the signal alone: a non-interactive shell starts background jobs
+    with SIGINT ignored (SIG_IGN), uvicorn stops on it all the same, and a re-raised
+    SIGINT then does nothing, so the server used to exit 0. Any other signal, or a
+    SIGTERM whose handler returns or is ignored, ends with ``SystemExit(128 + signum)``."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    if signal.getsignal(signum) != signal.SIG_IGN:
+        signal.raise_signal(signum)  # app's SIGTERM handler raises Terminated
+    raise SystemExit(128 + signum)
 
 
 @dataclass

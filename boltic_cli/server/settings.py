@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -46,6 +47,9 @@ class ServerSettings:
     # Benchmark-only: run the worker on the serving loop instead of in its own thread
     # and event loop (bench_delivery.py compares the two).
     delivery_in_loop: bool = False
+    # `boltic --debug server`: library log records keep their tracebacks
+    # (runner.log_config); without it they are one line each.
+    debug: bool = False
 
     # PostgreSQL instead of the SQLite file (``--db postgresql://...`` or
     # BOLTIC_DATABASE_URL): the URL, the most connections one process holds, and the
@@ -70,6 +74,29 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 def is_database_url(text: str) -> bool:
     """A PostgreSQL URL (``postgresql://...``), as opposed to a SQLite file path."""
     return text.lower().startswith(POSTGRES_SCHEMES)
+
+
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def database_url(db: str | None, option: str = "--db") -> str | None:
+    """What ``--db`` (or BOLTIC_DATABASE_URL) names: the PostgreSQL URL, or None for a
+    SQLite file path (``db`` itself, or the default file when ``db`` is None).
+
+    Anything else that looks like a URL (``scheme://``, e.g. ``mysql://`` or a mistyped
+    ``postgresq://``) is a UsageError naming the scheme and what is accepted, never
+    taken as a file path; the message quotes only the scheme (no password)."""
+    if db is None or is_database_url(db):
+        return db
+    match = _URL_SCHEME.match(db)
+    if match is None:
+        return None
+    from boltic_cli.errors import UsageError
+
+    raise UsageError(
+        f"{option}: unsupported database URL scheme {match[1] + '://'!r}",
+        hint="accepted: postgresql://, postgres://, or a SQLite file path",
+    )
 
 
 def redact_url(url: str) -> str:

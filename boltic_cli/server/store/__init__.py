@@ -64,10 +64,13 @@ def _target(settings: ServerSettings) -> str:
 
 
 def _refuse_unsupported(target: str) -> None:
+    # A PostgreSQL URL that reached the SQLite file path (ServerSettings.db_path instead
+    # of database_url): never a file named like it. The commands resolve --db with
+    # settings.database_url, so this is a caller's mistake; the text names no password.
     if target.lower().startswith(POSTGRES_SCHEMES):
         raise StoreNotAvailable(
-            "PostgreSQL storage is not available yet in this version; "
-            "use a SQLite file path with --db"
+            "a PostgreSQL URL was given as the SQLite file path; "
+            "give it with --db postgresql://... (or BOLTIC_DATABASE_URL)"
         )
 
 
