@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,11 +41,7 @@ def log_config(level: str, *, debug: bool = False) -> dict[str, Any]:
         return {"()": f"uvicorn.logging.{kind}Formatter", "fmt": "%(levelprefix)s %(message)s"}
 
     def handler(formatter: str) -> dict[str, Any]:
-        return {
-            "class": "logging.StreamHandler",
-            "formatter": formatter,
-            "stream": "ext://sys.stderr",
-        }
+        return {"()": f"{__name__}.StderrHandler", "formatter": formatter}
 
     logger = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     library = {"handlers": ["library"], "level": "WARNING", "propagate": False}
@@ -65,6 +62,26 @@ def log_config(level: str, *, debug: bool = False) -> dict[str, Any]:
             **dict.fromkeys(LIBRARY_LOGGERS, library),
         },
     }
+
+
+class StderrHandler(logging.StreamHandler):
+    """A StreamHandler writing each record to ``sys.stderr`` as it is when the record is
+    written, not as it was when logging was configured: the server's log config is
+    applied by every start (``boltic dev``, a thread in a test, the ``--workers``
+    supervisor), and a stream replaced since then (a test's captured stderr, closed
+    when that test ended) would otherwise swallow every later record with a
+    "--- Logging error ---" traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # always the current sys.stderr
 
 
 def one_line_formatter(fmt: str) -> logging.Formatter:

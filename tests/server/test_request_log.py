@@ -131,3 +131,22 @@ def test_boltic_server_writes_the_log_to_stderr(tmp_path: Path, access_log: bool
     assert re.search(r"GET /v1/streams/sources 401 .*missing Authorization.* token=none", stderr)
     assert bool(re.search(r"GET /v1/streams/sources 200 token=admin", stderr)) is access_log
     assert ADMIN_TOKEN not in stderr
+
+
+def test_the_server_log_follows_stderr_as_it_is_when_a_record_is_written(monkeypatch):
+    """The log config binds no stream: records go to the sys.stderr of their moment, so
+    a stream replaced and closed since the config was applied (a test's capture, a
+    CliRunner's buffer) loses nothing and prints no "--- Logging error ---"."""
+    import io
+    import logging.config
+
+    from boltic_cli.server.runner import log_config
+
+    first = io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    logging.config.dictConfig(log_config("info"))
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr("sys.stderr", second)
+    logging.getLogger("boltic.requests").warning("GET /v1/x 404 token=admin")
+    assert second.getvalue().strip() == "WARNING:  GET /v1/x 404 token=admin"
