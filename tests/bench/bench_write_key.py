@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -45,28 +44,6 @@ from tests.pg import PostgresServer, start_postgres  # noqa: E402
 TOKEN = bench_server.TOKEN
 
 
-class TreeServer(bench_postgres.Server):
-    """``bench_postgres.Server`` run from the source tree ``tree`` (its ``boltic_cli``
-    is the one imported: ``python -m`` puts the working directory first on the path)."""
-
-    def __init__(self, db: str, work: Path, log: Path, tree: Path = ROOT) -> None:
-        env = {**os.environ, "BOLTIC_DATA_DIR": str(work)}
-        command = [sys.executable, "-m", "boltic_cli", "server", "--port", "0", "--db", db]
-        self._log = open(log, "a")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [*command, "--token", TOKEN],
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=env,
-            text=True,
-            cwd=tree,
-        )
-        assert self.process.stdout is not None
-        self.url = self.process.stdout.readline().strip()
-        if not self.url:
-            raise SystemExit(f"server did not start, see {log}")
-
-
 def lua_post_with_key(path: Path, body: dict, write_key: str) -> Path:
     script = bench_server.lua_post(path, body)
     script.write_text(script.read_text().replace(f"Bearer {TOKEN}", f"Bearer {write_key}"))
@@ -74,7 +51,7 @@ def lua_post_with_key(path: Path, body: dict, write_key: str) -> Path:
 
 
 def ingest(db: str, work: Path, seconds: int, pg: PostgresServer | None, tree: Path) -> dict:
-    server = TreeServer(db, work, work / "server.log", tree)
+    server = bench_postgres.Server(db, work, work / "server.log", tree)
     try:
         source = bench_server.create_source(server.url)
         event = {
