@@ -65,23 +65,24 @@ def log_config(level: str, *, debug: bool = False) -> dict[str, Any]:
 
 
 class StderrHandler(logging.StreamHandler):
-    """A StreamHandler writing each record to ``sys.stderr`` as it is when the record is
-    written, not as it was when logging was configured: the server's log config is
-    applied by every start (``boltic dev``, a thread in a test, the ``--workers``
-    supervisor), and a stream replaced since then (a test's captured stderr, closed
-    when that test ended) would otherwise swallow every later record with a
-    "--- Logging error ---" traceback."""
+    """A StreamHandler writing to the process's own stderr (``sys.__stderr__``), looked
+    up at each record. In ``boltic server`` that is ``sys.stderr``. The log config is
+    applied by every start (``boltic dev``, a server thread in a test, the ``--workers``
+    supervisor), and ``ext://sys.stderr`` bound whatever stream stood in for stderr at
+    that moment (a test's capture, a CliRunner's buffer): closed later, every record
+    after it printed "--- Logging error ---"; left open, the server's log landed in the
+    output of CLI commands run in the same process."""
 
     def __init__(self) -> None:
-        super().__init__(sys.stderr)
+        super().__init__(sys.__stderr__ or sys.stderr)
 
     @property  # type: ignore[override]
     def stream(self) -> Any:
-        return sys.stderr
+        return sys.__stderr__ or sys.stderr
 
     @stream.setter
     def stream(self, value: Any) -> None:
-        pass  # always the current sys.stderr
+        pass  # always the process's stderr
 
 
 def one_line_formatter(fmt: str) -> logging.Formatter:
