@@ -10,6 +10,19 @@ import pytest
 
 from tests.support import AppTransport, CliResult, invoke_cli
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C as a terminal delivers it, whatever launched the suite. A shell starting a
+    command in the background without job control (`.ci/run &` in a script) leaves
+    SIGINT ignored, and an ignored signal stays ignored in every process started from
+    here: the CLI subprocesses the signal tests send SIGINT to would never see it.
+    Python's own handler instead is reset to the default in each child."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 __all__ = ["ADMIN_TOKEN", "CliResult"]
 
 # pg_server / pg_database: a throwaway PostgreSQL (tests/pg.py).
