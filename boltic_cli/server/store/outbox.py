@@ -150,3 +150,41 @@ class DeliveryStore(abc.ABC):
     ) -> int:
         """Queue again (pending, due now, a fresh retry schedule) the destination's
         deliveries in ``status`` created at or after ``since_ms``; returns how many."""
+
+
+def delivery_status(r: AttemptRecord) -> str:
+    """The status a delivery takes after the attempt ``r``: ``succeeded``, ``pending``
+    (another attempt is scheduled) or ``failed`` (the schedule is spent). Both stores."""
+    if r.outcome == "success":
+        return "succeeded"
+    return "pending" if r.next_attempt_ms is not None else "failed"
+
+
+def period_text(ms: int) -> str:
+    """A period in milliseconds as the largest whole unit (``5d``, ``36h``, ``90s``), else
+    fractional seconds: the auto-disable reason both stores write."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms >= size and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms / 1000:g}s"
+
+
+def delivery_row(r: Sequence[Any]) -> dict[str, Any]:
+    """A delivery as the routes render it, from the 12 columns both stores select in
+    the same order (id, destination, event, status, attempts, created, last attempt, next
+    attempt, response status, duration, error, response body); ``next_attempt_at`` only
+    while pending."""
+    return {
+        "id": r[0],
+        "destination_id": r[1],
+        "event_id": r[2],
+        "status": r[3],
+        "attempts": r[4],
+        "created_at": r[5],
+        "last_attempt_at": r[6],
+        "next_attempt_at": r[7] if r[3] == "pending" else None,
+        "response_status": r[8],
+        "duration_ms": r[9],
+        "error": r[10],
+        "response_body": r[11],
+    }

@@ -34,7 +34,15 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from boltic_cli import webhooks
-from boltic_cli.server.store.outbox import AttemptRecord, Claim, DeliveryStore, DestinationGone
+from boltic_cli.server.store.outbox import (
+    AttemptRecord,
+    Claim,
+    DeliveryStore,
+    DestinationGone,
+    delivery_row,
+    delivery_status,
+    period_text,
+)
 
 HEX_NUM = "(CASE WHEN {n} < 16 THEN '0' ELSE '' END || upper(to_hex({n})))"
 
@@ -185,36 +193,6 @@ def destination_row(r: Any) -> dict[str, Any]:
     return row
 
 
-def _status(r: AttemptRecord) -> str:
-    if r.outcome == "success":
-        return "succeeded"
-    return "pending" if r.next_attempt_ms is not None else "failed"
-
-
-def _human(ms: int) -> str:
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms >= size and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms / 1000:g}s"
-
-
-def _delivery_row(r: Any) -> dict[str, Any]:
-    return {
-        "id": r[0],
-        "destination_id": r[1],
-        "event_id": r[2],
-        "status": r[3],
-        "attempts": r[4],
-        "created_at": r[5],
-        "last_attempt_at": r[6],
-        "next_attempt_at": r[7] if r[3] == "pending" else None,
-        "response_status": r[8],
-        "duration_ms": r[9],
-        "error": r[10],
-        "response_body": r[11],
-    }
-
-
 async def _get_destination(conn: Any, destination_id: str) -> dict[str, Any] | None:
     r = await conn.fetchrow(
         f"SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = $1", destination_id
@@ -259,7 +237,7 @@ async def _track_destination(
         )
     await conn.execute(
         DISABLE_AFTER_STREAK,
-        _human(auto_disable_ms),
+        period_text(auto_disable_ms),
         destination_id,
         attempts[-1].at_ms - auto_disable_ms,
     )
@@ -367,9 +345,9 @@ class PostgresDeliveries(DeliveryStore):
                 RECORD,
                 [
                     (
-                        _status(r),
+                        delivery_status(r),
                         r.at_ms,
-                        r.next_attempt_ms if _status(r) == "pending" else None,
+                        r.next_attempt_ms if delivery_status(r) == "pending" else None,
                         r.outcome,
                         r.response_status,
                         r.duration_ms,
@@ -434,7 +412,7 @@ class PostgresDeliveries(DeliveryStore):
             f"ORDER BY id DESC LIMIT ${len(params)}"
         )
         rows = await self._call(lambda conn: conn.fetch(sql, *params))
-        return [_delivery_row(r) for r in rows]
+        return [delivery_row(r) for r in rows]
 
     async def get_delivery(self, destination_id: str, delivery_id: str) -> dict[str, Any] | None:
         if "\x00" in destination_id or "\x00" in delivery_id:
@@ -448,7 +426,7 @@ class PostgresDeliveries(DeliveryStore):
             )
             if r is None:
                 return None
-            row = _delivery_row(r)
+            row = delivery_row(r)
             history = [
                 dict(zip(ATTEMPT_COLUMNS.split(", "), tuple(a), strict=True))
                 for a in await conn.fetch(

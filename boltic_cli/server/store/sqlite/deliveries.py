@@ -32,7 +32,15 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from boltic_cli import webhooks
-from boltic_cli.server.store.outbox import AttemptRecord, Claim, DeliveryStore, DestinationGone
+from boltic_cli.server.store.outbox import (
+    AttemptRecord,
+    Claim,
+    DeliveryStore,
+    DestinationGone,
+    delivery_row,
+    delivery_status,
+    period_text,
+)
 
 if TYPE_CHECKING:
     from boltic_cli.server.store.sqlite.writer import Writer
@@ -236,9 +244,9 @@ def record_attempts(
         "WHERE destination_id = ? AND id = ?",
         [
             (
-                _status(r),
+                delivery_status(r),
                 r.at_ms,
-                r.next_attempt_ms if _status(r) == "pending" else None,
+                r.next_attempt_ms if delivery_status(r) == "pending" else None,
                 r.outcome,
                 r.response_status,
                 r.duration_ms,
@@ -255,12 +263,6 @@ def record_attempts(
         by_destination.setdefault(r.destination_id, []).append(r)
     for destination_id, attempts in by_destination.items():
         _track_destination(conn, destination_id, attempts, auto_disable_ms)
-
-
-def _status(r: AttemptRecord) -> str:
-    if r.outcome == "success":
-        return "succeeded"
-    return "pending" if r.next_attempt_ms is not None else "failed"
 
 
 def _track_destination(
@@ -303,32 +305,8 @@ def _track_destination(
         "'every delivery attempt failed for ' || ? || ' (since ' || "
         "strftime('%Y-%m-%dT%H:%M:%SZ', failing_since / 1000, 'unixepoch') || ')' "
         "WHERE id = ? AND status = 'active' AND failing_since <= ?",
-        (_human(auto_disable_ms), destination_id, attempts[-1].at_ms - auto_disable_ms),
+        (period_text(auto_disable_ms), destination_id, attempts[-1].at_ms - auto_disable_ms),
     )
-
-
-def _human(ms: int) -> str:
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms >= size and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms / 1000:g}s"
-
-
-def _delivery_row(r: tuple) -> dict[str, Any]:
-    return {
-        "id": r[0],
-        "destination_id": r[1],
-        "event_id": r[2],
-        "status": r[3],
-        "attempts": r[4],
-        "created_at": r[5],
-        "last_attempt_at": r[6],
-        "next_attempt_at": r[7] if r[3] == "pending" else None,
-        "response_status": r[8],
-        "duration_ms": r[9],
-        "error": r[10],
-        "response_body": r[11],
-    }
 
 
 def list_deliveries(
@@ -347,7 +325,7 @@ def list_deliveries(
         where += ["id >= ?", "id < ?", "event_id = ?"]
         params += [f"dlv_{event_id[4:]}", f"dlv_{event_id[4:]}G", event_id]
     return [
-        _delivery_row(r)
+        delivery_row(r)
         for r in conn.execute(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {' AND '.join(where)} "
             "ORDER BY id DESC LIMIT ?",
@@ -365,7 +343,7 @@ def get_delivery(
     ).fetchone()
     if r is None:
         return None
-    row = _delivery_row(r)
+    row = delivery_row(r)
     history = [
         dict(zip(ATTEMPT_COLUMNS.split(", "), a, strict=True))
         for a in conn.execute(
