@@ -259,6 +259,24 @@ def eventually(check, timeout: float = 10.0, interval: float = 0.05):
         time.sleep(interval)
 
 
+def succeeded(cli, count: int, destination: str = "hooks") -> list[dict]:
+    """The destination's succeeded deliveries, once there are exactly ``count``.
+
+    Waits for the count, not for any: the receiver sees a request before the worker
+    records its outcome, so a first poll can list one of two.
+    """
+    return eventually(
+        lambda: (
+            rows
+            if len(
+                rows := [d for d in deliveries_json(cli, destination) if d["status"] == "succeeded"]
+            )
+            == count
+            else None
+        )
+    )
+
+
 def make_source(api, name: str = "web") -> dict:
     response = api.post("/streams/sources", json={"name": name, "type": "server"})
     assert response.status_code == 201
@@ -334,9 +352,7 @@ def test_create_test_send_and_deliveries_succeeded(cli, api, receiver):
     got = receiver.wait_for(2)
     assert sorted(verify(secret, r)["id"] for r in got) == sorted(wanted)
 
-    listed = eventually(
-        lambda: [d for d in deliveries_json(cli, "hooks") if d["status"] == "succeeded"]
-    )
+    listed = succeeded(cli, 2)
     assert sorted(d["eventId"] for d in listed) == sorted(wanted)
     assert all(d["attempts"] == 1 and d["responseStatus"] == 200 for d in listed)
     assert deliveries_json(cli, created["id"], "--status", "failed") == []
@@ -373,9 +389,7 @@ def test_one_delivery_shows_every_attempt(cli, api, receiver):
     create_webhook(cli, receiver.url)
     event_id = send(api, source)
     receiver.wait_for(3)
-    [delivery] = eventually(
-        lambda: [d for d in deliveries_json(cli, "hooks") if d["status"] == "succeeded"]
-    )
+    [delivery] = succeeded(cli, 1)
 
     by_id = cli("destinations", "deliveries", "hooks", delivery["id"], "-o", "json")
     by_event = cli("destinations", "deliveries", "hooks", event_id, "-o", "json")
@@ -421,9 +435,7 @@ def test_failing_receiver_fails_after_the_last_attempt_and_replay_delivers(cli, 
     assert replayed.exit_code == 0, replayed.stderr
     assert replayed.stdout.strip() == "Queued 2 failed deliveries of hooks again."
     assert sorted(r.json()["id"] for r in receiver.wait_for(2)) == sorted(events)
-    done = eventually(
-        lambda: [d for d in deliveries_json(cli, "hooks") if d["status"] == "succeeded"]
-    )
+    done = succeeded(cli, 2)
     assert len(done) == 2 and all(d["attempts"] == 4 for d in done)
     again = cli("destinations", "replay", "hooks", "--failed", "--since", "1h", "-o", "json")
     assert again.exit_code == 0 and again.json() == {"queued": 0}
@@ -573,9 +585,7 @@ def test_disable_holds_and_enable_resumes(cli, api, receiver, server_settings):
     assert enabled.exit_code == 0
     assert enabled.stderr.strip() == f"Enabled destination hooks ({created['id']})"
     assert receiver.wait_for(2)[1].json()["id"] == event_id
-    [done] = eventually(
-        lambda: [d for d in deliveries_json(cli, "hooks") if d["status"] == "succeeded"]
-    )
+    [done] = succeeded(cli, 1)
     assert done["eventId"] == event_id
 
 
@@ -706,7 +716,7 @@ def test_every_format_of_the_delivery_commands(cli, api, receiver, fmt):
     created = create_webhook(cli, receiver.url)
     event_id = send(api, source)
     receiver.wait_for(1)
-    eventually(lambda: deliveries_json(cli, "hooks", "--status", "succeeded"))
+    succeeded(cli, 1)
 
     runs = {
         "get": cli("destinations", "get", "hooks", "-o", fmt),
