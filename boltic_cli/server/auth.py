@@ -40,6 +40,9 @@ BENCH_NOOP_PATH = "/v1/_bench/noop"
 PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})
 # The only routes a source's write key may call (with POST).
 WRITE_KEY_PATHS = frozenset({EVENTS_PATH, BATCH_PATH, BENCH_NOOP_PATH})
+# The routes whose inserting statement checks the write key's source again, so the
+# gate may take an active source as this process last saw it (Store.source_for_key).
+INSERT_PATHS = frozenset({EVENTS_PATH, BATCH_PATH})
 # Routes browsers may send to (CORS).
 CORS_PATHS = frozenset({EVENTS_PATH, BATCH_PATH})
 PRINCIPAL = "boltic.principal"
@@ -56,8 +59,9 @@ REASON_CHARS = 200
 class Principal:
     """Who is calling: the admin, or a source's write key (``source_id`` set; ``source``
     the key's source as the gate read it from the store for this request, so the route
-    need not read it again: a read made after this request started, never reused by
-    another request)."""
+    need not read it again: a read made after this request started, or, for a plain
+    send, the process's earlier view of an active source, which the inserting statement
+    checks again: Store.source_for_key)."""
 
     scope: str  # stands for the token in Idempotency-Key scoping, without keeping it
     source_id: str | None = None
@@ -123,7 +127,11 @@ class RequestGate:
             return
         if path not in PUBLIC_PATHS:
             try:
-                caller = await self._authenticate(headers.get(b"authorization"))
+                # An Idempotency-Key may replay an answer without inserting anything.
+                recheck = (
+                    method == "POST" and path in INSERT_PATHS and b"idempotency-key" not in headers
+                )
+                caller = await self._authenticate(headers.get(b"authorization"), recheck)
             except Problem as p:
                 await _send_error(send, p.status_code, p.message, p.details, p.headers)
                 return
@@ -157,7 +165,7 @@ class RequestGate:
             return 400, "bad request", "invalid Content-Length"
         return (413, "request body too large", f"the limit is {limit} bytes, got {int(length)}")
 
-    async def _authenticate(self, header: bytes | None) -> Principal:
+    async def _authenticate(self, header: bytes | None, recheck_on_insert: bool) -> Principal:
         from boltic_cli.server.responses import unauthorized
 
         if not header:
@@ -172,7 +180,9 @@ class RequestGate:
             text = token.decode("ascii", "replace")
             # A dict lookup hashes the key first, so its timing says nothing
             # useful about how much of a guessed key was right.
-            source = await store_read(self._store().source_for_key(text))
+            source = await store_read(
+                self._store().source_for_key(text, recheck_on_insert=recheck_on_insert)
+            )
             if source is not None and hmac.compare_digest(source.write_key.encode(), token):
                 return Principal(token_scope(text), source.id, source)
         raise unauthorized("unknown token")

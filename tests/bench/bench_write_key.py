@@ -5,9 +5,10 @@ Run: .venv/bin/python tests/bench/bench_write_key.py [--seconds 15] [--rounds 3]
 
 A request sent with a write key needs its source: the request gate finds the key's
 source (the route then checks the event's ``sourceId`` against it): on SQLite from the
-one process's table in memory, on PostgreSQL from the database on every request (issue
-19: no per-process state that can go stale; lookups waiting together go as one
-statement).
+one process's table in memory; on PostgreSQL from the database (lookups waiting
+together go as one statement), except for a plain send with a key this process has
+seen active, which the inserting statement checks again (Store.source_for_key,
+``recheck_on_insert``: no statement of its own).
 Under wrk (16 keep-alive connections, ``tests/bench/bench_server.py``'s settings), per
 round and alternately (the machine is shared): SQLite, PostgreSQL, and with
 ``--before-tree DIR`` PostgreSQL again served from the source tree DIR (e.g. ``git

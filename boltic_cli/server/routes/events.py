@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Awaitable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from json.encoder import encode_basestring_ascii as _text
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
@@ -24,7 +25,12 @@ from boltic_cli.models import (
     format_time,
 )
 from boltic_cli.server.auth import Principal, header, principal
-from boltic_cli.server.responses import Problem, describe_validation_errors, validation_problem
+from boltic_cli.server.responses import (
+    Problem,
+    describe_validation_errors,
+    unauthorized,
+    validation_problem,
+)
 from boltic_cli.server.routes import (
     ERROR_RESPONSES,
     NOT_FOUND,
@@ -36,8 +42,16 @@ from boltic_cli.server.routes import (
     runtime,
     to_ms,
 )
-from boltic_cli.server.store import EventRecord, SourceInfo, Store, StoreError
+from boltic_cli.server.store import (
+    EventRecord,
+    SourceGone,
+    SourceInfo,
+    Store,
+    StoredResponse,
+    StoreError,
+)
 
+T = TypeVar("T")
 router = APIRouter(tags=["Events"], responses=ERROR_RESPONSES)
 # One encoder for every event: json.dumps with options builds a new one per call.
 # NaN and Infinity are not JSON (an out-of-range number parses as Infinity): refused.
@@ -79,7 +93,12 @@ async def send_event(request: Request) -> Response:
         record = _record(body, rt.ids.new("evt_"), _receipt(request, rt.store.now_ms()))
     except ItemRefused as e:
         raise e.problem() from None
-    stored = await committed(rt.store.insert_event(record, idempotency(request, raw)))
+    caller = principal(request.scope)
+    write = rt.store.insert_event(record, idempotency(request, raw))
+    try:
+        stored = await committed(_rechecked(rt.store, caller, write))
+    except ItemRefused as e:
+        raise e.problem() from None
     rt.delivery.nudge()
     return Response(stored.body, stored.status, media_type="application/json")
 
@@ -125,9 +144,18 @@ async def send_event_batch(request: Request) -> Response:
         positions.append(index)
 
     def render(outcomes: list[str | StoreError]) -> str:
+        if caller.source is not None and any(isinstance(o, SourceGone) for o in outcomes):
+            # The key's source, no longer active since the gate's check: the request
+            # is answered as the key now is (_rechecked), and nothing is recorded.
+            raise SourceGone(caller.source.id)
         return _render_batch(len(items), refused, positions, outcomes)
 
-    stored = await committed(store.insert_batch(records, render, idempotency(request, raw)))
+    write = store.insert_batch(records, render, idempotency(request, raw))
+    try:
+        stored = await committed(_rechecked(store, caller, write))
+    except ItemRefused as e:  # each of the key's items, as _check_source refuses them
+        refused.update(dict.fromkeys(positions, e))
+        stored = StoredResponse(200, _render_batch(len(items), refused, [], []))
     rt.delivery.nudge()
     return Response(stored.body, stored.status, media_type="application/json")
 
@@ -206,6 +234,26 @@ async def _check_source(
         raise ItemRefused(404, "source not found", f"no source {source_id}")
     if source.status != "active":
         raise ItemRefused(403, "forbidden", f"source {source_id} is {source.status}")
+
+
+async def _rechecked(store: Store, caller: Principal, write: Awaitable[T]) -> T:
+    """``write``'s result; if it refused a write key's events because their source is no
+    longer active (SourceGone), the key is looked up again and the request refused as
+    the gate and ``_check_source`` now would: Problem 401 for a deleted source's key,
+    ItemRefused 403 for a paused one (the whole send, or each item of a batch). The
+    gate may have passed the key from this process's earlier view (Store.source_for_key,
+    ``recheck_on_insert``); this is where that view is checked. Raises the SourceGone
+    (404) if the source is active again."""
+    try:
+        return await write
+    except SourceGone:
+        if caller.source is None:
+            raise
+        now = await store.source_for_key(caller.source.write_key)
+        if now is None:
+            raise unauthorized("unknown token") from None
+        await _check_source(store, replace(caller, source=now), now.id, {})
+        raise
 
 
 def _render_batch(

@@ -139,9 +139,19 @@ class Store(DeliveryStore):
         """The source, or None if it does not exist."""
 
     @abc.abstractmethod
-    async def source_for_key(self, write_key: str) -> SourceInfo | None:
+    async def source_for_key(
+        self, write_key: str, *, recheck_on_insert: bool = False
+    ) -> SourceInfo | None:
         """The source whose write key this is, or None. The caller compares the key
-        again in constant time."""
+        again in constant time.
+
+        ``recheck_on_insert``: the caller only inserts events with the key (no
+        Idempotency-Key, no other route), and when an insert is refused with
+        SourceGone it asks again without the flag and answers from that (401 for a
+        deleted key, 403 for a paused source). A store may then answer an active source
+        from what this process saw earlier, because its inserting statement checks the
+        source again, and a write key never changes for its source (the spec has no
+        rotation). Without the flag the answer is the database's now."""
 
     # writes: each resolves only after its transaction committed durably
 

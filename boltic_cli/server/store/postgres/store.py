@@ -13,16 +13,21 @@ alone (``SourceGone``), by the database, in the inserting statement. Writes with
 Idempotency-Key claim the key by its primary key (``INSERT ... ON CONFLICT``) in their
 own transaction, so the database dedupes them across processes too.
 
-Sources. ``source``/``source_for_key`` read the database on every call: no process
-keeps sources, so nothing can go stale when another process deletes or pauses one
-(design.md "Several server processes": a request that starts after the delete's 204
-is refused on every process, with the status a gone key gets, 401, and the debug read
-answers 404). Lookups waiting together go as one statement per group, as inserts do.
-A per-process hint kept fresh by LISTEN/NOTIFY was removed (issue 19): NOTIFY arrives
-after the commit, asynchronously, so a request on another process could still pass the
-gate from the hint (then 404 from the inserting statement instead of 401; a paused
-source 404 instead of 403; a deleted source's debug read 200). What the lookup costs:
-tests/bench/bench_write_key.json.
+Sources. ``source`` and ``source_for_key`` read the database (lookups waiting
+together go as one statement per group, as inserts do), so nothing can go stale when
+another process deletes or pauses a source (design.md "Several server processes": a
+request that starts after the delete's 204 is refused on every process, with the
+status a gone key gets, 401, and the debug read answers 404). One exception, proven
+safe within the request that could observe it: ``source_for_key(...,
+recheck_on_insert=True)``, asked by the gate for a plain send, answers a write key
+this process last saw active without asking. The inserting statement checks the
+source again (active, locked), so a stale answer only turns into SourceGone, and the
+route then asks again without the flag (which refreshes or drops the entry) and
+answers 401 or 403 as the gate would have. A write key never changes for its source,
+so the key-to-source part cannot go stale. It saves one statement per request:
+tests/bench/bench_write_key.json. (A per-process hint kept fresh by LISTEN/NOTIFY, its
+predecessor, was removed in issue 19: NOTIFY arrives after the commit, so another
+process could serve a deleted source's debug read, and nothing checked again.)
 
 Failures. A lost connection, a refused connect, a timeout, or any database error
 raises ``StoreUnavailable`` (the routes answer 503 with Retry-After); the pool opens
@@ -89,6 +94,12 @@ WITH s AS MATERIALIZED (
     JOIN s ON s.id = u.source_id
 )
 SELECT id FROM s
+"""
+# Write keys of active sources this process has seen (``source_for_key``); emptied
+# when full, so a process that sees many keys asks more often, never answers wrong.
+KNOWN_KEYS = 10_000
+ACTIVE_SOURCES = """
+SELECT id FROM sources WHERE id = ANY($1::text[]) AND status = 'active' FOR KEY SHARE
 """
 # PostgreSQL text cannot hold U+0000, so no stored id, type or key contains it
 # (design.md: it is 422 in identifiers); a lookup by such a value finds nothing
@@ -239,6 +250,7 @@ class PostgresStore(PostgresDeliveries, base.Store):
         self._inserts: _Group[EventRecord, StoredResponse] = _Group(
             self._insert_group, parallel=max(1, min(group_parallel, pool_size - 1))
         )
+        self._known_keys: dict[str, SourceInfo] = {}
         # Source lookups (by id or write key) waiting together: one statement.
         self._lookups: _Group[tuple[str, str], SourceInfo | None] = _Group(
             self._lookup_group, parallel=max(1, min(group_parallel, pool_size - 1))
@@ -299,6 +311,11 @@ class PostgresStore(PostgresDeliveries, base.Store):
         """Group statements sent so far: group commit shows as fewer than events."""
         return self._inserts.flushes
 
+    @property
+    def lookups(self) -> int:
+        """Source lookup statements sent so far (a known write key sends none)."""
+        return self._lookups.flushes
+
     async def _call(self, fn: Callable[[Any], Awaitable[T]], *, transaction: bool = False) -> T:
         """``fn(conn)`` on a pooled connection (in one transaction if asked); every
         driver or connection failure becomes StoreUnavailable. Called from another
@@ -339,11 +356,23 @@ class PostgresStore(PostgresDeliveries, base.Store):
             return None
         return await self._lookups.submit(("id", source_id))
 
-    async def source_for_key(self, write_key: str) -> SourceInfo | None:
-        """The write key's source as the database has it now (see ``source``)."""
+    async def source_for_key(
+        self, write_key: str, *, recheck_on_insert: bool = False
+    ) -> SourceInfo | None:
+        """The write key's source as the database has it now; with
+        ``recheck_on_insert``, as this process last saw it active (module docstring)."""
         if NUL in write_key:
             return None
-        return await self._lookups.submit(("key", write_key))
+        if recheck_on_insert and (known := self._known_keys.get(write_key)) is not None:
+            return known
+        info = await self._lookups.submit(("key", write_key))
+        if info is not None and info.status == "active":
+            if len(self._known_keys) >= KNOWN_KEYS:
+                self._known_keys.clear()
+            self._known_keys[write_key] = info
+        else:
+            self._known_keys.pop(write_key, None)
+        return info
 
     # writes
 
@@ -439,6 +468,13 @@ class PostgresStore(PostgresDeliveries, base.Store):
                     FIND_MESSAGE_IDS, [k[0] for k in taken], [k[1] for k in taken]
                 )
                 existing = {(row[0], row[1]): row[2] for row in rows}
+        # A repeated messageId is answered with its first event only while its source
+        # is active: the caller's check may be this process's earlier view of a write
+        # key (``source_for_key``), and nothing is inserted to check it again.
+        active: set[str] = set()
+        if existing:
+            ids = sorted({k[0] for k in existing})
+            active = {row[0] for row in await conn.fetch(ACTIVE_SOURCES, ids)}
         fresh = [
             r
             for i, r in enumerate(records)
@@ -459,7 +495,7 @@ class PostgresStore(PostgresDeliveries, base.Store):
         for i, r in enumerate(records):
             key = None if r.message_id is None else (r.source_id, r.message_id)
             if key is not None and key in existing:
-                outcomes.append(existing[key])
+                outcomes.append(existing[key] if key[0] in active else SourceGone(key[0]))
                 continue
             origin = records[first[key]] if key is not None else r
             if origin.id in stored:

@@ -137,7 +137,10 @@ class SQLiteStore(SQLiteDeliveries, base.Store):
     async def source(self, source_id: str) -> SourceInfo | None:
         return self._sources.by_id.get(source_id)
 
-    async def source_for_key(self, write_key: str) -> SourceInfo | None:
+    async def source_for_key(
+        self, write_key: str, *, recheck_on_insert: bool = False
+    ) -> SourceInfo | None:
+        # One process owns the file, so what it holds is always the database's now.
         return self._sources.by_key.get(write_key)
 
     # writes
