@@ -8,6 +8,7 @@ import json
 import random
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -367,3 +368,30 @@ def test_batches_beyond_one_statement_go_to_the_next_group_whole(tmp_path):
         assert store.commits == commits + 1 + groups  # the held job's, then the groups'
         check = sqlite3.connect(store.path)
         assert check.execute("SELECT count(*) FROM events").fetchone() == (6000,)
+
+
+def test_close_waits_for_a_read_in_progress_then_refuses_reads(store):
+    """Closing a reader connection under a running query crashed the process (a
+    segfault in a CI run: an app stopped while its executor still ran a query)."""
+    started = threading.Event()
+    answers: list[object] = []
+
+    def slow_read(conn: sqlite3.Connection) -> int:
+        started.set()
+        time.sleep(0.3)
+        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+
+    def read() -> None:
+        try:
+            answers.append(store.read_now(slow_read))
+        except Exception as e:  # the answer is what is checked
+            answers.append(e)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert started.wait(5)
+    store.close_now()
+    reader.join(5)
+    assert answers == [0]
+    with pytest.raises(StoreUnavailable):
+        store.read_now(lambda conn: conn.execute("SELECT 1").fetchone())

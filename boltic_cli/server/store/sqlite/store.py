@@ -44,7 +44,11 @@ class SQLiteStore(SQLiteDeliveries, base.Store):
         self.commit_delay = commit_delay
         self.clock = clock
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        # Each reader thread's connection with the lock it holds while reading: close
+        # takes it, because closing a connection another thread is reading on
+        # crashes the process (a segfault in a CI run: a test's app stopped while a
+        # query it had answered late was still running in the executor).
+        self._readers: list[tuple[sqlite3.Connection, threading.Lock]] = []
         self._readers_lock = threading.Lock()
         self._sources = SourceCache()
         self._writer: Writer | None = None
@@ -77,8 +81,9 @@ class SQLiteStore(SQLiteDeliveries, base.Store):
         if self._writer is not None:
             self._writer.stop()
         with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
+            for conn, in_use in self._readers:
+                with in_use:
+                    conn.close()
             self._readers.clear()
         if self._writer is not None:
             with contextlib.suppress(sqlite3.Error):
@@ -292,27 +297,31 @@ class SQLiteStore(SQLiteDeliveries, base.Store):
 
     # reads
 
-    def _reader(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._closed:
-                raise StoreUnavailable("the store is closed")
-            conn = connect(self.path)
-            conn.execute("PRAGMA query_only=1")
-            self._local.conn = conn
+    def _reader(self) -> tuple[sqlite3.Connection, threading.Lock]:
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
             with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+                if self._closed:
+                    raise StoreUnavailable("the store is closed")
+                conn = connect(self.path)
+                conn.execute("PRAGMA query_only=1")
+                reader = self._local.reader = (conn, threading.Lock())
+                self._readers.append(reader)
+        return reader
 
     def read_now(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``fn`` in one read transaction on this thread, so its statements see one
-        snapshot."""
-        conn = self._reader()
-        conn.execute("BEGIN")
-        try:
-            return fn(conn)
-        finally:
-            conn.execute("COMMIT")
+        snapshot. Raises StoreUnavailable once the store is closed (``close`` waits
+        for a read in progress)."""
+        conn, in_use = self._reader()
+        with in_use:
+            if self._closed:
+                raise StoreUnavailable("the store is closed")
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
 
     async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """``read_now`` in a worker thread: the loop keeps serving meanwhile."""
