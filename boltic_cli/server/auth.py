@@ -125,6 +125,7 @@ class RequestGate:
             # The body is left unread, so the connection cannot carry another request.
             await _send_error(send, *self._length_refusal(length, limit), CLOSE)
             return
+        recheck_key: str | None = None
         if path not in PUBLIC_PATHS:
             try:
                 # An Idempotency-Key may replay an answer without inserting anything.
@@ -135,6 +136,8 @@ class RequestGate:
             except Problem as p:
                 await _send_error(send, p.status_code, p.message, p.details, p.headers)
                 return
+            if recheck and caller.source is not None:
+                recheck_key = caller.source.write_key
             if caller.source_id is not None and not (method == "POST" and path in WRITE_KEY_PATHS):
                 await _send_error(
                     send,
@@ -148,7 +151,43 @@ class RequestGate:
             receive = self._limit(receive, limit)
         if b"origin" in headers and path in CORS_PATHS:
             send = _allow_any_origin(send)
+        if recheck_key is not None:
+            send = self._refusals_rechecked(send, recheck_key)
         await self.app(scope, receive, send)
+
+    def _refusals_rechecked(self, send: Send, write_key: str) -> Send:
+        """``send`` for a request whose write key the gate may have passed from this
+        process's earlier view of its source (Store.source_for_key, ``recheck_on_insert``).
+        The inserting statement checks that view; a refusal made before any insert (400,
+        403, 404, 413, 422) is answered 401 instead when the key is unknown now, as the
+        gate would have answered it (design.md "Several server processes": a deleted
+        source's key is refused at once, with 401). Outermost, so the 401 gets the CORS
+        headers and the log line."""
+        replaced = False
+
+        async def checked(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return  # the refusal's body, replaced by the 401
+            if message["type"] == "http.response.start" and _refusal_before_insert(
+                message["status"]
+            ):
+                try:
+                    gone = await store_read(self._store().source_for_key(write_key)) is None
+                except Problem:
+                    gone = False  # the store is down: the route's refusal stands
+                if gone:
+                    replaced = True
+                    extra = {"WWW-Authenticate": "Bearer"}
+                    # A refusal that left the body unread closes the connection; so must this.
+                    for name, value in message.get("headers", ()):
+                        if name.lower() == b"connection":
+                            extra["Connection"] = value.decode("latin-1")
+                    await _send_error(send, 401, "not authenticated", "unknown token", extra)
+                    return
+            await send(message)
+
+        return checked
 
     def _token_kind(self, headers: dict[bytes, bytes]) -> str:
         """What kind of token the request carries, for the log (never the token)."""
@@ -228,6 +267,11 @@ def _logged(send: Send, scope: Scope, gate: RequestGate, access_log: bool) -> Se
             request_log.log(logging.WARNING if status >= 400 else logging.INFO, line)
 
     return send_and_log
+
+
+def _refusal_before_insert(status: int) -> bool:
+    """A refusal the key's state could change: not 401 (already the key's) or 503."""
+    return status >= 400 and status not in (401, 503)
 
 
 def log_line(scope: Scope, status: int, reason: str, token_kind: str) -> str:

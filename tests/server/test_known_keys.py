@@ -160,3 +160,56 @@ def test_a_plain_send_with_a_known_key_asks_the_database_once(api, store, make_s
     assert store.lookups == before + 1
     assert api.post("/streams/events", json=body).status_code == 202
     assert store.lookups == before + 2
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        "malformed JSON",
+        "invalid event",
+        "another source",
+        "batch of invalid items",
+        "batch for another source",
+    ],
+)
+def test_a_used_key_refused_before_any_insert_is_answered_401_once_its_source_is_deleted(
+    api, elsewhere, make_source, request_
+):
+    """Refusals made before the inserting statement (which is what checks a known key)
+    are answered as the gate answers a gone key, whatever the body: 401."""
+    source, other = make_source(), make_source("other")
+    key = {"Authorization": f"Bearer {source['writeKey']}", "Content-Type": "application/json"}
+    assert _send(api, source).status_code == 202
+    assert elsewhere.delete(f"/streams/sources/{source['id']}").status_code == 204
+
+    event = {"sourceId": source["id"], "type": "t"}
+    if request_ == "malformed JSON":
+        answer = api.post("/streams/events", content=b'{"sourceId": ', headers=key)
+    elif request_ == "invalid event":
+        answer = api.post("/streams/events", json={"sourceId": source["id"]}, headers=key)
+    elif request_ == "another source":
+        answer = api.post("/streams/events", json={**event, "sourceId": other["id"]}, headers=key)
+    elif request_ == "batch of invalid items":
+        answer = api.post("/streams/events/batch", json={"batch": [{"type": 1}]}, headers=key)
+    else:
+        batch = {"batch": [{**event, "sourceId": other["id"]}]}
+        answer = api.post("/streams/events/batch", json=batch, headers=key)
+    assert answer.status_code == 401, answer.text
+    assert answer.headers["www-authenticate"] == "Bearer"
+    assert answer.json() == {
+        "code": 401,
+        "message": "not authenticated",
+        "details": "unknown token",
+    }
+
+
+def test_a_paused_sources_key_keeps_the_routes_own_refusals(api, elsewhere, make_source):
+    """Only a gone key turns a refusal into 401: a paused source's key with an invalid
+    body is answered 422, as a fresh lookup answers it."""
+    source = make_source()
+    key = {"Authorization": f"Bearer {source['writeKey']}"}
+    assert _send(api, source).status_code == 202
+    paused = elsewhere.patch(f"/streams/sources/{source['id']}", json={"status": "inactive"})
+    assert paused.status_code == 200
+    answer = api.post("/streams/events", json={"sourceId": source["id"]}, headers=key)
+    assert answer.status_code == 422, answer.text

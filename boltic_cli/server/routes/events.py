@@ -150,6 +150,14 @@ async def send_event_batch(request: Request) -> Response:
             raise SourceGone(caller.source.id)
         return _render_batch(len(items), refused, positions, outcomes)
 
+    # Nothing reaching the inserting statement, which is what checks a key the gate may
+    # have passed from this process's earlier view: ask now.
+    if (
+        not records
+        and caller.source is not None
+        and await store.source_for_key(caller.source.write_key) is None
+    ):
+        raise unauthorized("unknown token")
     write = store.insert_batch(records, render, idempotency(request, raw))
     try:
         stored = await committed(_rechecked(store, caller, write))
