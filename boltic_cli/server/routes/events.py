@@ -279,7 +279,7 @@ def _render_batch(
         if isinstance(outcome, str):
             accepted += 1
             entries[index] = f'{{"index":{index},"status":"accepted","eventId":"{outcome}"}}'
-        else:  # SourceGone: deleted while the batch waited for its commit
+        else:  # SourceGone (an admin's batch): deleted while it waited for its commit
             error = ItemRefused(404, "source not found", f"no source {outcome}")
             entries[index] = f'{{"index":{index},"status":"rejected","error":{error.error_json()}}}'
     return (

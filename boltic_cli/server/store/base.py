@@ -175,7 +175,10 @@ class Store(DeliveryStore):
         answers 200 with ``render(outcomes)``: per record, in order, its event id (for
         a repeated messageId the first event's id, nothing stored) or the StoreError
         that refused it alone (SourceGone). With ``idem`` the rendered answer is
-        recorded in the same transaction and replayed for a retry. Raises
+        recorded in the same transaction and replayed for a retry. ``render`` may
+        raise (the route does, with SourceGone, for a write key whose source is gone:
+        its records are all of that one source, so none was stored); the exception
+        propagates and nothing of the batch nor the key is recorded. Raises
         IdempotencyConflict, StoreUnavailable (then nothing of the batch is stored)."""
 
     @abc.abstractmethod

@@ -23,11 +23,13 @@ recheck_on_insert=True)``, asked by the gate for a plain send, answers a write k
 this process last saw active without asking. The inserting statement checks the
 source again (active, locked), so a stale answer only turns into SourceGone, and the
 route then asks again without the flag (which refreshes or drops the entry) and
-answers 401 or 403 as the gate would have. A write key never changes for its source,
-so the key-to-source part cannot go stale. It saves one statement per request:
-tests/bench/bench_write_key.json. (A per-process hint kept fresh by LISTEN/NOTIFY, its
-predecessor, was removed in issue 19: NOTIFY arrives after the commit, so another
-process could serve a deleted source's debug read, and nothing checked again.)
+answers 401 or 403 as the gate would have (404 if the source is active again by then,
+as for a lookup made fresh: paused and resumed while the insert was in flight). A
+write key never changes for its source, so the key-to-source part cannot go stale.
+It saves one statement per request: tests/bench/bench_write_key.json. (A per-process
+hint kept fresh by LISTEN/NOTIFY, its predecessor, was removed in issue 19: NOTIFY
+arrives after the commit, so another process could serve a deleted source's debug
+read, and nothing checked again.)
 
 Failures. A lost connection, a refused connect, a timeout, or any database error
 raises ``StoreUnavailable`` (the routes answer 503 with Retry-After); the pool opens
@@ -643,8 +645,8 @@ class PostgresStore(PostgresDeliveries, base.Store):
     ) -> None:
         if NUL in source_id:
             raise SourceGone(source_id)
-        # Every process reads ``status`` from the database for each request, and the
-        # inserting statement checks ``status = 'active'`` itself: a paused source
+        # The inserting statement checks ``status = 'active'`` itself, and a process's
+        # earlier view of a key is checked again by it (source_for_key): a paused source
         # refuses at once, on every process.
 
         async def run(conn: Any) -> None:
