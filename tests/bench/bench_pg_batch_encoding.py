@@ -51,6 +51,14 @@ FROM_STAGING = INSERT_EVENTS.replace(
     "        AS u(id, source_id, type, timestamp, received_at, body)",
     "FROM staging AS u",
 )
+FROM_JOINED = INSERT_EVENTS.replace(
+    "SELECT DISTINCT unnest($2::text[])", "SELECT DISTINCT unnest(string_to_array($2, E'\\x1f'))"
+).replace(
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])",
+    "FROM unnest(string_to_array($1, E'\\x1f'), string_to_array($2, E'\\x1f'),"
+    " string_to_array($3, E'\\x1f'), string_to_array($4, ',')::bigint[],"
+    " string_to_array($5, ',')::bigint[], string_to_array($6, E'\\x1f'))",
+)
 FROM_JSON = INSERT_EVENTS.replace(
     "SELECT DISTINCT unnest($2::text[])",
     "SELECT DISTINCT (j->>'s') FROM json_array_elements($1::json) j",
@@ -144,10 +152,21 @@ async def measure(args: argparse.Namespace) -> dict:
                     ]
                     await conn.copy_records_to_table("staging", records=rows)
                     await conn.fetch(FROM_STAGING)
+            elif way == "joined":
+                sep = "\x1f"
+                await conn.fetch(
+                    FROM_JOINED,
+                    sep.join(r.id for r in batch),
+                    sep.join(r.source_id for r in batch),
+                    sep.join(r.type for r in batch),
+                    ",".join(str(r.timestamp) for r in batch),
+                    ",".join(str(r.received_at) for r in batch),
+                    sep.join(r.body for r in batch),
+                )
             elif way == "json":
                 await conn.fetch(FROM_JSON, as_json(batch))
 
-        ways = ["records", "arrays", "copy", "json"]
+        ways = ["records", "arrays", "joined", "copy", "json"]
         per_round: dict[str, list[dict]] = {w: [] for w in ways}
         for _ in range(args.rounds):
             for way in ways:

@@ -438,3 +438,46 @@ def test_pruning_keeps_counts_consistent(pg_database, pg_server):
     db = pg_database.rsplit("/", 1)[1]
     assert pg_server.psql("SELECT count(*) FROM event_counts WHERE n <= 0", db=db).strip() == "0"
     assert pg_server.psql("SELECT sum(n) FROM received_counts", db=db).strip() == "5000"
+
+
+@pytest.mark.parametrize(
+    ("types", "path"),
+    [
+        (["page_view", "signup", "a,b", ""], "joined"),
+        (["page\x1fview", "signup", "x", "y"], "arrays"),  # a value holds the separator
+        ([""], "arrays"),  # one empty value: string_to_array('') is no value at all
+    ],
+)
+def test_every_value_is_stored_as_sent_on_either_insert_path(pg_database, types, path):
+    """INSERT_EVENTS_JOINED sends columns as separator-joined strings; a value holding
+    the separator, or a lone empty string, goes by INSERT_EVENTS' arrays instead. Either
+    way each row holds exactly what was sent."""
+    from boltic_cli.server.store.postgres import store as pg_store
+
+    records = [
+        EventRecord(
+            f"evt_{i:026d}",
+            "src_a",
+            t,
+            -5 + i if i % 2 else 1_780_000_000_000 + i,
+            1_780_000_000_123,
+            f'{{"n":{i},"s":"\\u001f,é"}}',
+        )
+        for i, t in enumerate(types)
+    ]
+    assert (pg_store._joined(records) is not None) == (path == "joined")
+
+    async def body(store) -> list[tuple]:
+        await store.create_source(source_row(), lambda r: "{}")
+        stored = await store.insert_records(records)
+        assert stored == len(records)
+        return await store._call(
+            lambda conn: conn.fetch(
+                "SELECT id, source_id, type, timestamp, received_at, body FROM events ORDER BY id"
+            )
+        )
+
+    rows = [tuple(r) for r in run(body, pg_database)]
+    assert rows == [
+        (r.id, r.source_id, r.type, r.timestamp, r.received_at, r.body) for r in records
+    ]
