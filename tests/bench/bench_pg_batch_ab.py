@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -27,14 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.bench import bench_postgres  # noqa: E402
 from tests.bench._common import load_averages  # noqa: E402
+from tests.bench.bench_write_key import git_commit  # noqa: E402
 from tests.pg import start_postgres  # noqa: E402
-
-
-def commit(tree: Path) -> str:
-    out = subprocess.run(
-        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    return out.stdout.strip() or "unknown"
 
 
 def main() -> None:
@@ -49,7 +42,7 @@ def main() -> None:
         "command": "python tests/bench/bench_pg_batch_ab.py " + " ".join(sys.argv[1:]),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_average_before": load_averages(),
-        "commits": {name: commit(tree) for name, tree in trees.items()},
+        "commits": {name: git_commit(tree) for name, tree in trees.items()},
     }
     server = bench_postgres.Server
     runs: dict[str, list[dict]] = {name: [] for name in trees}
