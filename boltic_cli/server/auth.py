@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from boltic_cli.server.responses import Problem, error_body, store_read
+from boltic_cli.server.responses import (
+    UNKNOWN_TOKEN,
+    Problem,
+    error_body,
+    store_read,
+    unauthorized,
+)
 
 if TYPE_CHECKING:
     from boltic_cli.server.store import SourceInfo, Store
@@ -178,12 +184,13 @@ class RequestGate:
                     gone = False  # the store is down: the route's refusal stands
                 if gone:
                     replaced = True
-                    extra = {"WWW-Authenticate": "Bearer"}
+                    p = unauthorized(UNKNOWN_TOKEN)
+                    headers = dict(p.headers or {})
                     # A refusal that left the body unread closes the connection; so must this.
                     for name, value in message.get("headers", ()):
                         if name.lower() == b"connection":
-                            extra["Connection"] = value.decode("latin-1")
-                    await _send_error(send, 401, "not authenticated", "unknown token", extra)
+                            headers["Connection"] = value.decode("latin-1")
+                    await _send_error(send, p.status_code, p.message, p.details, headers)
                     return
             await send(message)
 
@@ -205,8 +212,6 @@ class RequestGate:
         return (413, "request body too large", f"the limit is {limit} bytes, got {int(length)}")
 
     async def _authenticate(self, header: bytes | None, recheck_on_insert: bool) -> Principal:
-        from boltic_cli.server.responses import unauthorized
-
         if not header:
             raise unauthorized("missing Authorization: Bearer <token>")
         scheme, _, token = header.partition(b" ")
@@ -224,7 +229,7 @@ class RequestGate:
             )
             if source is not None and hmac.compare_digest(source.write_key.encode(), token):
                 return Principal(token_scope(text), source.id, source)
-        raise unauthorized("unknown token")
+        raise unauthorized(UNKNOWN_TOKEN)
 
     def _limit(self, receive: Receive, limit: int) -> Receive:
         received = 0

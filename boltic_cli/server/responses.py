@@ -46,6 +46,10 @@ def error_response(
     return Response(error_body(status, message, details), status, headers, media_type=JSON)
 
 
+# What a write key no longer (or never) known is answered: 401 with this detail.
+UNKNOWN_TOKEN = "unknown token"
+
+
 def unauthorized(details: str) -> Problem:
     return Problem(401, "not authenticated", details, {"WWW-Authenticate": "Bearer"})
 

@@ -37,38 +37,22 @@ sys.path.insert(0, str(HERE.parents[1]))
 from boltic_cli.server.store.base import EventRecord  # noqa: E402
 from boltic_cli.server.store.postgres.store import (  # noqa: E402
     INSERT_EVENTS,
+    INSERT_EVENTS_JOINED,
     PostgresStore,
     _columns,
+    _insert_events,
+    _joined,
 )
 from tests.bench._common import load_averages  # noqa: E402
 from tests.pg import start_postgres  # noqa: E402
 
 ITEMS = 500
-FROM_STAGING = INSERT_EVENTS.replace(
-    "SELECT DISTINCT unnest($2::text[])", "SELECT DISTINCT source_id FROM staging"
-).replace(
-    "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])\n"
-    "        AS u(id, source_id, type, timestamp, received_at, body)",
-    "FROM staging AS u",
-)
-FROM_JOINED = INSERT_EVENTS.replace(
-    "SELECT DISTINCT unnest($2::text[])", "SELECT DISTINCT unnest(string_to_array($2, E'\\x1f'))"
-).replace(
-    "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])",
-    "FROM unnest(string_to_array($1, E'\\x1f'), string_to_array($2, E'\\x1f'),"
-    " string_to_array($3, E'\\x1f'), string_to_array($4, ',')::bigint[],"
-    " string_to_array($5, ',')::bigint[], string_to_array($6, E'\\x1f'))",
-)
-FROM_JSON = INSERT_EVENTS.replace(
-    "SELECT DISTINCT unnest($2::text[])",
-    "SELECT DISTINCT (j->>'s') FROM json_array_elements($1::json) j",
-).replace(
-    "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])\n"
-    "        AS u(id, source_id, type, timestamp, received_at, body)",
-    "FROM json_to_recordset($1::json)\n"
+FROM_STAGING = _insert_events("source_id FROM staging", "staging")
+FROM_JSON = _insert_events(
+    "(j->>'s') FROM json_array_elements($1::json) j",
+    "json_to_recordset($1::json)\n"
     "        AS j(i text, s text, t text, ts bigint, r bigint, b json),\n"
-    "        LATERAL (SELECT j.i, j.s, j.t, j.ts, j.r, j.b::text)"
-    " AS u(id, source_id, type, timestamp, received_at, body)",
+    "        LATERAL (SELECT j.i, j.s, j.t, j.ts, j.r, j.b::text)",
 )
 BODY = json.dumps(
     {
@@ -153,16 +137,7 @@ async def measure(args: argparse.Namespace) -> dict:
                     await conn.copy_records_to_table("staging", records=rows)
                     await conn.fetch(FROM_STAGING)
             elif way == "joined":
-                sep = "\x1f"
-                await conn.fetch(
-                    FROM_JOINED,
-                    sep.join(r.id for r in batch),
-                    sep.join(r.source_id for r in batch),
-                    sep.join(r.type for r in batch),
-                    ",".join(str(r.timestamp) for r in batch),
-                    ",".join(str(r.received_at) for r in batch),
-                    sep.join(r.body for r in batch),
-                )
+                await conn.fetch(INSERT_EVENTS_JOINED, *_joined(batch))
             elif way == "json":
                 await conn.fetch(FROM_JSON, as_json(batch))
 

@@ -26,6 +26,7 @@ from boltic_cli.models import (
 )
 from boltic_cli.server.auth import Principal, header, principal
 from boltic_cli.server.responses import (
+    UNKNOWN_TOKEN,
     Problem,
     describe_validation_errors,
     unauthorized,
@@ -150,14 +151,10 @@ async def send_event_batch(request: Request) -> Response:
             raise SourceGone(caller.source.id)
         return _render_batch(len(items), refused, positions, outcomes)
 
-    # Nothing reaching the inserting statement, which is what checks a key the gate may
-    # have passed from this process's earlier view: ask now.
-    if (
-        not records
-        and caller.source is not None
-        and await store.source_for_key(caller.source.write_key) is None
-    ):
-        raise unauthorized("unknown token")
+    if not records and caller.source is not None:
+        # Nothing reaches the inserting statement, which is what checks a key the gate
+        # may have passed from this process's earlier view: ask now.
+        await _key_now(store, caller.source)
     write = store.insert_batch(records, render, idempotency(request, raw))
     try:
         stored = await committed(_rechecked(store, caller, write))
@@ -257,11 +254,18 @@ async def _rechecked(store: Store, caller: Principal, write: Awaitable[T]) -> T:
     except SourceGone:
         if caller.source is None:
             raise
-        now = await store.source_for_key(caller.source.write_key)
-        if now is None:
-            raise unauthorized("unknown token") from None
+        now = await _key_now(store, caller.source)
         await _check_source(store, replace(caller, source=now), now.id, {})
         raise
+
+
+async def _key_now(store: Store, seen: SourceInfo) -> SourceInfo:
+    """The source of ``seen``'s write key as the database has it now; raises Problem
+    401, as the gate answers an unknown key, when there is none."""
+    now = await store.source_for_key(seen.write_key)
+    if now is None:
+        raise unauthorized(UNKNOWN_TOKEN)
+    return now
 
 
 def _render_batch(

@@ -76,6 +76,27 @@ log = logging.getLogger("boltic.server.postgres")
 # The most waiting writes (or lookups) one group statement carries.
 MAX_GROUP = 1000
 
+
+def _insert_events(source_ids: str, rows: str) -> str:
+    """The inserting statement over ``rows`` (a FROM item of the six columns, in
+    order), ``source_ids`` being what follows ``SELECT DISTINCT`` to list their
+    source ids: one template for every way the columns are sent."""
+    return f"""
+WITH s AS MATERIALIZED (
+    SELECT id FROM sources
+    WHERE id = ANY(ARRAY(SELECT DISTINCT {source_ids})) AND status = 'active'
+    FOR KEY SHARE
+), inserted AS (
+    INSERT INTO events (id, source_id, type, timestamp, received_at, body)
+    SELECT u.id, u.source_id, u.type, u.timestamp, u.received_at, u.body
+    FROM {rows}
+        AS u(id, source_id, type, timestamp, received_at, body)
+    JOIN s ON s.id = u.source_id
+)
+SELECT id FROM s
+"""
+
+
 # Each distinct source of the statement is locked once (the CTE, by its primary key),
 # then joined: locking in the join (``FOR KEY SHARE OF s`` on the joined rows) locked
 # the same source row once per event, 500 times for a batch, and with concurrent
@@ -83,20 +104,10 @@ MAX_GROUP = 1000
 # ids of the sources it locked (the events of exactly those were inserted: usually one
 # row), not each inserted event's id (500 rows to send and decode for a batch).
 # Measured on 500-event inserts: docs/internals.md.
-INSERT_EVENTS = """
-WITH s AS MATERIALIZED (
-    SELECT id FROM sources
-    WHERE id = ANY(ARRAY(SELECT DISTINCT unnest($2::text[]))) AND status = 'active'
-    FOR KEY SHARE
-), inserted AS (
-    INSERT INTO events (id, source_id, type, timestamp, received_at, body)
-    SELECT u.id, u.source_id, u.type, u.timestamp, u.received_at, u.body
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])
-        AS u(id, source_id, type, timestamp, received_at, body)
-    JOIN s ON s.id = u.source_id
+INSERT_EVENTS = _insert_events(
+    "unnest($2::text[])",
+    "unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])",
 )
-SELECT id FROM s
-"""
 # INSERT_EVENTS with each text column sent as one string joined by SEPARATOR (U+001F)
 # and the times as one comma-joined string, split by the database: asyncpg checks every
 # element of a text[] parameter with Python-level ABC isinstance calls, which py-spy
@@ -104,27 +115,13 @@ SELECT id FROM s
 # (tests/bench/bench_pg_batch_encoding.json): server 4.3 -> 1.9 us, PostgreSQL +0.5 us.
 # Used only when no value holds the separator (``_joined``); otherwise INSERT_EVENTS.
 SEPARATOR = "\x1f"
-INSERT_EVENTS_JOINED = """
-WITH s AS MATERIALIZED (
-    SELECT id FROM sources
-    WHERE id = ANY(ARRAY(SELECT DISTINCT unnest(string_to_array($2, E'\\x1f'))))
-        AND status = 'active'
-    FOR KEY SHARE
-), inserted AS (
-    INSERT INTO events (id, source_id, type, timestamp, received_at, body)
-    SELECT u.id, u.source_id, u.type, u.timestamp, u.received_at, u.body
-    FROM unnest(
-        string_to_array($1, E'\\x1f'),
-        string_to_array($2, E'\\x1f'),
-        string_to_array($3, E'\\x1f'),
-        string_to_array($4, ',')::bigint[],
-        string_to_array($5, ',')::bigint[],
-        string_to_array($6, E'\\x1f')
-    ) AS u(id, source_id, type, timestamp, received_at, body)
-    JOIN s ON s.id = u.source_id
+_SPLIT = "string_to_array(${}, E'\\x1f')"
+INSERT_EVENTS_JOINED = _insert_events(
+    f"unnest({_SPLIT.format(2)})",
+    f"unnest({_SPLIT.format(1)}, {_SPLIT.format(2)}, {_SPLIT.format(3)},"
+    " string_to_array($4, ',')::bigint[], string_to_array($5, ',')::bigint[],"
+    f" {_SPLIT.format(6)})",
 )
-SELECT id FROM s
-"""
 # Write keys of active sources this process has seen (``source_for_key``); emptied
 # when full, so a process that sees many keys asks more often, never answers wrong.
 KNOWN_KEYS = 10_000
@@ -408,11 +405,10 @@ class PostgresStore(PostgresDeliveries, base.Store):
 
     async def _insert_group(self, records: list[EventRecord]) -> list[Any]:
         """One statement for the group (each event's answer, or SourceGone)."""
-        events = records
         if self.commit_delay:
             await asyncio.sleep(self.commit_delay)
         try:
-            live = await self._call(lambda conn: _insert(conn, events))
+            live = await self._call(lambda conn: _insert(conn, records))
         except StoreUnavailable as e:
             return [e] * len(records)
         return [accepted(r.id) if r.source_id in live else SourceGone(r.source_id) for r in records]
